@@ -1,0 +1,14 @@
+"""A reverse-mode automatic differentiation engine on NumPy.
+
+    from autodiff import Tensor, no_grad, gradcheck
+    import autodiff.functional as F
+
+Imports NumPy and nothing else.
+"""
+from .tensor import Tensor, no_grad, is_grad_enabled, unbroadcast
+from .gradcheck import gradcheck, GradcheckError
+from .graph import graph_str, print_graph, to_dot
+from . import functional
+
+__all__ = ["Tensor", "no_grad", "is_grad_enabled", "unbroadcast", "gradcheck", "GradcheckError",
+           "graph_str", "print_graph", "to_dot", "functional"]

@@ -1,0 +1,8 @@
+"""Layers, optimizers, losses and data on top of the autodiff engine (PyTorch's names and layouts)."""
+from .module import Module, Parameter, Sequential, ModuleList
+from .layers import (Linear, Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d,
+                     Dropout, Flatten, Unflatten, ReLU, LeakyReLU, Tanh, Sigmoid, Softplus, Identity)
+from .init import manual_seed, get_rng
+from .optim import SGD, Adam, RMSProp, Adagrad, clip_grad_norm_
+from . import init, optim, losses
+from .checkpoint import save_checkpoint, load_checkpoint, save_npz_atomic, load_npz, save_json_atomic

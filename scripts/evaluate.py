@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""Evaluate a finished run:  python scripts/evaluate.py DIR [--data-dir D]
+
+Prints ONE JSON line. For the VAE/CVAE: test_neg_elbo_nats and test_iwae_nats; for flows:
+test_bits_per_dim; measured on the test split of D (default: the embedded validation split).
+Which model DIR holds is read from DIR/metrics.json ("model").
+"""
+import argparse
+import importlib
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cli.common import UsageError  # noqa: E402
+from train import COMMANDS  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", metavar="DIR", help="a folder written by scripts/train.py")
+    parser.add_argument("--data-dir", default=None, help="standard MNIST files (default: embedded digits)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the Monte-Carlo estimates")
+    args = parser.parse_args(argv)
+    try:
+        metrics_path = os.path.join(args.run_dir, "metrics.json")
+        if not os.path.exists(metrics_path):
+            raise UsageError(f"{metrics_path} not found: DIR must be a folder written by scripts/train.py")
+        with open(metrics_path) as f:
+            model = json.load(f).get("model")
+        if model not in COMMANDS:
+            raise UsageError(f"{metrics_path} names model {model!r}; known models: {sorted(COMMANDS)}")
+        module = importlib.import_module(COMMANDS[model])
+        if not hasattr(module, "evaluate"):
+            raise UsageError(f"evaluate.py has nothing to measure for model {model!r}")
+        result = module.evaluate(args.run_dir, model, args.data_dir, args.seed)
+    except UsageError as error:
+        print(f"evaluate.py: error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
