@@ -207,3 +207,5 @@ def _unsqueeze(g: np.ndarray, axis, ndim: int):
         return np.reshape(g, (1,) * ndim)
     axes = (axis,) if np.isscalar(axis) else axis
     return np.expand_dims(g, tuple(a % ndim for a in axes))
+from .conv import conv2d, conv_transpose2d, max_pool2d, avg_pool2d  # noqa: E402  (re-exported)
+from .norm import batch_norm, dropout  # noqa: E402  (re-exported)

@@ -11,10 +11,16 @@ How reverse-mode autodiff works here, in four sentences.
 4. Broadcasting is undone in exactly one place, `unbroadcast` (the adjoint of broadcasting is
    summation), and `_accumulate` asserts that every gradient has its input's shape.
 
-Gradients of leaf tensors accumulate across calls: calling `backward()` twice on the same graph adds
-the gradient twice (as in PyTorch). Set `t.grad = None` (or use an optimizer's `zero_grad()`) between
-steps. Gradients of intermediate (non-leaf) nodes are recomputed from scratch on every `backward()`.
-Gradient arrays may be shared between nodes: treat `.grad` as read-only, or assign a new array.
+Gradients of leaf tensors accumulate across calls, as in PyTorch: two forward-backward passes (or
+`backward(retain_graph=True)` followed by `backward()` on the same graph) add the gradients. Set
+`t.grad = None` (or use an optimizer's `zero_grad()`) between steps. Gradients of intermediate
+(non-leaf) nodes are recomputed from scratch on every `backward()`. Gradient arrays may be shared
+between nodes: treat `.grad` as read-only, or assign a new array.
+
+Memory. Each `_backward` closure refers to its own output, a reference cycle that only Python's slow
+cycle collector would free. So `backward()` frees the graph it walked (replaces each closure by one
+that raises if called again; pass retain_graph=True to keep it), and inside `no_grad()` no closure is
+stored at all. Then a step's graph is freed by reference counting as soon as the loss goes away.
 """
 from __future__ import annotations
 
@@ -88,7 +94,17 @@ class Tensor:
         self.grad = None                 # np.ndarray of data's shape once backward() reached us
         self._parents = _parents         # the Tensors this one was computed from
         self._op = _op                   # name of the operation, for printing graphs
-        self._backward = None            # closure: adds d(loss)/d(parent) into each parent's grad
+        self._backward_fn = None         # closure: adds d(loss)/d(parent) into each parent's grad
+
+    @property
+    def _backward(self):
+        return self._backward_fn
+
+    @_backward.setter
+    def _backward(self, fn):
+        """Ops set `out._backward = closure`; kept only if `out` is part of a graph (see Memory)."""
+        if self.requires_grad:
+            self._backward_fn = fn
 
     # ---------------------------------------------------------------- building the graph
     @staticmethod
@@ -117,11 +133,12 @@ class Tensor:
         return Tensor(other)
 
     # ---------------------------------------------------------------- backward
-    def backward(self, grad=None) -> None:
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
         """Fill `.grad` of every tensor this one depends on with d(self)/d(tensor), times `grad`.
 
         `grad` defaults to 1 for a scalar; a non-scalar output needs an explicit `grad` of its shape.
-        Leaf gradients accumulate: two calls add twice."""
+        Leaf gradients accumulate. The graph is freed afterwards unless retain_graph=True (a second
+        backward through a freed graph raises, as in PyTorch)."""
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad: no input of the "
                                "computation had requires_grad=True (or it ran inside no_grad())")
@@ -141,8 +158,12 @@ class Tensor:
                 node.grad = None
         self._accumulate(grad)
         for node in reversed(order):       # outputs before inputs
-            if node._backward is not None and node.grad is not None:
-                node._backward()
+            if node._backward_fn is not None and node.grad is not None:
+                node._backward_fn()
+        if not retain_graph:               # break the closure -> output cycles (see Memory)
+            for node in order:
+                if node._parents:
+                    node._backward_fn = _graph_freed
 
     def _topological_order(self) -> list:
         """Nodes that need grad, every node after all its parents. Iterative depth-first search."""
@@ -189,6 +210,9 @@ class Tensor:
         return Tensor(self.data)
 
     def astype(self, dtype) -> "Tensor":
+        """Cast; the gradient is cast back. Casting to an integer type ends the graph (no gradient)."""
+        if not np.issubdtype(np.dtype(dtype), np.floating):
+            return Tensor(self.data.astype(dtype))
         out = Tensor._make(self.data.astype(dtype), (self,), "astype")
         out._backward = lambda: self._accumulate(out.grad.astype(self.data.dtype))
         return out
@@ -278,6 +302,8 @@ class Tensor:
         if self.ndim == 0 or other.ndim == 0:
             raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes "
                              f"{self.shape} and {other.shape}")
+        if self.ndim == 1 and other.ndim == 1:   # vector @ vector: a (1, K) row times a (K, 1) column
+            return (self.reshape(1, -1) @ other.reshape(-1, 1)).reshape(())
         if self.ndim == 1:                   # vector @ matrix: as a (1, K) row, then drop the row axis
             result = self.reshape(1, -1) @ other
             return result.reshape(*result.shape[:-2], result.shape[-1])
@@ -287,7 +313,11 @@ class Tensor:
             raise ValueError(f"matmul: shapes {self.shape} and {other.shape} do not align: "
                              f"{self.shape[-1]} (last axis of the left) != {other.shape[-2]} "
                              f"(second-to-last axis of the right)")
-        _broadcast_shape("matmul (batch axes)", self.shape[:-2], other.shape[:-2])
+        try:
+            np.broadcast_shapes(self.shape[:-2], other.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: shapes {self.shape} and {other.shape}: batch axes {self.shape[:-2]} "
+                             f"and {other.shape[:-2]} cannot be broadcast together") from None
         out = Tensor._make(self.data @ other.data, (self, other), "matmul")
         def _backward():
             if self.requires_grad:
@@ -420,6 +450,12 @@ class Tensor:
 
 
 # ==================================================================== helpers
+def _graph_freed():
+    raise RuntimeError("backward() through a graph that an earlier backward() already freed; "
+                       "call the first backward(retain_graph=True) to go through it twice, or "
+                       "recompute the forward pass")
+
+
 def _data(x):
     return x.data if isinstance(x, Tensor) else x
 

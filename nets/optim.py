@@ -111,7 +111,8 @@ class Adam(Optimizer):
         m_hat = m / (1 - beta1^t)                 (bias correction: m and v start at zero)
         v_hat = v / (1 - beta2^t)
         p <- p - lr m_hat / (sqrt(v_hat) + eps)
-    weight_decay adds wd * p to g (L2, as torch.optim.Adam)."""
+    weight_decay adds wd * p to g (L2, as torch.optim.Adam). t counts the steps in which this
+    parameter had a gradient."""
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
@@ -122,7 +123,8 @@ class Adam(Optimizer):
 
     def _update(self, p, g, state):
         beta1, beta2 = self.betas
-        t = self.step_count
+        t = int(state.get("step", 0)) + 1      # this parameter's own step count, as in PyTorch
+        state["step"] = np.asarray(t)
         g = self._decayed(p, g, self.weight_decay)
         m, v = self._buffer(state, "m", p), self._buffer(state, "v", p)
         m *= beta1
@@ -175,6 +177,7 @@ class Adagrad(Optimizer):
 def clip_grad_norm_(params, max_norm: float) -> float:
     """Scale all gradients together so that their joint L2 norm is at most max_norm.
     Returns the norm before clipping (as torch.nn.utils.clip_grad_norm_)."""
+    params = list(params)                      # a generator would be used up by the first pass
     grads = [p.grad for p in params if p.grad is not None]
     total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
     if total > max_norm:

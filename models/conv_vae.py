@@ -1,0 +1,222 @@
+r"""A convolutional autoencoder / variational autoencoder for small square frames (the homework's MyVAE).
+
+Shapes: N batch, C image channels (1 gray, 3 RGB), S image size (S x S), L = len(hidden_dims) blocks,
+s = S / 2^L the bottleneck's spatial size, D = hidden_dims[-1] * s * s the flattened width, Z latent_dim.
+
+    encoder   L blocks  Conv2d(k3, s2, p1) -> BatchNorm2d -> LeakyReLU     (N, C, S, S) -> (N, h_L, s, s)
+              each block halves the image: 32 px -> 16 -> 8 -> 4 -> 2 -> 1; 64 px -> ... -> 2
+    flatten                                                              (N, h_L, s, s) -> (N, D)
+    bottleneck 'ae':  z = z_simple(h)                                    Linear(D, Z)
+               'vae': mu = z_mu(h), logvar = z_logvar(h)                 two Linear(D, Z) heads
+                      z = mu + sigma * eps, sigma = exp(0.5 logvar), eps ~ N(0, I)   (reparameterisation)
+    decoder   decoder_input Linear(Z, D) -> unflatten to (N, h_L, s, s)
+              L-1 blocks ConvTranspose2d(k3, s2, p1, output_padding 1) -> BatchNorm2d -> LeakyReLU,
+              channels h_L -> ... -> h_1, each doubling the image; then the final block: one more
+              such ConvTranspose2d(h_1 -> h_1) back to S x S, and Conv2d(h_1 -> C, k3, p1) -> sigmoid,
+              so the reconstruction is in [0, 1] like the frames.
+
+Which components run when (the homework's first question):
+    forward pass (training)  encoder -> bottleneck (z_simple, or z_mu + z_logvar + reparameterise)
+                             -> decoder. Every parameter gets a gradient.
+    sampling                 z ~ N(0, I) -> decoder only. The encoder and the bottleneck heads are
+                             not used at all: they exist to train the decoder.
+
+What differs between the AE and the VAE (the second question): the AE maps a frame to one point z and
+is trained on reconstruction alone, so nothing says where in R^Z its codes lie -- decoding z ~ N(0, I)
+gives shapes the decoder never saw (`sample` on an AE shows it). The VAE maps a frame to a Gaussian
+q(z|x) = N(mu, sigma^2), decodes a *sample* of it, and pays KL(q(z|x) || N(0, I)) for moving away from
+the prior: codes fill the region the prior draws from, so prior samples decode to frames.
+
+The loss (per image, averaged over the batch; see `loss`):
+    'mse': sum over pixels of (x - x_hat)^2  +  beta * KL      ('ae': the first term only)
+    'bce': sum over pixels of BCE(x_hat, x)   +  beta * KL
+The summed squared error is -log N(x; x_hat, sigma_x^2 I) up to a constant with sigma_x^2 = 1/2, scaled
+by 1/beta: beta sets how much the KL costs against the pixels. Frames are mostly a constant background
+with a small moving cart and a thin pole, so the pixel term per image is small and beta must be small
+(the CLI's default 0.05) or the KL wins and every reconstruction becomes the mean frame.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import nets
+from autodiff import Tensor, no_grad
+import autodiff.functional as F
+from nets.losses import binary_cross_entropy_with_logits, gaussian_kl
+
+VARIANTS = ("ae", "vae")
+RECON_LOSSES = ("mse", "bce")
+
+
+def _block(layer, channels: int, slope: float, dtype) -> nets.Sequential:
+    """layer -> BatchNorm2d(channels) -> LeakyReLU(slope)"""
+    return nets.Sequential(layer, nets.BatchNorm2d(channels, dtype=dtype), nets.LeakyReLU(slope))
+
+
+class ConvVAE(nets.Module):
+    """Conv encoder -> linear bottleneck ('ae') or Gaussian heads ('vae') -> transposed-conv decoder.
+    See the module docstring for the layers, shapes, and which parts run in training and in sampling."""
+
+    def __init__(self, in_channels: int = 1, image_size: int = 32, hidden_dims=(32, 64, 128, 256, 512),
+                 latent_dim: int = 16, variant: str = "vae", slope: float = 0.01, dtype=np.float32, rng=None):
+        super().__init__()
+        hidden_dims = tuple(int(h) for h in hidden_dims)
+        if variant not in VARIANTS:
+            raise ValueError(f"ConvVAE: variant must be one of {VARIANTS}, got {variant!r}")
+        if not hidden_dims or min(hidden_dims) <= 0 or in_channels <= 0 or latent_dim <= 0:
+            raise ValueError(f"ConvVAE: in_channels, latent_dim and every hidden dim must be positive, got "
+                             f"in_channels={in_channels}, latent_dim={latent_dim}, hidden_dims={hidden_dims}")
+        shrink = 2 ** len(hidden_dims)
+        if image_size % shrink:
+            raise ValueError(f"ConvVAE: image_size {image_size} must be a multiple of 2^{len(hidden_dims)} = "
+                             f"{shrink} (one halving per hidden dim, and the decoder doubles back exactly)")
+        self.in_channels, self.image_size, self.hidden_dims = in_channels, image_size, hidden_dims
+        self.latent_dim, self.variant = latent_dim, variant
+        self.bottleneck_size = image_size // shrink                   # s
+        flat = hidden_dims[-1] * self.bottleneck_size ** 2             # D
+
+        # encoder: (N, C, S, S) -> (N, h_L, s, s)
+        blocks, channels = [], in_channels
+        for h in hidden_dims:
+            blocks.append(_block(nets.Conv2d(channels, h, 3, stride=2, padding=1, dtype=dtype, rng=rng),
+                                 h, slope, dtype))
+            channels = h
+        self.encoder = nets.Sequential(*blocks)
+
+        # bottleneck: only the heads this variant uses exist (so every parameter is trained)
+        if variant == "ae":
+            self.z_simple = nets.Linear(flat, latent_dim, dtype=dtype, rng=rng)   # (N, D) -> (N, Z)
+        else:
+            self.z_mu = nets.Linear(flat, latent_dim, dtype=dtype, rng=rng)       # (N, D) -> (N, Z)
+            self.z_logvar = nets.Linear(flat, latent_dim, dtype=dtype, rng=rng)   # (N, D) -> (N, Z)
+
+        # decoder: (N, Z) -> (N, D) -> (N, h_L, s, s) -> ... -> (N, C, S, S)
+        self.decoder_input = nets.Linear(latent_dim, flat, dtype=dtype, rng=rng)
+        self.unflatten = nets.Unflatten(1, (hidden_dims[-1], self.bottleneck_size, self.bottleneck_size))
+        blocks = []
+        for h_in, h_out in zip(hidden_dims[::-1], hidden_dims[::-1][1:]):
+            blocks.append(_block(nets.ConvTranspose2d(h_in, h_out, 3, stride=2, padding=1, output_padding=1,
+                                                      dtype=dtype, rng=rng), h_out, slope, dtype))
+        blocks.append(_block(nets.ConvTranspose2d(hidden_dims[0], hidden_dims[0], 3, stride=2, padding=1,
+                                                  output_padding=1, dtype=dtype, rng=rng),
+                             hidden_dims[0], slope, dtype))
+        self.decoder = nets.Sequential(*blocks)
+        self.final_conv = nets.Conv2d(hidden_dims[0], in_channels, 3, padding=1, dtype=dtype, rng=rng)
+
+    # ---------------------------------------------------------------- the three parts
+    def _check_input(self, x: Tensor) -> None:
+        expected = (self.in_channels, self.image_size, self.image_size)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"ConvVAE: expected frames of shape (N, {expected[0]}, {expected[1]}, "
+                             f"{expected[2]}), got {tuple(x.shape)}")
+
+    def encode(self, x: Tensor):
+        """'vae': (mu, logvar), each (N, Z), the parameters of q(z|x);  'ae': the code z, (N, Z)."""
+        self._check_input(x)
+        h = self.encoder(x)
+        h = h.reshape(h.shape[0], -1)                                  # flatten: (N, D)
+        if self.variant == "ae":
+            return self.z_simple(h)
+        return self.z_mu(h), self.z_logvar(h)
+
+    @staticmethod
+    def reparameterize(mu: Tensor, logvar: Tensor, rng: np.random.Generator) -> Tensor:
+        """z = mu + sigma * eps, eps ~ N(0, I): the randomness is an input (eps), so z is a differentiable
+        function of mu and logvar (dz/dmu = 1, dz/dlogvar = 0.5 sigma eps)."""
+        sigma = (0.5 * logvar).exp()                 # sigma = exp(0.5 * logvar): the STANDARD DEVIATION
+        eps = rng.standard_normal(mu.shape).astype(mu.dtype)
+        return mu + sigma * eps
+
+    def decode_logits(self, z: Tensor) -> Tensor:
+        """(N, Z) -> (N, C, S, S) pre-sigmoid values (the BCE loss works on these, stably)."""
+        h = self.unflatten(self.decoder_input(z))
+        return self.final_conv(self.decoder(h))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """(N, Z) -> (N, C, S, S) frames in [0, 1]."""
+        return F.sigmoid(self.decode_logits(z))
+
+    # ---------------------------------------------------------------- using them
+    def _code(self, x: Tensor, rng):
+        """(z, mu, logvar); 'ae': mu = z and logvar = None. rng None: z = mu (no sampling)."""
+        if self.variant == "ae":
+            z = self.encode(x)
+            return z, z, None
+        mu, logvar = self.encode(x)
+        return (mu if rng is None else self.reparameterize(mu, logvar, rng)), mu, logvar
+
+    def forward(self, x: Tensor, rng: np.random.Generator | None = None):
+        """(reconstruction in [0, 1], mu, logvar). 'vae': z = mu + sigma eps with eps from `rng`, or z = mu
+        when rng is None (a deterministic reconstruction). 'ae': mu is the code z and logvar is None."""
+        z, mu, logvar = self._code(x, rng)
+        return self.decode(z), mu, logvar
+
+    def loss(self, x, rng: np.random.Generator | None = None, beta: float = 1.0, recon: str = "mse"):
+        """Negative ELBO per image, averaged over the batch (the module docstring says why `beta`):
+            ELBO_n = E_q[log p(x_n|z)] - KL_n   (maximised),  so  loss = -ELBO = recon + KL  (minimised)
+            loss = mean_n [ recon_n + beta * KL_n ]       ('ae': mean_n recon_n, no KL)
+            recon_n = sum_pixels (x - x_hat)^2  ('mse')   or   sum_pixels BCE(x_hat, x)  ('bce')
+            KL_n    = KL(N(mu_n, sigma_n^2) || N(0, I)) = -1/2 sum_j (1 + logvar - mu^2 - e^logvar) >= 0
+        Returns (loss Tensor, {"recon": float, "kl": float, "mse": per-pixel MSE float})."""
+        if recon not in RECON_LOSSES:
+            raise ValueError(f"ConvVAE.loss: recon must be one of {RECON_LOSSES}, got {recon!r}")
+        x = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+        n = x.shape[0]
+        z, mu, logvar = self._code(x, rng)
+        logits = self.decode_logits(z)
+        x_hat = F.sigmoid(logits)
+        if recon == "mse":
+            diff = x_hat - x
+            recon_loss = (diff * diff).sum() / n
+        else:
+            recon_loss = binary_cross_entropy_with_logits(logits, x, reduction="sum") / n
+        total = recon_loss
+        kl_value = 0.0
+        if self.variant == "vae":
+            kl = gaussian_kl(mu, logvar).mean()                        # (N,) -> batch mean
+            total = recon_loss + beta * kl
+            kl_value = float(kl)
+        mse = float(np.mean((x_hat.data - x.data) ** 2))
+        return total, {"recon": float(recon_loss), "kl": kl_value, "mse": mse}
+
+    # ---------------------------------------------------------------- without gradients, in eval mode
+    def _eval(self, fn):
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                return fn()
+        finally:
+            self.train(was_training)
+
+    def reconstruct(self, x, batch_size: int = 256) -> np.ndarray:
+        """Deterministic reconstructions (z = mu; BatchNorm on running statistics) as an ndarray."""
+        x = np.asarray(x.data if isinstance(x, Tensor) else x)
+        dtype = self.decoder_input.weight.dtype
+        parts = [self._eval(lambda b=x[i:i + batch_size]: self.forward(Tensor(b.astype(dtype)))[0].data)
+                 for i in range(0, len(x), batch_size)]
+        return np.concatenate(parts)
+
+    def encode_mean(self, x, batch_size: int = 256):
+        """(mu, logvar) as ndarrays ('ae': (z, None)), in eval mode."""
+        x = np.asarray(x.data if isinstance(x, Tensor) else x)
+        dtype = self.decoder_input.weight.dtype
+        mus, logvars = [], []
+        for i in range(0, len(x), batch_size):
+            _, mu, logvar = self._eval(lambda b=x[i:i + batch_size]: self._code(Tensor(b.astype(dtype)), None))
+            mus.append(mu.data)
+            logvars.append(None if logvar is None else logvar.data)
+        return np.concatenate(mus), (None if logvars[0] is None else np.concatenate(logvars))
+
+    def decode_numpy(self, z, batch_size: int = 256) -> np.ndarray:
+        """Decode an (N, Z) ndarray of codes in eval mode -> (N, C, S, S) ndarray in [0, 1]."""
+        z = np.asarray(z, dtype=self.decoder_input.weight.dtype)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"ConvVAE: expected codes of shape (N, {self.latent_dim}), got {z.shape}")
+        return np.concatenate([self._eval(lambda b=z[i:i + batch_size]: self.decode(Tensor(b)).data)
+                               for i in range(0, len(z), batch_size)])
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n frames decoded from the prior z ~ N(0, I): only the decoder runs (eval mode, no gradients).
+        For 'ae' the same call shows what the AE's decoder makes of prior draws (not frames, in general)."""
+        return self.decode_numpy(rng.standard_normal((n, self.latent_dim)))

@@ -1,0 +1,137 @@
+r"""What the three CartPole agents (dqn.py, reinforce.py, es.py) share: the environment, seeding,
+greedy evaluation, the 100-episode running average and the first episode at which it crosses a bar.
+
+gymnasium 1.x API: `reset(seed=...)` returns (obs, info); `step(a)` returns
+(obs, reward, terminated, truncated, info).  CartPole-v1: reward +1 per step, `terminated` when the
+pole falls or the cart leaves the track, `truncated` at the 500-step cap (so returns lie in [1, 500]).
+
+Seeding, once per run: `env.reset(seed=seed)` on the first episode seeds the environment's own
+generator (later resets continue it), `env.action_space.seed(seed)`, and the agent's NumPy generators.
+At an episode boundary the environment's whole random state is its generator's state, which
+`env_rng_state` / `set_env_rng_state` read and write, so a checkpoint taken between episodes
+resumes exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+
+ENV_ID = "CartPole-v1"
+EVAL_SEED_OFFSET = 10_000      # greedy evaluation uses env seed `seed + 10_000`: never a training episode
+WINDOW = 100                   # the homework's running average is over the last 100 episodes
+
+
+def hp(default, help: str):
+    """A hyperparameter: a dataclass field with its default and one line of help (shown by --help)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+# ==================================================================== the environment
+def make_env(seed: int | None = None):
+    """CartPole-v1 (with gymnasium's 500-step TimeLimit); the action space is seeded if seed is given.
+    The observation generator is seeded by the first `env.reset(seed=seed)`."""
+    env = gym.make(ENV_ID)
+    if seed is not None:
+        env.action_space.seed(seed)
+    return env
+
+
+def env_rng_state(env) -> dict:
+    """The state of the environment's generator (all the randomness of the next reset)."""
+    return env.unwrapped.np_random.bit_generator.state
+
+
+def set_env_rng_state(env, state: dict) -> None:
+    env.unwrapped.np_random.bit_generator.state = state
+
+
+def run_greedy_episodes(act, n_episodes: int, seed: int) -> list[float]:
+    """Returns of `n_episodes` fresh episodes that pick actions with `act(obs) -> int` (no exploration).
+    The environment is seeded once with `seed`, so the same policy always gets the same 100 starts."""
+    env = make_env(seed)
+    returns = []
+    for i in range(n_episodes):
+        obs, _ = env.reset(seed=seed if i == 0 else None)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return returns
+
+
+# ==================================================================== learning curves
+def running_average(values, window: int = WINDOW) -> np.ndarray:
+    """avg[k] = mean(values[max(0, k+1-window) : k+1]): the mean of the last `window` values
+    (of all of them while fewer than `window` exist), as the homework's plot shows it."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values
+    cumulative = np.concatenate([[0.0], np.cumsum(values)])
+    k = np.arange(1, values.size + 1)
+    start = np.maximum(0, k - window)
+    return (cumulative[k] - cumulative[start]) / (k - start)
+
+
+def first_crossing(returns, threshold: float, window: int = WINDOW):
+    """(episode, env step) at which the average of the last `window` returns first reaches `threshold`
+    (episode counted from 1, needs a full window; env step = total steps at the end of that episode);
+    (None, None) if it never does. CartPole's return equals the episode's length, so the env step is the
+    cumulative sum of returns."""
+    returns = np.asarray(returns, dtype=np.float64)
+    if returns.size < window:
+        return None, None
+    averages = running_average(returns, window)[window - 1:]
+    hits = np.nonzero(averages >= threshold)[0]
+    if hits.size == 0:
+        return None, None
+    episode = int(hits[0]) + window
+    return episode, int(returns[:episode].sum())
+
+
+def crossing_metrics(returns) -> dict:
+    """first_episode_avg300, first_step_avg300, first_episode_avg475, first_step_avg475 (None: never)."""
+    metrics = {}
+    for bar in (300, 475):
+        episode, step = first_crossing(returns, bar)
+        metrics[f"first_episode_avg{bar}"] = episode
+        metrics[f"first_step_avg{bar}"] = step
+    return metrics
+
+
+def mlp_forward_numpy(net, obs) -> np.ndarray:
+    """The outputs of a Sequential of nets.Linear / nets.ReLU layers for ONE observation, computed on the
+    raw arrays. It is exactly net(obs), minus the engine's per-op bookkeeping, which dominates for a
+    4-input network called once per environment step (about 5x faster; tests compare the two)."""
+    import nets                       # local import: keep this module's top free of the engine
+    h = np.asarray(obs, dtype=np.float32)
+    for layer in net:
+        if isinstance(layer, nets.Linear):
+            h = layer.weight.data @ h + layer.bias.data
+        elif isinstance(layer, nets.ReLU):
+            h = np.maximum(h, 0)
+        else:
+            raise TypeError(f"mlp_forward_numpy: only Linear and ReLU layers, got {type(layer).__name__}")
+    return h
+
+
+def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
+    """start -> end linearly over `duration` steps, then constant at end."""
+    if duration <= 0:
+        return end
+    return start + (end - start) * min(1.0, t / duration)
+
+
+def budget_progress(episodes_done: int, steps_done: int, episodes: int | None, steps: int | None) -> float:
+    """Fraction of the training budget used: training stops at whichever budget runs out first,
+    so progress is the larger of the two fractions (in [0, 1])."""
+    fractions = [0.0]
+    if episodes:
+        fractions.append(episodes_done / episodes)
+    if steps:
+        fractions.append(steps_done / steps)
+    return min(1.0, max(fractions))

@@ -1,0 +1,307 @@
+r"""Deep Q-Network (Mnih et al., 2015) on CartPole-v1, on our own autodiff engine.
+
+The idea in five lines.
+    Q(s, a; theta) estimates the discounted return of taking a in s and acting greedily afterwards.
+    Act epsilon-greedily, store every transition (s, a, r, s', terminated) in a replay buffer.
+    Each update samples a batch of old transitions and regresses Q(s, a) onto the TD target
+        y = r + gamma * (1 - terminated) * max_a' Q_target(s', a')
+    with the Huber loss; Q_target is a slowly updated copy of the network (it keeps y from chasing itself).
+
+Bootstrapping and the 500-step cap: `terminated` (the pole fell) means s' has no future, so y = r.
+`truncated` (the time limit) is not a property of the state -- the pole was still up -- so a truncated
+transition still bootstraps from Q_target(s'). Only `terminated` is stored in the buffer.
+
+Double DQN (van Hasselt et al., 2016): the online net picks a', the target net scores it,
+    y = r + gamma * (1 - terminated) * Q_target(s', argmax_a' Q(s', a')),
+which removes most of the max operator's upward bias.
+
+Reading order: DQNConfig (every hyperparameter), QNetwork, ReplayBuffer, select_action (the epsilon
+schedule), td_target and optimize (one gradient step), update_target, then the DQN agent whose
+`train_episode` is the training loop. Everything is float32.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import nets
+from autodiff import Tensor, no_grad
+from nets.losses import huber_loss
+from rl.common import (budget_progress, env_rng_state, hp, linear_schedule, make_env, mlp_forward_numpy,
+                       run_greedy_episodes, set_env_rng_state)
+
+
+@dataclass
+class DQNConfig:
+    # ---- budget (training stops at whichever runs out first; None = no limit)
+    episodes: int | None = hp(1000, "training episodes (the homework's budget)")
+    steps: int | None = hp(None, "environment steps")
+    # ---- the Q network and its optimiser
+    hidden: tuple = hp((128, 128), "hidden layer widths of the Q network (ReLU between layers)")
+    lr: float = hp(5e-4, "Adam learning rate at the start of training")
+    lr_final_fraction: float = hp(0.1, "the learning rate decays linearly to lr * this at the end of the budget")
+    max_grad_norm: float = hp(10.0, "clip the gradient's global L2 norm to this (0 = no clipping)")
+    huber_delta: float = hp(1.0, "Huber loss: quadratic for |TD error| <= delta, linear beyond")
+    # ---- the TD target
+    gamma: float = hp(0.99, "discount factor")
+    double_dqn: bool = hp(True, "Double DQN target: online net picks a', target net scores it")
+    target_update_interval: int = hp(500, "update the target network every this many env steps")
+    tau: float = hp(1.0, "target <- tau * online + (1 - tau) * target  (1.0 = hard copy)")
+    # ---- replay
+    buffer_size: int = hp(100_000, "replay buffer capacity (transitions); the oldest are overwritten")
+    batch_size: int = hp(128, "transitions per gradient step")
+    learning_starts: int = hp(1000, "env steps before the first update (the buffer fills first)")
+    train_frequency: int = hp(4, "one gradient step every this many env steps")
+    # ---- exploration
+    eps_start: float = hp(1.0, "epsilon at step 0")
+    eps_end: float = hp(0.04, "epsilon after the decay")
+    eps_decay_steps: int = hp(8_000, "epsilon decays linearly from eps_start to eps_end over these env steps")
+
+
+# ==================================================================== the Q network
+class QNetwork(nets.Module):
+    """obs (N, obs_dim) -> Q values (N, n_actions): Linear-ReLU-...-Linear."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden=(128, 128)):
+        super().__init__()
+        layers, width = [], obs_dim
+        for h in hidden:
+            layers += [nets.Linear(width, h), nets.ReLU()]
+            width = h
+        layers.append(nets.Linear(width, n_actions))
+        self.net = nets.Sequential(*layers)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs)
+
+
+# ==================================================================== the replay buffer
+class ReplayBuffer:
+    """A preallocated ring of the last `capacity` transitions (NumPy arrays, no Python objects).
+
+    `pos` is where the next transition goes; it wraps to 0 after capacity, overwriting the oldest.
+    `size` counts filled slots (<= capacity): sampling draws only from slots [0, size)."""
+
+    def __init__(self, capacity: int, obs_dim: int):
+        if capacity <= 0:
+            raise ValueError(f"ReplayBuffer: capacity must be positive, got {capacity}")
+        self.capacity, self.pos, self.size = capacity, 0, 0
+        self.obs = np.zeros((capacity, obs_dim), np.float32)
+        self.actions = np.zeros(capacity, np.int64)
+        self.rewards = np.zeros(capacity, np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), np.float32)
+        self.terminated = np.zeros(capacity, np.float32)     # 1.0 = no bootstrap (truncation is NOT stored)
+
+    def add(self, obs, action: int, reward: float, next_obs, terminated: bool) -> None:
+        i = self.pos
+        self.obs[i], self.actions[i], self.rewards[i] = obs, action, reward
+        self.next_obs[i], self.terminated[i] = next_obs, float(terminated)
+        self.pos = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict:
+        """A batch of transitions drawn uniformly (with replacement) from the filled slots."""
+        if self.size == 0:
+            raise ValueError("ReplayBuffer.sample: the buffer is empty")
+        idx = rng.integers(0, self.size, size=batch_size)
+        return {"obs": self.obs[idx], "actions": self.actions[idx], "rewards": self.rewards[idx],
+                "next_obs": self.next_obs[idx], "terminated": self.terminated[idx]}
+
+    def __len__(self):
+        return self.size
+
+    # -- checkpointing: only the filled slots (saved uncompressed: about 44 bytes per transition)
+    def state_dict(self) -> dict:
+        n = self.size
+        return {"obs": self.obs[:n], "actions": self.actions[:n], "rewards": self.rewards[:n],
+                "next_obs": self.next_obs[:n], "terminated": self.terminated[:n],
+                "pos": np.asarray(self.pos), "size": np.asarray(n)}
+
+    def load_state_dict(self, state: dict) -> None:
+        n = int(state["size"])
+        if n > self.capacity:
+            raise ValueError(f"ReplayBuffer: checkpoint holds {n} transitions, capacity is {self.capacity}")
+        for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
+            getattr(self, name)[:n] = state[name]
+        self.pos, self.size = int(state["pos"]), n
+
+
+# ==================================================================== acting
+def epsilon_at(step: int, cfg: DQNConfig) -> float:
+    """The exploration schedule: linear from eps_start to eps_end over the first eps_decay_steps env
+    steps, then eps_end for the rest of training."""
+    return linear_schedule(cfg.eps_start, cfg.eps_end, cfg.eps_decay_steps, step)
+
+
+def select_action(q_net: QNetwork, obs, epsilon: float, rng: np.random.Generator) -> int:
+    """Epsilon-greedy: with probability epsilon a uniformly random action, otherwise argmax_a Q(obs, a).
+    The random draw comes first and always happens, so the generator advances the same way whatever
+    the network says (reproducible runs)."""
+    n_actions = q_net.net[-1].out_features
+    if rng.random() < epsilon:
+        return int(rng.integers(n_actions))
+    return greedy_action(q_net, obs)
+
+
+def greedy_action(q_net: QNetwork, obs) -> int:
+    """argmax_a Q(obs, a) for ONE observation: the hot path (one call per env step), so it runs the
+    network on the raw arrays (mlp_forward_numpy computes exactly q_net(obs), without building Tensors)."""
+    return int(mlp_forward_numpy(q_net.net, obs).argmax())
+
+
+# ==================================================================== learning
+def td_target(rewards, terminated, next_q_target, gamma: float, next_q_online=None) -> np.ndarray:
+    """y = r + gamma * (1 - terminated) * Q_target(s', a*), with
+    a* = argmax_a Q_target(s', a) (DQN) or argmax_a Q_online(s', a) when next_q_online is given (Double DQN).
+    Shapes: rewards, terminated (N,); next_q_* (N, n_actions). Truncated transitions have terminated = 0
+    and therefore bootstrap."""
+    if next_q_online is None:
+        best = next_q_target.max(axis=1)
+    else:
+        a_star = next_q_online.argmax(axis=1)
+        best = next_q_target[np.arange(len(a_star)), a_star]
+    return (rewards + gamma * (1.0 - terminated) * best).astype(np.float32)
+
+
+def optimize(q_net: QNetwork, target_net: QNetwork, optimizer, batch: dict, cfg: DQNConfig) -> float:
+    """One TD update on a replayed batch; returns the loss.
+        loss = mean_i Huber(Q(s_i, a_i) - y_i),  y computed without gradient (a fixed regression target)."""
+    n = len(batch["actions"])
+    next_obs = Tensor(batch["next_obs"])
+    with no_grad():
+        next_q_target = target_net(next_obs).data
+        next_q_online = q_net(next_obs).data if cfg.double_dqn else None
+    y = td_target(batch["rewards"], batch["terminated"], next_q_target, cfg.gamma, next_q_online)
+
+    q_taken = q_net(Tensor(batch["obs"]))[np.arange(n), batch["actions"]]       # Q(s_i, a_i), shape (N,)
+    loss = huber_loss(q_taken, Tensor(y), delta=cfg.huber_delta)
+    optimizer.zero_grad()
+    loss.backward()
+    if cfg.max_grad_norm > 0:
+        nets.clip_grad_norm_(optimizer.params, cfg.max_grad_norm)
+    optimizer.step()
+    return float(loss)
+
+
+def update_target(target_net: QNetwork, q_net: QNetwork, tau: float) -> None:
+    """target <- tau * online + (1 - tau) * target, in place (tau = 1: a hard copy). The target keeps
+    its own arrays: it is a copy, never an alias of the online parameters."""
+    for t, p in zip(target_net.parameters(), q_net.parameters()):
+        if tau >= 1.0:
+            t.data[...] = p.data
+        else:
+            t.data *= (1.0 - tau)
+            t.data += tau * p.data
+
+
+def copy_network(q_net: QNetwork, obs_dim: int, n_actions: int, hidden) -> QNetwork:
+    """A new QNetwork holding copies of q_net's parameters (via state_dict, which copies the arrays)."""
+    twin = QNetwork(obs_dim, n_actions, hidden)
+    twin.load_state_dict(q_net.state_dict())
+    return twin
+
+
+# ==================================================================== the agent and its training loop
+class DQN:
+    """Owns the networks, optimiser, buffer, generators and the environment; `train_episode()` plays
+    one training episode (updating as it goes). Checkpoints are taken between episodes."""
+
+    name = "dqn"
+
+    def __init__(self, cfg: DQNConfig, seed: int = 0):
+        self.cfg, self.seed = cfg, seed
+        # ---- seeding: one seed for the initial weights, the agent's generator and the environment
+        nets.manual_seed(seed)                        # initial weights of the Q network
+        self.rng = np.random.default_rng(seed)        # epsilon-greedy draws and replay sampling
+        self.env = make_env(seed)                     # action space seeded; env.reset(seed=seed) below
+        self.obs_dim = self.env.observation_space.shape[0]
+        self.n_actions = int(self.env.action_space.n)
+
+        self.q_net = QNetwork(self.obs_dim, self.n_actions, cfg.hidden)
+        self.target_net = copy_network(self.q_net, self.obs_dim, self.n_actions, cfg.hidden)
+        self.optimizer = nets.Adam(self.q_net.parameters(), lr=cfg.lr)
+        self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim)
+
+        self.env_steps = 0           # environment steps taken in training
+        self.updates = 0             # gradient steps taken
+        self.episode_returns: list[float] = []
+        self.episode_losses: list[float] = []    # mean TD loss of each episode's updates (nan: none)
+
+    # ---------------------------------------------------------------- budget
+    def finished(self) -> bool:
+        cfg = self.cfg
+        return bool((cfg.episodes and len(self.episode_returns) >= cfg.episodes)
+                    or (cfg.steps and self.env_steps >= cfg.steps))
+
+    def progress(self) -> float:
+        return budget_progress(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
+
+    # ---------------------------------------------------------------- one training episode
+    def train_episode(self) -> dict:
+        cfg = self.cfg
+        first = not self.episode_returns
+        obs, _ = self.env.reset(seed=self.seed if first else None)
+        total, losses, done = 0.0, [], False
+        while not done:
+            # ---- ALGO LOGIC: act epsilon-greedily and store the transition
+            epsilon = epsilon_at(self.env_steps, cfg)
+            action = select_action(self.q_net, obs, epsilon, self.rng)
+            next_obs, reward, terminated, truncated, _ = self.env.step(action)
+            self.buffer.add(obs, action, reward, next_obs, terminated)    # truncation is not stored
+            obs, total, done = next_obs, total + float(reward), terminated or truncated
+            self.env_steps += 1
+
+            # ---- ALGO LOGIC: learn from a replayed batch every train_frequency steps
+            if self.env_steps > cfg.learning_starts and self.env_steps % cfg.train_frequency == 0:
+                # learning-rate schedule: linear decay to lr * lr_final_fraction at the end of the budget
+                self.optimizer.lr = cfg.lr * (1.0 - (1.0 - cfg.lr_final_fraction) * self.progress())
+                batch = self.buffer.sample(cfg.batch_size, self.rng)
+                losses.append(optimize(self.q_net, self.target_net, self.optimizer, batch, cfg))
+                self.updates += 1
+
+            # ---- ALGO LOGIC: move the target network towards the online network
+            if self.env_steps > cfg.learning_starts and self.env_steps % cfg.target_update_interval == 0:
+                update_target(self.target_net, self.q_net, cfg.tau)
+
+            if cfg.steps and self.env_steps >= cfg.steps:
+                break                   # step budget exhausted mid-episode: count the partial episode
+        self.episode_returns.append(total)
+        self.episode_losses.append(float(np.mean(losses)) if losses else float("nan"))
+        return {"return": total, "epsilon": epsilon_at(self.env_steps, cfg)}
+
+    train_step = train_episode
+
+    def greedy_action(self, obs) -> int:
+        return greedy_action(self.q_net, obs)
+
+    def evaluate(self, n_episodes: int, seed: int) -> list[float]:
+        return run_greedy_episodes(self.greedy_action, n_episodes, seed)
+
+    # ---------------------------------------------------------------- checkpoint (between episodes)
+    def state_dict(self) -> tuple[dict, dict]:
+        """(meta, sections): JSON-able counters and generator states, and the arrays."""
+        meta = {"env_steps": self.env_steps, "updates": self.updates,
+                "rng": self.rng.bit_generator.state, "env_rng": env_rng_state(self.env),
+                "action_space_rng": self.env.action_space.np_random.bit_generator.state,
+                "episode_returns": self.episode_returns, "episode_losses": self.episode_losses}
+        sections = {"q_net": self.q_net.state_dict(), "target_net": self.target_net.state_dict(),
+                    "optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict()}
+        return meta, sections
+
+    def load_state_dict(self, meta: dict, sections: dict) -> None:
+        self.q_net.load_state_dict(sections["q_net"])
+        self.target_net.load_state_dict(sections["target_net"])
+        self.optimizer.load_state_dict(sections["optimizer"])
+        self.buffer.load_state_dict(sections["buffer"])
+        self.env_steps, self.updates = int(meta["env_steps"]), int(meta["updates"])
+        self.rng.bit_generator.state = meta["rng"]
+        self.episode_returns = [float(r) for r in meta["episode_returns"]]
+        self.episode_losses = [float(x) if x is not None else float("nan") for x in meta["episode_losses"]]
+        if self.episode_returns:            # the env was already reset once: continue its generator
+            self.env.reset(seed=self.seed)  # (creates the generator; its state is overwritten next)
+            set_env_rng_state(self.env, meta["env_rng"])
+        self.env.action_space.np_random.bit_generator.state = meta["action_space_rng"]
+
+    def losses(self) -> dict:
+        return {"td_loss": self.episode_losses}

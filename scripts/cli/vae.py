@@ -1,0 +1,355 @@
+"""`train.py vae` and `train.py cvae`: train the MNIST VAE / conditional VAE; `evaluate(...)` for evaluate.py.
+
+    python scripts/train.py cvae                       # the main job: writes the 3 x 10 grid (cvae_grid.png)
+    python scripts/train.py vae --epochs 100 --hidden 400 --latent 20 --batch-size 128 --lr 1e-3
+    python scripts/evaluate.py runs/cvae-... --data-dir /path/to/mnist   # one JSON line
+
+Data and binarisation (the Bernoulli decoder models binary pixels):
+    training    dynamic binarisation: every epoch each training image is replaced by a fresh Bernoulli
+                sample of its grey levels (x_d ~ Bernoulli(intensity_d)); this is the usual
+                "dynamically binarised MNIST" and acts as data augmentation on our 4,500 digits.
+    validation  and test: ONE fixed Bernoulli sample of the images, drawn with seed
+                EVAL_BINARIZATION_SEED (independent of --seed), so every run and every evaluation scores
+                the same binary images and the numbers are comparable. (Thresholding at 0.5 would give
+                easier images and much lower, non-comparable nats.)
+Losses are negative ELBOs in nats per image (lower is better).
+
+Outputs in --out DIR: metrics.json, samples.npz, checkpoint.npz, loss.png, reconstructions.png,
+samples.png, interpolation.png and, for cvae, cvae_grid.png. Ctrl-C saves the state of the last
+finished epoch; `--resume DIR` continues exactly (and `--resume DIR --epochs MORE` extends a finished run).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+import nets
+from autodiff import no_grad
+from nets.data import binarize_dynamic, flatten, iterate_minibatches, load_mnist
+from models.vae import VAE
+from models.cvae import CVAE
+from cli.common import (UsageError, add_common_args, positive_int, positive_float, seed_everything, out_dir,
+                        load_mnist_splits, progress, write_metrics, write_samples, rng_state, set_rng_state,
+                        save_run_checkpoint, load_run_checkpoint, save_on_interrupt, Stopwatch,
+                        save_curves, print_summary, _pyplot)
+
+# Defaults per model. cvae: tuned so that `train.py cvae` takes well under 3 minutes on 2 cores and its
+# conditional samples are clearly the requested digits. vae: the classic 784-400-20 setting.
+DEFAULTS = {
+    "vae": dict(epochs=30, batch_size=128, lr=1e-3, hidden=400, latent=20),
+    "cvae": dict(epochs=30, batch_size=100, lr=1e-3, hidden=500, latent=20),
+}
+NUM_SAMPLES = 1000              # images in samples.npz (drawn from the prior; balanced labels for cvae)
+EVAL_K = 200                    # importance samples per test image for test_iwae_nats (evaluate.py)
+VAL_K = 10                      # samples per validation image for the per-epoch validation ELBO
+EVAL_BINARIZATION_SEED = 0      # the fixed Bernoulli sample of validation / test images
+SAVE_EVERY_SECONDS = 30.0       # write checkpoint.npz at most this often during training (and at the end)
+ARCHITECTURE = ("hidden", "latent")
+
+
+# ==================================================================== flags
+def register(subparsers) -> None:
+    for name, what in (("vae", "variational autoencoder"), ("cvae", "conditional VAE (label-conditioned)")):
+        d = DEFAULTS[name]
+        parser = subparsers.add_parser(
+            name, help=f"MNIST {what}", description=f"Train the MNIST {what}.\n\n" + __doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_common_args(parser, mnist=True)
+        parser.add_argument("--epochs", type=positive_int, default=None,
+                            help=f"passes over the training digits (default {d['epochs']}); with --resume, "
+                                 f"the total to reach")
+        parser.add_argument("--batch-size", type=positive_int, default=None,
+                            help=f"images per Adam step (default {d['batch_size']})")
+        parser.add_argument("--lr", type=positive_float, default=None,
+                            help=f"Adam learning rate (default {d['lr']:g})")
+        parser.add_argument("--hidden", type=positive_int, default=None,
+                            help=f"units of the encoder's and the decoder's hidden layer (default {d['hidden']})")
+        parser.add_argument("--latent", type=positive_int, default=None,
+                            help=f"dimension of z (default {d['latent']})")
+        parser.add_argument("--num-samples", type=positive_int, default=None,
+                            help=f"prior samples written to samples.npz (default {NUM_SAMPLES})")
+        parser.add_argument("--iwae-k", type=positive_int, default=100,
+                            help="importance samples for the final validation IWAE bound in metrics.json "
+                                 "(default 100)")
+        parser.add_argument("--limit", type=positive_int, default=None,
+                            help="train on the first N training digits only (class-balanced; for quick tests)")
+        parser.set_defaults(run=run)
+
+
+def _resolve_config(args, name: str, checkpoint) -> dict:
+    """Every setting of the run. A resumed run keeps its saved settings; only --epochs may grow."""
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "hidden": args.hidden,
+             "latent": args.latent, "num_samples": args.num_samples, "limit": args.limit}
+    if checkpoint is None:
+        if args.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {args.seed}")
+        config = dict(DEFAULTS[name], num_samples=NUM_SAMPLES, limit=None)
+        config.update({k: v for k, v in given.items() if v is not None})
+        config.update(seed=args.seed, data_dir=args.data_dir, iwae_k=args.iwae_k)
+        return config
+    config = dict(checkpoint["meta"]["config"])
+    if checkpoint["meta"].get("model") != name:
+        raise UsageError(f"--resume {args.resume} holds a {checkpoint['meta'].get('model')!r} run, not {name!r}")
+    for key, value in given.items():
+        if key != "epochs" and value is not None and value != config.get(key):
+            raise UsageError(f"--{key.replace('_', '-')} {value} differs from the resumed run's "
+                             f"{config.get(key)}; only --epochs can change when resuming")
+    if args.epochs is not None:
+        done = checkpoint["meta"]["epoch"]
+        if args.epochs < done:
+            raise UsageError(f"--epochs {args.epochs}: the run in {args.resume} already has {done} epochs")
+        config["epochs"] = args.epochs
+    if args.data_dir is not None:
+        config["data_dir"] = args.data_dir
+    return config
+
+
+# ==================================================================== data and model
+def fixed_binarization(images: np.ndarray) -> np.ndarray:
+    """Validation / test images as ONE seeded Bernoulli sample of their grey levels: (N, 784) float32."""
+    return binarize_dynamic(flatten(images), rng=EVAL_BINARIZATION_SEED)
+
+
+def build_model(name: str, config: dict) -> VAE:
+    if name == "cvae":
+        return CVAE(784, 10, hidden=config["hidden"], latent=config["latent"])
+    return VAE(784, hidden=config["hidden"], latent=config["latent"])
+
+
+def _labels(name: str, y):
+    """The condition passed to the model: the labels for the CVAE, nothing for the VAE."""
+    return y if name == "cvae" else None
+
+
+def _validation_loss(model: VAE, name: str, x_val: np.ndarray, y_val: np.ndarray, seed: int) -> float:
+    """Mean -ELBO on the fixed binary validation images, with the same noise every epoch (a smooth curve)."""
+    model.eval()
+    bounds = model.bounds(x_val, _labels(name, y_val), k=VAL_K, rng=np.random.default_rng([seed, 1]))
+    return float(-bounds.elbo.mean())
+
+
+# ==================================================================== training
+def run(args) -> None:
+    name = args.model
+    session_start = time.perf_counter()
+    directory = out_dir(args, name)
+    checkpoint = load_run_checkpoint(directory) if args.resume else None
+    config = _resolve_config(args, name, checkpoint)
+    config["out"] = directory
+
+    data_rng = seed_everything(config["seed"])     # one generator for batches, binarisation and eps
+    x_train, y_train, x_val, y_val = load_mnist_splits(config["data_dir"])
+    if config["limit"]:
+        x_train, y_train = x_train[:config["limit"]], y_train[:config["limit"]]
+    x_train = flatten(x_train)                     # (N, 784) grey levels in [0, 1]
+    x_val = fixed_binarization(x_val)              # (N_val, 784) binary, the same in every run
+
+    model = build_model(name, config)              # initial weights from the seeded layer generator
+    optimizer = nets.Adam(model.parameters(), lr=config["lr"])
+    history = {"train_loss": [], "train_recon": [], "train_kl": [], "val_loss": []}
+    epoch, seconds = 0, 0.0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        meta = checkpoint["meta"]
+        set_rng_state(data_rng, meta["data_rng"])
+        set_rng_state(nets.get_rng(), meta["init_rng"])
+        history, epoch, seconds = meta["history"], meta["epoch"], meta["train_seconds"]
+    clock = Stopwatch(seconds)                     # training seconds, summed over resumed sessions
+
+    def snapshot() -> dict:
+        """Everything needed to continue exactly after the epoch just finished (copies)."""
+        meta = {"model": name, "config": config, "epoch": epoch,
+                "history": {key: list(values) for key, values in history.items()},
+                "data_rng": rng_state(data_rng), "train_seconds": clock.seconds}
+        return {"meta": meta, "model": model.state_dict(), "optimizer": optimizer.state_dict()}
+
+    def save(state: dict, interrupted: bool = False) -> None:
+        save_run_checkpoint(directory, state["meta"], model=state["model"], optimizer=state["optimizer"])
+        if interrupted:                            # evaluate.py can still read what there is
+            write_metrics(directory, dict(_metrics(state["meta"], len(x_train), len(x_val), model),
+                                          interrupted=True))
+
+    latest, last_save = snapshot(), time.perf_counter()
+    batches = -(-len(x_train) // config["batch_size"])
+    bar = progress((config["epochs"] - epoch) * batches, f"{name} epoch {epoch + 1}/{config['epochs']}")
+    with save_on_interrupt(lambda: save(latest, interrupted=True)):
+        while epoch < config["epochs"]:
+            model.train()
+            # dynamic binarisation: a fresh Bernoulli sample of every training image, each epoch
+            x_binary = binarize_dynamic(x_train, rng=data_rng)
+            totals = np.zeros(3)                   # sums of -ELBO, recon, KL over the epoch
+            for xb, yb in iterate_minibatches(x_binary, y_train, batch_size=config["batch_size"],
+                                              rng=data_rng):
+                terms = model.loss(xb, _labels(name, yb), rng=data_rng)
+                loss = terms.neg_elbo.mean()       # mean over the batch of -ELBO (nats per image)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                totals += [float(terms.neg_elbo.data.sum()), float(terms.recon.data.sum()),
+                           float(terms.kl.data.sum())]
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss):.2f}")
+            epoch += 1
+            for key, total in zip(("train_loss", "train_recon", "train_kl"), totals):
+                history[key].append(float(total / len(x_train)))
+            history["val_loss"].append(_validation_loss(model, name, x_val, y_val, config["seed"]))
+            bar.set_description(f"{name} epoch {min(epoch + 1, config['epochs'])}/{config['epochs']} "
+                                f"val {history['val_loss'][-1]:.2f}")
+            latest = snapshot()
+            if epoch == config["epochs"] or time.perf_counter() - last_save > SAVE_EVERY_SECONDS:
+                save(latest)
+                last_save = time.perf_counter()
+    bar.close()
+
+    # ---------------------------------------------------------------- outputs
+    model.eval()
+    output_rng = np.random.default_rng([config["seed"], 2])    # samples and figures: apart from training
+    final = model.bounds(x_val, _labels(name, y_val), k=config["iwae_k"],
+                         rng=np.random.default_rng([config["seed"], 3]))
+    n = config["num_samples"]
+    labels = np.arange(n) % 10 if name == "cvae" else None    # balanced classes 0..9, 0..9, ...
+    images = model.sample(n, labels, rng=output_rng).reshape(n, 28, 28)
+    write_samples(directory, images, labels)
+    _figures(directory, name, model, history, images, x_val, y_val, output_rng)
+
+    metrics = _metrics(latest["meta"], len(x_train), len(x_val), model)
+    metrics.update({
+        "final_val_neg_elbo_nats": float(-final.elbo.mean()),
+        "final_val_iwae_nats": float(-final.iwae.mean()), "iwae_k": config["iwae_k"],
+        # this session from start to finish, plus the training time of earlier (resumed) sessions
+        "wall_seconds": seconds + time.perf_counter() - session_start,
+        "samples": n,
+    })
+    write_metrics(directory, metrics)
+    print_summary(directory, {"model": name, "epochs": epoch,
+                              "val_neg_elbo_nats": round(metrics["final_val_neg_elbo_nats"], 2),
+                              "val_iwae_nats": round(metrics["final_val_iwae_nats"], 2),
+                              "wall_seconds": round(metrics["wall_seconds"], 1)})
+
+
+def _metrics(meta: dict, num_train: int, num_val: int, model: VAE) -> dict:
+    """metrics.json: the model name (evaluate.py dispatches on it), every setting, the curves, timing."""
+    epochs, seconds = meta["epoch"], meta["train_seconds"]
+    return {
+        "model": meta["model"], "config": meta["config"],
+        "epochs_completed": epochs, "num_train": num_train, "num_val": num_val,
+        "num_parameters": model.num_parameters(),
+        "units": "negative ELBO in nats per image (lower is better)",
+        "binarization": f"train: dynamic (a fresh Bernoulli sample every epoch); validation: one fixed "
+                        f"Bernoulli sample (seed {EVAL_BINARIZATION_SEED})",
+        **meta["history"],
+        "train_seconds": seconds,                  # in the epochs (with validation), over resumed sessions
+        "wall_seconds": seconds,
+        "epochs_per_second": epochs / seconds if seconds > 0 else None,
+    }
+
+
+# ==================================================================== figures
+def _figures(directory: str, name: str, model: VAE, history: dict, samples: np.ndarray,
+             x_val: np.ndarray, y_val: np.ndarray, rng: np.random.Generator) -> None:
+    conditional = name == "cvae"
+    title = "CVAE" if conditional else "VAE"
+    save_curves(os.path.join(directory, "loss.png"),
+                {"train": history["train_loss"], "validation": history["val_loss"]},
+                xlabel="epoch", ylabel="negative ELBO (nats per image)", title=f"{title} on MNIST")
+
+    # reconstructions: two validation digits of every class, data above its reconstruction
+    picks = np.concatenate([np.flatnonzero(y_val == c)[:2] for c in range(10)]).reshape(10, 2).T.ravel()
+    recon = model.reconstruct(x_val[picks], _labels(name, y_val[picks]))
+    rows = np.concatenate([x_val[picks[:10]], recon[:10], x_val[picks[10:]], recon[10:]])
+    save_mosaic(os.path.join(directory, "reconstructions.png"), rows.reshape(-1, 28, 28), 4, 10,
+                    title=f"{title}: validation digits and their reconstructions (decoder mean at z = mu)",
+                    row_labels=["data", "recon", "data", "recon"])
+
+    save_mosaic(os.path.join(directory, "samples.png"), samples[:100], 10, 10,
+                    title=f"{title}: samples from the prior" + (" (column = label)" if conditional else ""))
+
+    steps = np.linspace(0, 1, 10)[:, None]
+    if conditional:
+        # the 3 x 10 grid: row r uses the noise z_r for every column, column c uses the label c
+        z = rng.standard_normal((3, model.latent)).astype(model.dtype)
+        grid = model.generate(np.repeat(z, 10, axis=0), np.tile(np.arange(10), 3))
+        save_mosaic(os.path.join(directory, "cvae_grid.png"), grid.reshape(-1, 28, 28), 3, 10,
+                        title="CVAE: each row shares z, each column shares the label y",
+                        row_labels=["z1", "z2", "z3"], col_labels=list(range(10)))
+        # interpolation: a straight line between two prior draws of z, decoded with every label
+        z_a, z_b = rng.standard_normal((2, model.latent)).astype(model.dtype)
+        line = (1 - steps) * z_a + steps * z_b                               # (10, latent)
+        images = model.generate(np.tile(line, (10, 1)), np.repeat(np.arange(10), 10))
+        row_labels = [f"y={c}" for c in range(10)]
+        text = "CVAE: z moves from z_a to z_b along each row; the label is fixed per row"
+    else:
+        # interpolation: a straight line between the posterior means of two validation digits
+        pairs = [(np.flatnonzero(y_val == a)[0], np.flatnonzero(y_val == b)[0])
+                 for a, b in ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (1, 7), (3, 8), (4, 9))]
+        with no_grad():
+            mu = model.encode(x_val[np.ravel(pairs)])[0].data.reshape(len(pairs), 2, -1)
+        line = (1 - steps[None]) * mu[:, :1] + steps[None] * mu[:, 1:]       # (pairs, 10, latent)
+        images = model.generate(line.reshape(-1, model.latent).astype(model.dtype))
+        row_labels = [f"{y_val[a]}->{y_val[b]}" for a, b in pairs]
+        text = "VAE: decoding z on the line between the encodings of two digits"
+    save_mosaic(os.path.join(directory, "interpolation.png"), images.reshape(-1, 28, 28),
+                    len(row_labels), 10, title=text, row_labels=row_labels)
+
+
+def save_mosaic(path: str, images: np.ndarray, rows: int, cols: int, title: str = None,
+                row_labels=None, col_labels=None, gap: int = 2, cell: float = 0.6) -> None:
+    """images (rows*cols, H, W) in [0, 1], row by row, tiled into ONE picture (white gaps between cells)
+    and drawn with a single imshow: much faster than one matplotlib axes per image."""
+    images = np.asarray(images, dtype=np.float32)
+    n, h, w = images.shape
+    canvas = np.ones((rows * (h + gap) - gap, cols * (w + gap) - gap), dtype=np.float32)
+    for k in range(min(n, rows * cols)):
+        r, c = divmod(k, cols)
+        canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = np.clip(images[k], 0, 1)
+    plt = _pyplot()
+    left = 0.9 if row_labels is not None else 0.2
+    fig, ax = plt.subplots(figsize=(cols * cell + left, rows * cell + (0.6 if title else 0.2)
+                                    + (0.3 if col_labels is not None else 0)))
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([c * (w + gap) + w / 2 - 0.5 for c in range(cols)] if col_labels is not None else [])
+    ax.set_yticks([r * (h + gap) + h / 2 - 0.5 for r in range(rows)] if row_labels is not None else [])
+    if col_labels is not None:
+        ax.set_xticklabels([str(label) for label in col_labels])
+        ax.xaxis.tick_top()
+    if row_labels is not None:
+        ax.set_yticklabels([str(label) for label in row_labels])
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ==================================================================== evaluation (scripts/evaluate.py)
+def evaluate(run_dir: str, model_name: str, data_dir, seed: int) -> dict:
+    """Negative ELBO and negative IWAE bound (k = EVAL_K), nats per image, averaged over the test split
+    of data_dir (default: the 500 embedded validation digits), on the fixed binarisation of the images."""
+    path = os.path.join(run_dir, "checkpoint.npz")
+    if not os.path.exists(path):
+        raise UsageError(f"{path} not found: the run has no checkpoint to evaluate")
+    try:
+        checkpoint = nets.load_checkpoint(path)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    model = build_model(model_name, checkpoint["meta"]["config"])
+    model.load_state_dict(checkpoint["model"])
+    model.eval()
+    try:
+        images, labels = load_mnist("test", data_dir)
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    x = fixed_binarization(images)
+    bounds = model.bounds(x, _labels(model_name, labels), k=EVAL_K, rng=np.random.default_rng(seed))
+    return {"model": model_name, "test_neg_elbo_nats": float(-bounds.elbo.mean()),
+            "test_iwae_nats": float(-bounds.iwae.mean()), "k": EVAL_K, "n_test": len(x),
+            "epochs": checkpoint["meta"]["epoch"],
+            "data": data_dir or "embedded validation split",
+            "binarization": f"one fixed Bernoulli sample of the grey levels (seed {EVAL_BINARIZATION_SEED})"}

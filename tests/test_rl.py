@@ -1,0 +1,256 @@
+"""RL agents on CartPole: the pieces (returns-to-go, TD target, replay buffer, target network, the
+REINFORCE gradient, ES ranks), reproducibility, exact resuming, and the CLI's output contract.
+Every run here is tiny: the whole file takes a few seconds."""
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import nets
+from autodiff import Tensor
+from rl.common import first_crossing, mlp_forward_numpy, running_average
+from rl.dqn import DQN, DQNConfig, QNetwork, ReplayBuffer, copy_network, td_target, update_target
+from rl.es import ES, ESConfig, centered_ranks
+from rl.reinforce import Reinforce, ReinforceConfig, advantages_from, mlp, policy_loss, returns_to_go
+
+TINY_DQN = dict(hidden=(16,), batch_size=8, buffer_size=500, learning_starts=20, train_frequency=1,
+                eps_decay_steps=100)
+
+
+# ==================================================================== returns and targets
+def test_returns_to_go_hand_computed():
+    # G_2 = 3, G_1 = 2 + 0.5 * 3 = 3.5, G_0 = 1 + 0.5 * 3.5 = 2.75
+    np.testing.assert_allclose(returns_to_go([1.0, 2.0, 3.0], 0.5), [2.75, 3.5, 3.0])
+    np.testing.assert_allclose(returns_to_go([1.0, 1.0, 1.0, 1.0], 1.0), [4, 3, 2, 1])
+    assert returns_to_go([1.0, 1.0], 0.9).dtype == np.float32
+
+
+def test_td_target_masks_terminated_only():
+    rewards = np.array([1.0, 1.0, 1.0], np.float32)
+    terminated = np.array([1.0, 0.0, 0.0], np.float32)       # 2nd: truncated (time limit) -> still 0
+    next_q = np.array([[5.0, 7.0], [5.0, 7.0], [2.0, -1.0]], np.float32)
+    y = td_target(rewards, terminated, next_q, gamma=0.5)
+    np.testing.assert_allclose(y, [1.0, 1.0 + 0.5 * 7.0, 1.0 + 0.5 * 2.0])
+    # Double DQN: the online net picks a', the target net scores it
+    next_q_online = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]], np.float32)
+    y = td_target(rewards, terminated, next_q, gamma=0.5, next_q_online=next_q_online)
+    np.testing.assert_allclose(y, [1.0, 1.0 + 0.5 * 5.0, 1.0 + 0.5 * -1.0])
+
+
+class FakeEnv:
+    """A 4-dimensional observation that counts steps; `truncate_at` / `terminate_at` end the episode."""
+
+    def __init__(self, truncate_at=None, terminate_at=None):
+        self.truncate_at, self.terminate_at, self.t = truncate_at, terminate_at, 0
+
+    def reset(self, seed=None):
+        self.t = 0
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        obs = np.full(4, self.t, np.float32)
+        return obs, 1.0, self.t == self.terminate_at, self.t == self.truncate_at, {}
+
+
+@pytest.mark.parametrize("ending", ["truncated", "terminated"])
+def test_dqn_stores_terminated_not_truncated(ending):
+    agent = DQN(DQNConfig(episodes=1, **TINY_DQN), seed=0)
+    agent.env = FakeEnv(**({"truncate_at": 3} if ending == "truncated" else {"terminate_at": 3}))
+    agent.train_episode()
+    assert agent.buffer.size == 3 and agent.episode_returns == [3.0]
+    expected_last = 1.0 if ending == "terminated" else 0.0
+    np.testing.assert_array_equal(agent.buffer.terminated[:3], [0.0, 0.0, expected_last])
+    np.testing.assert_array_equal(agent.buffer.next_obs[2], np.full(4, 3.0))
+
+
+# ==================================================================== replay buffer and target network
+def test_replay_buffer_wraps_and_samples_filled_slots_only():
+    buffer = ReplayBuffer(capacity=5, obs_dim=1)
+    for i in range(3):
+        buffer.add([i], 0, float(i), [i + 1], False)
+    assert len(buffer) == 3 and buffer.pos == 3
+    batch = buffer.sample(200, np.random.default_rng(0))
+    assert set(batch["rewards"].tolist()) == {0.0, 1.0, 2.0}            # never an empty slot
+    for i in range(3, 8):                                                 # 8 adds into 5 slots
+        buffer.add([i], 1, float(i), [i + 1], i == 7)
+    assert len(buffer) == 5 and buffer.pos == 3
+    np.testing.assert_array_equal(buffer.rewards, [5, 6, 7, 3, 4])        # oldest (0, 1, 2) overwritten
+    np.testing.assert_array_equal(buffer.terminated, [0, 0, 1, 0, 0])
+    batch = buffer.sample(500, np.random.default_rng(1))
+    assert set(batch["rewards"].tolist()) == {3.0, 4.0, 5.0, 6.0, 7.0}
+    np.testing.assert_array_equal(batch["next_obs"][:, 0], batch["obs"][:, 0] + 1)   # rows stay together
+
+
+def test_target_network_is_a_copy_not_an_alias():
+    nets.manual_seed(0)
+    q = QNetwork(4, 2, (8,))
+    target = copy_network(q, 4, 2, (8,))
+    before = [p.data.copy() for p in target.parameters()]
+    for p in q.parameters():
+        p.data += 1.0
+    for p, b in zip(target.parameters(), before):
+        np.testing.assert_array_equal(p.data, b)
+    update_target(target, q, tau=0.5)                    # Polyak: halfway
+    for p, t, b in zip(q.parameters(), target.parameters(), before):
+        np.testing.assert_allclose(t.data, 0.5 * b + 0.5 * p.data, rtol=1e-6)
+    update_target(target, q, tau=1.0)                    # hard copy: equal values, separate arrays
+    for p, t in zip(q.parameters(), target.parameters()):
+        np.testing.assert_array_equal(t.data, p.data)
+        assert t.data is not p.data and not np.shares_memory(t.data, p.data)
+
+
+def test_fast_forward_matches_the_engine(rng):
+    nets.manual_seed(3)
+    q = QNetwork(4, 2, (16, 16))
+    obs = rng.standard_normal(4).astype(np.float32)
+    np.testing.assert_allclose(mlp_forward_numpy(q.net, obs), q(Tensor(obs[None])).data[0], rtol=1e-5, atol=1e-6)
+
+
+# ==================================================================== REINFORCE
+def test_reinforce_gradient_matches_the_analytic_softmax_gradient(rng):
+    """Linear policy logits = W s + b: grad_W log pi(a|s) = (onehot(a) - pi(.|s)) s^T, so the loss
+    - mean_t log pi(a_t|s_t) A_t has gradient - 1/T sum_t (onehot(a_t) - pi_t) s_t^T A_t."""
+    nets.manual_seed(0)
+    policy = mlp((4,), 3).double()
+    T = 7
+    obs = rng.standard_normal((T, 4))
+    actions = rng.integers(0, 3, T)
+    returns = returns_to_go(rng.uniform(0, 1, T), 0.9).astype(np.float64)
+    advantages = returns - returns.mean()                                # a mean baseline
+    loss = policy_loss(policy, obs, actions, advantages.astype(np.float64))
+    policy.zero_grad()
+    loss.backward()
+
+    W, b = policy[0].weight.data, policy[0].bias.data
+    logits = obs @ W.T + b
+    pi = np.exp(logits - logits.max(1, keepdims=True))
+    pi /= pi.sum(1, keepdims=True)
+    score = np.eye(3)[actions] - pi                                      # d log pi(a_t|s_t) / d logits
+    expected_W = -(score * advantages[:, None]).T @ obs / T
+    expected_b = -(score * advantages[:, None]).sum(0) / T
+    np.testing.assert_allclose(policy[0].weight.grad, expected_W, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(policy[0].bias.grad, expected_b, rtol=1e-5, atol=1e-7)
+
+
+def test_baselines_and_normalisation():
+    G = np.array([3.0, 2.0, 1.0], np.float32)
+    np.testing.assert_allclose(advantages_from(G, None, "none", False), G)
+    np.testing.assert_allclose(advantages_from(G, None, "mean", False), [1, 0, -1])
+    np.testing.assert_allclose(advantages_from(G, np.array([1, 1, 1], np.float32), "value", False), [2, 1, 0])
+    a = advantages_from(G, None, "none", True)
+    assert abs(a.mean()) < 1e-6 and abs(a.std() - 1) < 1e-4
+    with pytest.raises(ValueError, match="baseline"):
+        advantages_from(G, None, "median", False)
+
+
+# ==================================================================== ES pieces and curves
+def test_centered_ranks_and_crossing():
+    np.testing.assert_allclose(centered_ranks([10.0, -3.0, 500.0, 7.0, 7.0]), [0.25, -0.5, 0.5, -0.25, 0.0])
+    returns = [10.0] * 100 + [500.0] * 100
+    avg = running_average(returns)
+    assert avg[0] == 10.0 and avg[99] == 10.0 and avg[-1] == 500.0
+    # the window [k-100, k) first averages >= 300 when 60 of its 100 episodes are 500s
+    episode, step = first_crossing(returns, 300)
+    assert episode == 160 and step == 100 * 10 + 60 * 500
+    assert first_crossing(returns, 501) == (None, None)
+    assert first_crossing(returns[:50], 1) == (None, None)               # needs a full window
+
+
+# ==================================================================== whole (tiny) runs
+def _run(agent_cls, cfg, seed):
+    agent = agent_cls(cfg, seed)
+    while not agent.finished():
+        agent.train_step()
+    return agent
+
+
+@pytest.mark.parametrize("agent_cls, cfg", [
+    (DQN, DQNConfig(episodes=12, **TINY_DQN)),
+    (Reinforce, ReinforceConfig(episodes=8, episodes_per_update=2, baseline="value", hidden=(8,))),
+    (ES, ESConfig(generations=2, population_pairs=3, hidden=(4,))),
+])
+def test_same_seed_same_returns(agent_cls, cfg):
+    a, b, c = _run(agent_cls, cfg, 5), _run(agent_cls, cfg, 5), _run(agent_cls, cfg, 6)
+    assert a.episode_returns == b.episode_returns
+    assert a.episode_returns != c.episode_returns
+
+
+def test_short_runs_beat_a_random_policy():
+    """A uniformly random policy averages about 22 on CartPole; a few seconds of training do better."""
+    es = _run(ES, ESConfig(generations=4, population_pairs=6, hidden=()), seed=0)
+    assert np.mean(es.evaluate(20, seed=123)) > 60
+    pg = _run(Reinforce, ReinforceConfig(episodes=60, hidden=(16,), lr=2e-2), seed=0)
+    assert np.mean(pg.evaluate(20, seed=123)) > 40
+
+
+def test_dqn_step_budget_counts_partial_episode():
+    agent = _run(DQN, DQNConfig(episodes=None, steps=57, **TINY_DQN), seed=0)
+    assert agent.env_steps == 57 and sum(agent.episode_returns) == 57
+
+
+# ==================================================================== CLI contract and resume
+CONTRACT = {"model", "config", "episode_returns", "greedy_eval_returns", "first_episode_avg300",
+            "first_step_avg300", "first_episode_avg475", "first_step_avg475", "wall_seconds", "env_steps",
+            "env_steps_per_second"}
+CLI_RUNS = {
+    "dqn": ["--episodes", "6", "--hidden", "8", "--batch-size", "8", "--learning-starts", "30",
+            "--buffer-size", "300"],
+    "reinforce": ["--episodes", "6", "--hidden", "8", "--baseline", "value", "--episodes-per-update", "2"],
+    "es": ["--generations", "2", "--population-pairs", "2", "--hidden"],
+}
+
+
+@pytest.mark.parametrize("model", list(CLI_RUNS))
+def test_cli_writes_contract_and_resumes_exactly(model, tmp_path, monkeypatch):
+    import train
+    import cli.rl
+    monkeypatch.setattr(cli.rl, "EVAL_EPISODES", 3)          # keep the greedy evaluation short here
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert train.main([model, "--seed", "3", "--out", str(full), *CLI_RUNS[model]]) == 0
+    metrics = json.loads((full / "metrics.json").read_text())
+    assert CONTRACT <= set(metrics) and metrics["model"] == model
+    assert len(metrics["greedy_eval_returns"]) == 3 and metrics["env_steps"] == sum(metrics["episode_returns"])
+    assert (full / "durations.png").exists() and (full / "losses.png").exists()
+    assert (full / "checkpoint.npz").exists()
+    if model == "es":
+        assert (full / "es_returns.png").exists() and len(metrics["generation_mean_returns"]) == 2
+        assert len(metrics["episode_returns"]) == 2 * 2 * 2
+
+    # Ctrl-C after the 2nd episode / update / generation (the run saves at that boundary and exits
+    # with 130), then --resume: the same returns and final parameters as the uninterrupted run
+    agent_cls = {"dqn": DQN, "reinforce": Reinforce, "es": ES}[model]
+    original, calls = agent_cls.train_step, []
+
+    def train_step_then_ctrl_c(self):
+        result = original(self)
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(agent_cls, "train_step", train_step_then_ctrl_c)
+    with pytest.raises(SystemExit) as stopped:
+        train.main([model, "--seed", "3", "--out", str(part), *CLI_RUNS[model]])
+    assert stopped.value.code == 130 and len(calls) == 2
+    assert not (part / "metrics.json").exists() and (part / "checkpoint.npz").exists()
+    monkeypatch.setattr(agent_cls, "train_step", original)
+    assert train.main([model, "--resume", str(part), *CLI_RUNS[model][:2]]) == 0
+    resumed = json.loads((part / "metrics.json").read_text())
+    assert resumed["episode_returns"] == metrics["episode_returns"]
+    assert resumed["greedy_eval_returns"] == metrics["greedy_eval_returns"]
+    a, b = np.load(full / "checkpoint.npz"), np.load(part / "checkpoint.npz")
+    weights = [k for k in a.files if k.startswith(("q_net/", "target_net/", "policy/", "value/"))]
+    assert weights
+    for k in weights:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_cli_rejects_bad_input(tmp_path, capsys):
+    import train
+    assert train.main(["dqn", "--resume", str(tmp_path)]) == 2
+    assert "no checkpoint.npz" in capsys.readouterr().err
+    assert train.main(["dqn", "--gamma", "1.5", "--episodes", "1", "--out", str(tmp_path)]) == 2
+    assert "gamma" in capsys.readouterr().err
