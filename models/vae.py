@@ -181,7 +181,9 @@ class VAE(nets.Module):
         Computed in chunks of about `rows_per_chunk` decoder rows (k * examples), without a graph:
             log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x),  z_i = mu + sigma * eps_i
             iwae    = logsumexp_i(log w_i) - log k
-            elbo    = mean_i log p(x | z_i) - KL(q(z | x) || N(0, I))   (closed-form KL: less noise)."""
+            elbo    = mean_i log p(x | z_i) - KL(q(z | x) || N(0, I))   (closed-form KL: less noise).
+        For binary x these bound log p(x). For grey levels x in [0, 1], "log p(x | z)" is minus the
+        cross-entropy against the grey levels, the expected log p of binary draws x' ~ Bernoulli(x)."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"bounds: k must be a positive integer, got {k!r}")
         x_all, _ = self._inputs(x, y)

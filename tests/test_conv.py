@@ -95,8 +95,9 @@ def conv_transpose_cases(draw):
     case = draw(conv_cases())
     op = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(case["stride"], case["dilation"]))
     case["H"], case["W"] = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    OH = (case["H"] - 1) * case["stride"][0] - 2 * case["padding"][0] + case["dilation"][0] * (case["KH"] - 1) + op[0] + 1
-    OW = (case["W"] - 1) * case["stride"][1] - 2 * case["padding"][1] + case["dilation"][1] * (case["KW"] - 1) + op[1] + 1
+    (sh, sw), (ph, pw), (dh, dw) = case["stride"], case["padding"], case["dilation"]
+    OH = (case["H"] - 1) * sh - 2 * ph + dh * (case["KH"] - 1) + op[0] + 1
+    OW = (case["W"] - 1) * sw - 2 * pw + dw * (case["KW"] - 1) + op[1] + 1
     assume(OH >= 1 and OW >= 1)
     case["output_padding"] = op
     return case

@@ -157,8 +157,9 @@ def test_evaluate_prints_one_json_line(cvae_run, capsys, monkeypatch):
     assert evaluate_script.main([str(cvae_run)]) == 0
     result = json.loads(capsys.readouterr().out.strip())
     assert result["n_test"] == 500 and result["k"] == 20
-    assert np.isfinite(result["test_neg_elbo_nats"])
-    assert result["test_iwae_nats"] <= result["test_neg_elbo_nats"]
+    for kind in ("", "_binarized"):
+        assert np.isfinite(result[f"test_neg_elbo_nats{kind}"])
+        assert result[f"test_iwae_nats{kind}"] <= result[f"test_neg_elbo_nats{kind}"]
 
 
 def test_interrupt_then_resume_equals_an_uninterrupted_run(cvae_run, tmp_path, monkeypatch):

@@ -117,12 +117,38 @@ def load_run_checkpoint(directory: str) -> dict:
     return checkpoint
 
 
+class _Interrupt:
+    requested = False       # a Ctrl-C arrived during an update and waits for its end
+    updating = 0            # nesting depth of update_step()
+
+
+def _on_signal(signum, frame):
+    if _Interrupt.updating:
+        _Interrupt.requested = True          # finish the update first, then stop (see update_step)
+    else:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def update_step():
+    """Wrap one training update (backward, optimizer step, counters, history): a Ctrl-C that arrives
+    inside it takes effect when it is complete, so the checkpoint saved then is consistent
+    (never half the parameters stepped, or a step taken but not counted)."""
+    _Interrupt.updating += 1
+    try:
+        yield
+    finally:
+        _Interrupt.updating -= 1
+        if not _Interrupt.updating and _Interrupt.requested:
+            _Interrupt.requested = False
+            raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def save_on_interrupt(save_fn):
-    """Run the training loop inside; on Ctrl-C (SIGINT) or SIGTERM call save_fn() and exit with 130."""
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, on_term)
+    """Run the training loop inside; on Ctrl-C (SIGINT) or SIGTERM call save_fn() and exit with 130.
+    Wrap each update in update_step() so the interrupt never lands in the middle of one."""
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     except KeyboardInterrupt:
@@ -131,7 +157,9 @@ def save_on_interrupt(save_fn):
         print("checkpoint saved; continue with --resume", file=sys.stderr)
         raise SystemExit(130)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _Interrupt.requested, _Interrupt.updating = False, 0
 
 
 class Stopwatch:

@@ -36,7 +36,7 @@ import nets
 from models.conv_vae import RECON_LOSSES, VARIANTS, ConvVAE
 from cli.common import (UsageError, Stopwatch, add_common_args, load_run_checkpoint, out_dir,
                         positive_float, positive_int, print_summary, progress, rng_state, save_curves,
-                        save_on_interrupt, save_run_checkpoint, seed_everything,
+                        save_on_interrupt, save_run_checkpoint, seed_everything, update_step,
                         set_rng_state, write_metrics, write_samples)
 
 NUM_SAMPLES = 1000              # prior samples saved in samples.npz
@@ -239,36 +239,39 @@ def run(args) -> None:
             model, optimizer, st = models[name], optimizers[name], state["phases"][name]
             model.train()
             while st["epoch"] < config[budget]:
-                if name not in orders:
-                    orders[name] = data_rng.permutation(len(x_train))
+                with update_step():
+                    if name not in orders:
+                        orders[name] = data_rng.permutation(len(x_train))
                 while st["batch"] < batches_per_epoch:
-                    index = orders[name][st["batch"] * batch_size:(st["batch"] + 1) * batch_size]
-                    # negative ELBO (vae) or reconstruction error (ae), per image: see ConvVAE.loss
-                    loss, parts = model.loss(x_train[index], rng=data_rng, beta=config["beta"],
-                                             recon=config["recon"])
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
+                    with update_step():
+                        index = orders[name][st["batch"] * batch_size:(st["batch"] + 1) * batch_size]
+                        # negative ELBO (vae) or reconstruction error (ae), per image: see ConvVAE.loss
+                        loss, parts = model.loss(x_train[index], rng=data_rng, beta=config["beta"],
+                                                 recon=config["recon"])
+                        optimizer.zero_grad()
+                        loss.backward()
+                        optimizer.step()
 
-                    st["batch"] += 1
-                    st["sum_loss"] += float(loss) * len(index)
-                    st["sum_recon"] += parts["recon"] * len(index)
-                    st["sum_kl"] += parts["kl"] * len(index)
-                    st["count"] += len(index)
-                    bar.update(1)
-                    bar.set_postfix(model=variant, epoch=st["epoch"] + 1,
-                                    loss=f"{st['sum_loss'] / st['count']:.2f}")
+                        st["batch"] += 1
+                        st["sum_loss"] += float(loss) * len(index)
+                        st["sum_recon"] += parts["recon"] * len(index)
+                        st["sum_kl"] += parts["kl"] * len(index)
+                        st["count"] += len(index)
+                        bar.update(1)
+                        bar.set_postfix(model=variant, epoch=st["epoch"] + 1,
+                                        loss=f"{st['sum_loss'] / st['count']:.2f}")
 
-                st["train_loss"].append(st["sum_loss"] / st["count"])
-                st["train_recon"].append(st["sum_recon"] / st["count"])
-                st["train_kl"].append(st["sum_kl"] / st["count"])
-                st["heldout_mse"].append(heldout_mse(model, x_held))       # eval mode, then back to train
-                bar.write(f"{variant} epoch {st['epoch'] + 1}: loss {st['train_loss'][-1]:.3f} (recon "
-                          f"{st['train_recon'][-1]:.3f}, KL {st['train_kl'][-1]:.3f}), held-out MSE "
-                          f"{st['heldout_mse'][-1]:.5f} (mean frame {baseline:.5f})")
-                st.update(epoch=st["epoch"] + 1, batch=0, sum_loss=0.0, sum_recon=0.0, sum_kl=0.0, count=0)
-                orders.pop(name)
-                save()
+                with update_step():
+                    st["train_loss"].append(st["sum_loss"] / st["count"])
+                    st["train_recon"].append(st["sum_recon"] / st["count"])
+                    st["train_kl"].append(st["sum_kl"] / st["count"])
+                    st["heldout_mse"].append(heldout_mse(model, x_held))       # eval mode, then back to train
+                    bar.write(f"{variant} epoch {st['epoch'] + 1}: loss {st['train_loss'][-1]:.3f} (recon "
+                              f"{st['train_recon'][-1]:.3f}, KL {st['train_kl'][-1]:.3f}), held-out MSE "
+                              f"{st['heldout_mse'][-1]:.5f} (mean frame {baseline:.5f})")
+                    st.update(epoch=st["epoch"] + 1, batch=0, sum_loss=0.0, sum_recon=0.0, sum_kl=0.0, count=0)
+                    orders.pop(name)
+                    save()
     bar.close()
 
     # figures and samples: their own generator, so they do not depend on how training was split into runs

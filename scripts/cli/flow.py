@@ -20,7 +20,6 @@ training loss is the mean negative log-likelihood in nats per image; its gradien
 from __future__ import annotations
 
 import argparse
-import gc
 import math
 import os
 
@@ -31,7 +30,7 @@ from autodiff import no_grad
 from models.flow import COUPLINGS, MASKS, PRIORS, Flow, dequantize, to_pixels
 from cli.common import (UsageError, Stopwatch, add_common_args, load_mnist_splits, load_run_checkpoint,
                         out_dir, positive_float, positive_int, print_summary, progress, save_curves,
-                        save_image_grid, save_on_interrupt, save_run_checkpoint, seed_everything,
+                        save_image_grid, save_on_interrupt, save_run_checkpoint, seed_everything, update_step,
                         write_metrics, write_samples)
 
 NUM_SAMPLES = 1000          # samples saved per temperature
@@ -79,7 +78,6 @@ def mean_bits_per_dim(model: Flow, images: np.ndarray, rng: np.random.Generator)
         for start in range(0, len(images), EVAL_BATCH):
             x = dequantize(images[start:start + EVAL_BATCH], rng)
             total += float(model.bits_per_dim(x).data.astype(np.float64).sum())
-            gc.collect()                                      # graphs are reference cycles: see run()
     return total / len(images)
 
 
@@ -126,42 +124,36 @@ def run(args) -> None:
         while state["epoch"] < config["epochs"]:
             order = generator(seed, SHUFFLE, state["epoch"]).permutation(len(x_train))
             while state["batch"] < batches_per_epoch:
-                index = order[state["batch"] * batch_size:(state["batch"] + 1) * batch_size]
-                x = dequantize(x_train[index], generator(seed, NOISE, state["epoch"], state["batch"]))
-                # maximum likelihood: minimise the mean of -log p(x) (nats per image)
-                loss = -model.log_prob(x).mean()
-                optimizer.zero_grad()
-                loss.backward()
-                norm = nets.clip_grad_norm_(model.parameters(), config["clip_grad"])
-                optimizer.step()
-                # A Tensor's _backward closure refers to the Tensor itself, so each step's graph
-                # (with the gradient arrays of its intermediate nodes, ~90 MB here) is a reference
-                # cycle that only Python's cycle collector frees, and it runs too rarely (2.8 GB
-                # after 20 epochs). Collecting every 5 steps keeps it near 0.75 GB; every step
-                # would return the memory to the OS only to fault it back in (more system time).
-                if state["batch"] % 5 == 0:
-                    gc.collect()
+                with update_step():
+                    index = order[state["batch"] * batch_size:(state["batch"] + 1) * batch_size]
+                    x = dequantize(x_train[index], generator(seed, NOISE, state["epoch"], state["batch"]))
+                    # maximum likelihood: minimise the mean of -log p(x) (nats per image)
+                    loss = -model.log_prob(x).mean()
+                    optimizer.zero_grad()
+                    loss.backward()
+                    norm = nets.clip_grad_norm_(model.parameters(), config["clip_grad"])
+                    optimizer.step()
+                    state["batch"] += 1
+                    state["epoch_nats"] += float(loss) * len(index)
+                    state["epoch_count"] += len(index)
+                    state["epoch_norm"] += norm
+                    state["epoch_clipped"] += int(norm > config["clip_grad"])
+                    train_bpd = nats_to_bits_per_dim(state["epoch_nats"] / state["epoch_count"], dim)
+                    bar.update(1)
+                    bar.set_postfix(epoch=state["epoch"] + 1, bpd=f"{train_bpd:.3f}")
 
-                state["batch"] += 1
-                state["epoch_nats"] += float(loss) * len(index)
-                state["epoch_count"] += len(index)
-                state["epoch_norm"] += norm
-                state["epoch_clipped"] += int(norm > config["clip_grad"])
+            with update_step():
                 train_bpd = nats_to_bits_per_dim(state["epoch_nats"] / state["epoch_count"], dim)
-                bar.update(1)
-                bar.set_postfix(epoch=state["epoch"] + 1, bpd=f"{train_bpd:.3f}")
-
-            train_bpd = nats_to_bits_per_dim(state["epoch_nats"] / state["epoch_count"], dim)
-            val_bpd = mean_bits_per_dim(model, x_val, generator(seed, VALIDATION))  # same noise each epoch
-            state["train_bits_per_dim"].append(train_bpd)
-            state["val_bits_per_dim"].append(val_bpd)
-            state["mean_grad_norm"].append(state["epoch_norm"] / batches_per_epoch)
-            state["fraction_clipped"].append(state["epoch_clipped"] / batches_per_epoch)
-            bar.write(f"epoch {state['epoch'] + 1}: train {train_bpd:.4f} bits/dim, "
-                      f"validation {val_bpd:.4f} bits/dim")
-            state.update(epoch=state["epoch"] + 1, batch=0, epoch_nats=0.0, epoch_count=0,
-                         epoch_norm=0.0, epoch_clipped=0)
-            save()
+                val_bpd = mean_bits_per_dim(model, x_val, generator(seed, VALIDATION))  # same noise each epoch
+                state["train_bits_per_dim"].append(train_bpd)
+                state["val_bits_per_dim"].append(val_bpd)
+                state["mean_grad_norm"].append(state["epoch_norm"] / batches_per_epoch)
+                state["fraction_clipped"].append(state["epoch_clipped"] / batches_per_epoch)
+                bar.write(f"epoch {state['epoch'] + 1}: train {train_bpd:.4f} bits/dim, "
+                          f"validation {val_bpd:.4f} bits/dim")
+                state.update(epoch=state["epoch"] + 1, batch=0, epoch_nats=0.0, epoch_count=0,
+                             epoch_norm=0.0, epoch_clipped=0)
+                save()
     bar.close()
 
     sample_rng = generator(seed, SAMPLES)

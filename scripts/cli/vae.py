@@ -4,15 +4,23 @@
     python scripts/train.py vae --epochs 100 --hidden 400 --latent 20 --batch-size 128 --lr 1e-3
     python scripts/evaluate.py runs/cvae-... --data-dir /path/to/mnist   # one JSON line
 
-Data and binarisation (the Bernoulli decoder models binary pixels):
-    training    dynamic binarisation: every epoch each training image is replaced by a fresh Bernoulli
-                sample of its grey levels (x_d ~ Bernoulli(intensity_d)); this is the usual
-                "dynamically binarised MNIST" and acts as data augmentation on our 4,500 digits.
-    validation  and test: ONE fixed Bernoulli sample of the images, drawn with seed
-                EVAL_BINARIZATION_SEED (independent of --seed), so every run and every evaluation scores
-                the same binary images and the numbers are comparable. (Thresholding at 0.5 would give
-                easier images and much lower, non-comparable nats.)
-Losses are negative ELBOs in nats per image (lower is better).
+Pixels, binarisation and what the numbers mean. MNIST pixels are grey levels t_d in [0, 1]; the decoder
+is Bernoulli. Read t_d as the probability that pixel d is on: the reconstruction term is linear in the
+target, BCE(l, t) = softplus(l) - l t, so the cross-entropy against the grey levels equals the expected
+-log p(x | z) of binary images x drawn pixel by pixel as x_d ~ Bernoulli(t_d).
+    training    dynamic binarisation: each epoch every training image is replaced by a fresh binary draw
+                x ~ Bernoulli(t) (the usual "dynamically binarised MNIST"; it also acts as data
+                augmentation on our 4,500 digits).
+    validation  (val_loss, per epoch) and the headline test numbers of evaluate.py: the grey-level images
+                themselves, -ELBO = E_q[BCE(logits, t)] + KL. This is what PyTorch's classic VAE example
+                prints as its test loss, and the protocol of the reference numbers (~111 nats VAE, ~106
+                CVAE on the MNIST test set).
+    strict      evaluate.py also reports test_neg_elbo_nats_binarized / test_iwae_nats_binarized: the
+                same bounds on ONE fixed Bernoulli draw of the test images (seed EVAL_BINARIZATION_SEED,
+                independent of --seed), true bounds on the log-likelihood of binary images. They come out
+                about 4 nats lower: the encoder sees the draw and explains part of its pixel noise.
+                (Thresholding at 0.5 gives far easier images: another ~12 nats lower; not comparable.)
+All losses are negative ELBOs in nats per image (lower is better).
 
 Outputs in --out DIR: metrics.json, samples.npz, checkpoint.npz, loss.png, reconstructions.png,
 samples.png, interpolation.png and, for cvae, cvae_grid.png. Ctrl-C saves the state of the last
@@ -36,18 +44,21 @@ from cli.common import (UsageError, add_common_args, positive_int, positive_floa
                         save_run_checkpoint, load_run_checkpoint, save_on_interrupt, Stopwatch,
                         save_curves, print_summary, _pyplot)
 
-# Defaults per model. cvae: tuned so that `train.py cvae` takes well under 3 minutes on 2 cores and its
-# conditional samples are clearly the requested digits. vae: the classic 784-400-20 setting.
+# Defaults per model. vae: the classic 784-400-20 network. cvae: tuned so that `train.py cvae` takes about
+# a minute of one core and its conditional samples are clearly the requested digits. The latent size is
+# the lever: with latent 20 the encoder can pass the digit's identity through z and, after tens of
+# epochs, the decoder still half-ignores the label (measured: 34% of samples classified as the requested
+# digit at 30 epochs, 65% at 150); with latent 2, z has room for style only and the label must carry
+# the class (98% at 80 epochs). The price is blurrier samples and a worse ELBO.
 DEFAULTS = {
-    "vae": dict(epochs=30, batch_size=128, lr=1e-3, hidden=400, latent=20),
-    "cvae": dict(epochs=30, batch_size=100, lr=1e-3, hidden=500, latent=20),
+    "vae": dict(epochs=50, batch_size=128, lr=1e-3, hidden=400, latent=20),
+    "cvae": dict(epochs=80, batch_size=100, lr=1e-3, hidden=500, latent=2),
 }
 NUM_SAMPLES = 1000              # images in samples.npz (drawn from the prior; balanced labels for cvae)
-EVAL_K = 200                    # importance samples per test image for test_iwae_nats (evaluate.py)
+EVAL_K = 200                    # importance samples per test image in evaluate.py (ELBO and IWAE bound)
 VAL_K = 10                      # samples per validation image for the per-epoch validation ELBO
-EVAL_BINARIZATION_SEED = 0      # the fixed Bernoulli sample of validation / test images
+EVAL_BINARIZATION_SEED = 0      # the one fixed Bernoulli draw of the test images for the strict numbers
 SAVE_EVERY_SECONDS = 30.0       # write checkpoint.npz at most this often during training (and at the end)
-ARCHITECTURE = ("hidden", "latent")
 
 
 # ==================================================================== flags
@@ -109,7 +120,8 @@ def _resolve_config(args, name: str, checkpoint) -> dict:
 
 # ==================================================================== data and model
 def fixed_binarization(images: np.ndarray) -> np.ndarray:
-    """Validation / test images as ONE seeded Bernoulli sample of their grey levels: (N, 784) float32."""
+    """Test images as ONE seeded Bernoulli draw of their grey levels, the same in every evaluation:
+    (N, 784) float32 of 0s and 1s."""
     return binarize_dynamic(flatten(images), rng=EVAL_BINARIZATION_SEED)
 
 
@@ -125,7 +137,7 @@ def _labels(name: str, y):
 
 
 def _validation_loss(model: VAE, name: str, x_val: np.ndarray, y_val: np.ndarray, seed: int) -> float:
-    """Mean -ELBO on the fixed binary validation images, with the same noise every epoch (a smooth curve)."""
+    """Mean -ELBO on the grey-level validation images, with the same noise every epoch (a smooth curve)."""
     model.eval()
     bounds = model.bounds(x_val, _labels(name, y_val), k=VAL_K, rng=np.random.default_rng([seed, 1]))
     return float(-bounds.elbo.mean())
@@ -145,7 +157,7 @@ def run(args) -> None:
     if config["limit"]:
         x_train, y_train = x_train[:config["limit"]], y_train[:config["limit"]]
     x_train = flatten(x_train)                     # (N, 784) grey levels in [0, 1]
-    x_val = fixed_binarization(x_val)              # (N_val, 784) binary, the same in every run
+    x_val = flatten(x_val)                         # (N_val, 784) grey levels: scored as they are
 
     model = build_model(name, config)              # initial weights from the seeded layer generator
     optimizer = nets.Adam(model.parameters(), lr=config["lr"])
@@ -239,8 +251,8 @@ def _metrics(meta: dict, num_train: int, num_val: int, model: VAE) -> dict:
         "epochs_completed": epochs, "num_train": num_train, "num_val": num_val,
         "num_parameters": model.num_parameters(),
         "units": "negative ELBO in nats per image (lower is better)",
-        "binarization": f"train: dynamic (a fresh Bernoulli sample every epoch); validation: one fixed "
-                        f"Bernoulli sample (seed {EVAL_BINARIZATION_SEED})",
+        "binarization": "train: dynamic (a fresh Bernoulli draw of every image, every epoch); "
+                        "validation: the grey-level images (cross-entropy against the grey levels)",
         **meta["history"],
         "train_seconds": seconds,                  # in the epochs (with validation), over resumed sessions
         "wall_seconds": seconds,
@@ -330,8 +342,9 @@ def save_mosaic(path: str, images: np.ndarray, rows: int, cols: int, title: str 
 
 # ==================================================================== evaluation (scripts/evaluate.py)
 def evaluate(run_dir: str, model_name: str, data_dir, seed: int) -> dict:
-    """Negative ELBO and negative IWAE bound (k = EVAL_K), nats per image, averaged over the test split
-    of data_dir (default: the 500 embedded validation digits), on the fixed binarisation of the images."""
+    """Negative ELBO and negative IWAE bound (k = EVAL_K samples each), nats per image, averaged over the
+    test split of data_dir (default: the 500 embedded validation digits). Headline numbers on the
+    grey-level images; the *_binarized ones on one fixed Bernoulli draw of them (see the module docstring)."""
     path = os.path.join(run_dir, "checkpoint.npz")
     if not os.path.exists(path):
         raise UsageError(f"{path} not found: the run has no checkpoint to evaluate")
@@ -346,10 +359,14 @@ def evaluate(run_dir: str, model_name: str, data_dir, seed: int) -> dict:
         images, labels = load_mnist("test", data_dir)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
-    x = fixed_binarization(images)
-    bounds = model.bounds(x, _labels(model_name, labels), k=EVAL_K, rng=np.random.default_rng(seed))
-    return {"model": model_name, "test_neg_elbo_nats": float(-bounds.elbo.mean()),
-            "test_iwae_nats": float(-bounds.iwae.mean()), "k": EVAL_K, "n_test": len(x),
-            "epochs": checkpoint["meta"]["epoch"],
+    rng = np.random.default_rng(seed)
+    grey = model.bounds(flatten(images), _labels(model_name, labels), k=EVAL_K, rng=rng)
+    binary = model.bounds(fixed_binarization(images), _labels(model_name, labels), k=EVAL_K, rng=rng)
+    return {"model": model_name,
+            "test_neg_elbo_nats": float(-grey.elbo.mean()), "test_iwae_nats": float(-grey.iwae.mean()),
+            "test_neg_elbo_nats_binarized": float(-binary.elbo.mean()),
+            "test_iwae_nats_binarized": float(-binary.iwae.mean()),
+            "k": EVAL_K, "n_test": len(images), "epochs": checkpoint["meta"]["epoch"],
             "data": data_dir or "embedded validation split",
-            "binarization": f"one fixed Bernoulli sample of the grey levels (seed {EVAL_BINARIZATION_SEED})"}
+            "protocol": "test_*: grey-level images (BCE against the grey levels, as PyTorch's VAE example); "
+                        f"*_binarized: one fixed Bernoulli draw of the images (seed {EVAL_BINARIZATION_SEED})"}
