@@ -3,9 +3,9 @@ distribution conditioned on the class label y, so one can ask for "a 7".
 
 The model
 ---------
-    prior             p(z | y)     = N(0, I)              (the label does not move the prior)
-    decoder           p(x | z, y)  = prod_d Bernoulli(x_d; sigmoid(l_d)),   l = decoder([z, onehot(y)])
-    encoder (approx.) q(z | x, y)  = N(mu, diag(sigma^2)),                  (mu, log sigma^2) = encoder([x, onehot(y)])
+    prior             p(z | y)     = N(0, I)                (the label does not move the prior)
+    decoder           p(x | z, y)  = prod_d Bernoulli(x_d; sigmoid(l_d)),  l = decoder([z, onehot(y)])
+    encoder (approx.) q(z | x, y)  = N(mu, diag(sigma^2)),   (mu, log sigma^2) = encoder([x, onehot(y)])
 The label enters as a one-hot vector (num_classes wide) concatenated to the encoder's input x and to
 the decoder's input z. Otherwise the networks are the VAE's: one ReLU hidden layer each.
 
@@ -106,7 +106,8 @@ class CVAE(VAE):
         if labels.shape != (n,):
             raise ValueError(f"CVAE: expected labels of shape ({n},) (or one int), got {labels.shape}")
         if labels.dtype.kind not in "iu":
-            raise ValueError(f"CVAE: labels must be integers 0..{self.num_classes - 1}, got dtype {labels.dtype}")
+            raise ValueError(f"CVAE: labels must be integers 0..{self.num_classes - 1}, "
+                             f"got dtype {labels.dtype}")
         return labels
 
     def _condition(self, y, n: int) -> np.ndarray:

@@ -94,8 +94,9 @@ def get_optimizer(model: nets.Module) -> nets.Adam:
 def bce_loss(logits: Tensor, targets) -> Tensor:
     r"""Mean binary cross-entropy from logits a with targets t in [0, 1]:
         l = -[t log sigmoid(a) + (1 - t) log(1 - sigmoid(a))]
-          = t softplus(-a) + (1 - t) softplus(a)     (-log sigmoid(a) = softplus(-a), -log(1-sigmoid(a)) = softplus(a))
-          = softplus(a) - t a                        (softplus(-a) = softplus(a) - a)
+          = t softplus(-a) + (1 - t) softplus(a)   (-log sigmoid(a) = softplus(-a),
+                                                    -log(1 - sigmoid(a)) = softplus(a))
+          = softplus(a) - t a                      (softplus(-a) = softplus(a) - a)
     softplus(a) = max(a, 0) + log(1 + e^-|a|) never exponentiates a large number, so l and
     dl/da = sigmoid(a) - t are finite even at a = +-1000 (sigmoid(a) itself would round to 0 or 1
     and log(0) = -inf)."""

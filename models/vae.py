@@ -131,7 +131,8 @@ class VAE(nets.Module):
         """p(x | z): the Bernoulli logits, a Tensor (N, input_dim). sigmoid(logits) = pixel means."""
         z = z if isinstance(z, Tensor) else Tensor(np.asarray(z, dtype=self.dtype))
         if z.ndim != 2 or z.shape[1] != self.latent:
-            raise ValueError(f"{type(self).__name__}.decode: expected z of shape (N, {self.latent}), got {z.shape}")
+            raise ValueError(f"{type(self).__name__}.decode: expected z of shape (N, {self.latent}), "
+                             f"got {z.shape}")
         c = self._condition(y, len(z))
         h = F.relu(self.decoder_hidden(self._join(z, c)))
         return self.decoder_logits(h)

@@ -123,7 +123,7 @@ def test_discriminator_loss_passes_gradcheck_on_every_parameter_of_D():
 def test_generator_loss_passes_gradcheck_on_every_parameter_of_G():
     D, G = tiny_pair(np.float64)
     noise = sample_noise(4, 4, np.random.default_rng(2), dtype=np.float64)
-    assert G.training                     # BatchNorm normalises with the batch statistics (and their gradient)
+    assert G.training                     # BatchNorm uses the batch statistics (and their gradient)
     assert gradcheck(lambda *params: generator_loss(D(G(noise))), *G.parameters())
 
 
@@ -212,11 +212,11 @@ def test_cli_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "NUM_SAMPLES", 20)
     monkeypatch.setattr(cli, "save_image_grid", lambda *args, **kwargs: None)   # pictures are slow and
     monkeypatch.setattr(cli, "save_curves", lambda *args, **kwargs: None)       # tested above
-    # batch 1000: 4 batches per epoch, so 3 -> 7 resumes mid-epoch and crosses an epoch boundary
+    # batch 1000: 4 batches per epoch, so 3 -> 5 resumes mid-epoch and crosses an epoch boundary
     flags = ["dcgan", "--batch-size", "1000", "--seed", "3"]
-    assert train.main(flags + ["--iterations", "7", "--out", str(tmp_path / "straight")]) == 0
+    assert train.main(flags + ["--iterations", "5", "--out", str(tmp_path / "straight")]) == 0
     assert train.main(flags + ["--iterations", "3", "--out", str(tmp_path / "resumed")]) == 0
-    assert train.main(flags + ["--iterations", "7", "--resume", str(tmp_path / "resumed")]) == 0
+    assert train.main(flags + ["--iterations", "5", "--resume", str(tmp_path / "resumed")]) == 0
     from nets.checkpoint import load_checkpoint
     a = load_checkpoint(tmp_path / "straight" / "checkpoint.npz")
     b = load_checkpoint(tmp_path / "resumed" / "checkpoint.npz")
@@ -226,10 +226,11 @@ def test_cli_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
             np.testing.assert_allclose(a[section][key], b[section][key], rtol=0, atol=1e-6,
                                        err_msg=f"{section}/{key}")
     ma, mb = read_metrics(tmp_path / "straight"), read_metrics(tmp_path / "resumed")
-    assert ma["iterations"] == mb["iterations"] == 7
+    assert ma["iterations"] == mb["iterations"] == 5
     np.testing.assert_allclose(ma["d_loss"], mb["d_loss"], atol=1e-6)
     np.testing.assert_allclose(ma["g_loss"], mb["g_loss"], atol=1e-6)
-    with np.load(tmp_path / "straight" / "samples.npz") as sa, np.load(tmp_path / "resumed" / "samples.npz") as sb:
+    with np.load(tmp_path / "straight" / "samples.npz") as sa, \
+            np.load(tmp_path / "resumed" / "samples.npz") as sb:
         np.testing.assert_allclose(sa["images"], sb["images"], atol=1e-6)
     # asking for fewer iterations than the run already has is a usage error (exit 2)
     assert train.main(flags + ["--iterations", "2", "--resume", str(tmp_path / "resumed")]) == 2

@@ -36,7 +36,7 @@ import nets
 from models.conv_vae import RECON_LOSSES, VARIANTS, ConvVAE
 from cli.common import (UsageError, Stopwatch, add_common_args, load_run_checkpoint, out_dir,
                         positive_float, positive_int, print_summary, progress, rng_state, save_curves,
-                        save_on_interrupt, save_run_checkpoint, seed_everything, update_step,
+                        save_image_grid, save_on_interrupt, save_run_checkpoint, seed_everything, update_step,
                         set_rng_state, write_metrics, write_samples)
 
 NUM_SAMPLES = 1000              # prior samples saved in samples.npz
@@ -339,41 +339,6 @@ def metrics(config: dict, state: dict, models: dict, baseline: float, n_train: i
 
 
 # ==================================================================== figures
-def save_mosaic(path: str, images: np.ndarray, rows: int, cols: int, title: str, row_labels=None,
-                col_labels=None) -> None:
-    """images: (rows*cols, C, H, W) in [0, 1], row by row, drawn as ONE picture with 1-px gray gaps
-    (one matplotlib image instead of rows*cols axes: fast enough to draw in every test run)."""
-    from cli.common import _pyplot
-    plt = _pyplot()
-    images = np.clip(np.asarray(images, dtype=np.float32), 0, 1)
-    n, c, h, w = images.shape
-    gap = 1
-    canvas = np.full((rows * (h + gap) + gap, cols * (w + gap) + gap, c), 0.6, dtype=np.float32)
-    for k in range(min(n, rows * cols)):
-        r, q = divmod(k, cols)
-        top, left = gap + r * (h + gap), gap + q * (w + gap)
-        canvas[top:top + h, left:left + w] = images[k].transpose(1, 2, 0)
-    cell = 0.8 if h <= 32 else 1.1
-    fig, ax = plt.subplots(figsize=(cols * cell + (1.3 if row_labels is not None else 0.3),
-                                    rows * cell + (0.9 if col_labels is not None else 0.6)))
-    ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=1,
-              interpolation="nearest")
-    ax.set_xticks([gap + q * (w + gap) + w / 2 - 0.5 for q in range(cols)] if col_labels is not None else [])
-    ax.set_yticks([gap + r * (h + gap) + h / 2 - 0.5 for r in range(rows)] if row_labels is not None else [])
-    if col_labels is not None:
-        ax.set_xticklabels([str(v) for v in col_labels], fontsize=8)
-        ax.xaxis.tick_top()
-    if row_labels is not None:
-        ax.set_yticklabels([str(v) for v in row_labels], fontsize=8)
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def draw_figures(directory, config, models, state, x_held, samples, baseline, rng) -> None:
     main = models["main"]
     label = {"vae": "VAE", "ae": "AE"}
@@ -383,11 +348,11 @@ def draw_figures(directory, config, models, state, x_held, samples, baseline, rn
     originals = x_held[pick]
     recon = main.reconstruct(originals)
     rows = np.concatenate([originals[:cols], recon[:cols], originals[cols:], recon[cols:]])
-    save_mosaic(os.path.join(directory, "reconstructions.png"), rows, 4, cols,
+    save_image_grid(os.path.join(directory, "reconstructions.png"), rows, 4, cols,
                 title=f"{config['env']}: held-out frames over their {label[main.variant]} reconstructions "
                       f"(z = mu)", row_labels=["original", "reconstruction", "original", "reconstruction"])
     # (2) prior samples: only the decoder runs
-    save_mosaic(os.path.join(directory, "samples.png"), samples[:64], 8, 8,
+    save_image_grid(os.path.join(directory, "samples.png"), samples[:64], 8, 8,
                 title=f"{label[main.variant]}: decoder(z), z ~ N(0, I)")
     # (3) latent traversal around a held-out frame's code
     save_traversal(os.path.join(directory, "traversal.png"), main, x_held)
@@ -398,7 +363,7 @@ def draw_figures(directory, config, models, state, x_held, samples, baseline, rn
         if name in models:
             grid.append(samples[:cols] if name == "main" else models[name].sample(cols, rng))
             row_labels.append(f"{label[models[name].variant]}: decoder(z)")
-    save_mosaic(os.path.join(directory, "ae_vs_vae.png"), np.concatenate(grid), len(grid), cols,
+    save_image_grid(os.path.join(directory, "ae_vs_vae.png"), np.concatenate(grid), len(grid), cols,
                 title="decoder(z), z ~ N(0, I): the KL term pulled the VAE's codes to N(0, I); "
                       "nothing pulled the AE's",
                 row_labels=row_labels)
@@ -438,7 +403,7 @@ def save_traversal(path: str, model: ConvVAE, x_held: np.ndarray, rows: int = 6,
     codes = np.repeat(base[None], len(dims) * cols, axis=0)
     for r, j in enumerate(dims):
         codes[r * cols:(r + 1) * cols, j] = centre[j] + steps * scale[j]
-    save_mosaic(path, model.decode_numpy(codes), len(dims), cols,
+    save_image_grid(path, model.decode_numpy(codes), len(dims), cols,
                 title="latent traversal: one coordinate swept (in prior std), the others at a held-out "
                       "frame's code",
                 row_labels=[f"z[{j}] ({what} {score[j]:.2f})" for j in dims],

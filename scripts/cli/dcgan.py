@@ -30,6 +30,7 @@ import time
 
 import numpy as np
 
+from nets.data import to_signed
 from models.dcgan import (NOISE_DIM, build_discriminator, build_generator, generate, get_optimizer,
                           sample_noise, train_step)
 from cli.common import (UsageError, Stopwatch, add_common_args, load_mnist_splits, load_run_checkpoint,
@@ -102,7 +103,7 @@ def run(args) -> None:
     x_train, _, _, _ = load_mnist_splits(config["data_dir"])
     if batch_size > len(x_train):
         raise UsageError(f"--batch-size {batch_size} is larger than the {len(x_train)} training images")
-    x_train = 2 * x_train - 1                                 # [0, 1] -> [-1, 1], tanh's range
+    x_train = to_signed(x_train)                              # [0, 1] -> [-1, 1], tanh's range
     batches_per_epoch = len(x_train) // batch_size            # the last incomplete batch is dropped
 
     D, G = build_models(config)

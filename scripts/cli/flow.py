@@ -162,8 +162,8 @@ def run(args) -> None:
     write_samples(directory, to_pixels(samples_t1), images_t07=to_pixels(samples_t07))
     for name, images, temperature in (("samples_t1.0.png", samples_t1, "1.0"),
                                       ("samples_t0.7.png", samples_t07, "0.7")):
-        save_image_grid(os.path.join(directory, name), tile(to_pixels(images[:100]), 10, 10)[None], 1, 1,
-                        title=f"{config['coupling']} flow samples, temperature {temperature}", cell=6.0)
+        save_image_grid(os.path.join(directory, name), to_pixels(images[:100]), 10, 10,
+                        title=f"{config['coupling']} flow samples, temperature {temperature}")
     epochs = np.arange(1, len(state["val_bits_per_dim"]) + 1)
     save_curves(os.path.join(directory, "bits_per_dim.png"),
                 {"train": (epochs, state["train_bits_per_dim"]),
@@ -198,16 +198,6 @@ def metrics(config: dict, state: dict, n_train: int, n_val: int, model: Flow) ->
             "epochs_per_second": epochs_done / state["seconds"] if state["seconds"] > 0 else None,
             "n_train": n_train, "n_val": n_val, "num_parameters": model.num_parameters(),
             "bits_per_dim_scale": "dequantised pixels v = pixel + u in [0, 256), u ~ U[0, 1)"}
-
-
-def tile(images: np.ndarray, rows: int, cols: int, gap: int = 1) -> np.ndarray:
-    """(rows*cols, H, W) -> one (rows*(H+gap)-gap, cols*(W+gap)-gap) mosaic (one picture draws fast)."""
-    n, h, w = images.shape
-    canvas = np.ones((rows * (h + gap) - gap, cols * (w + gap) - gap), dtype=np.float32)
-    for k in range(min(n, rows * cols)):
-        r, c = divmod(k, cols)
-        canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = images[k]
-    return canvas
 
 
 # ==================================================================== evaluation

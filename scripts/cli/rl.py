@@ -18,6 +18,8 @@ current episode / update / generation is finished (at most a few seconds), a che
 program exits with 130; a second Ctrl-C aborts at once (the last periodic checkpoint stays). `--resume
 DIR` then continues with the saved configuration up to the budget given on the command line
 (--episodes/--steps/--generations), and produces exactly the returns an uninterrupted run would.
+Resume with the SAME budget for that guarantee: DQN's learning-rate decay (and REINFORCE's, if enabled)
+is a schedule over the budget, so a larger budget on resume continues a different schedule.
 """
 from __future__ import annotations
 
@@ -160,11 +162,12 @@ def run(args) -> None:
         agent = agent_cls(cfg, seed)
         watch, train_watch = Stopwatch(), Stopwatch()
 
-    def save():
+    def save(train_seconds=None):
         agent_meta, sections = agent.state_dict()
+        train_seconds = train_watch.seconds if train_seconds is None else train_seconds
         save_run_checkpoint(directory, dict(agent_meta, model=args.model, seed=seed,
                                             config=dataclasses.asdict(cfg), wall_seconds=watch.seconds,
-                                            train_seconds=train_watch.seconds), **sections)
+                                            train_seconds=train_seconds), **sections)
 
     # ---- training, with a progress bar showing the 100-episode running average
     bar = progress(cfg.generations if args.model == "es" and cfg.generations else
@@ -194,7 +197,7 @@ def run(args) -> None:
     # ---- greedy evaluation on fresh episodes (env seeded differently from training) and outputs
     from rl.common import EVAL_SEED_OFFSET, crossing_metrics, running_average
     eval_returns = agent.evaluate(EVAL_EPISODES, seed + EVAL_SEED_OFFSET)
-    save()
+    save(train_seconds)
     returns = agent.episode_returns
     metrics = {
         "model": args.model, "config": dict(dataclasses.asdict(cfg), seed=seed, out=directory,

@@ -42,7 +42,7 @@ from models.cvae import CVAE
 from cli.common import (UsageError, add_common_args, positive_int, positive_float, seed_everything, out_dir,
                         load_mnist_splits, progress, write_metrics, write_samples, rng_state, set_rng_state,
                         save_run_checkpoint, load_run_checkpoint, save_on_interrupt, Stopwatch,
-                        save_curves, print_summary, _pyplot)
+                        save_curves, save_image_grid, print_summary)
 
 # Defaults per model. vae: the classic 784-400-20 network. cvae: tuned so that `train.py cvae` takes about
 # a minute of one core and its conditional samples are clearly the requested digits. The latent size is
@@ -77,7 +77,8 @@ def register(subparsers) -> None:
         parser.add_argument("--lr", type=positive_float, default=None,
                             help=f"Adam learning rate (default {d['lr']:g})")
         parser.add_argument("--hidden", type=positive_int, default=None,
-                            help=f"units of the encoder's and the decoder's hidden layer (default {d['hidden']})")
+                            help=f"units in the encoder's and the decoder's hidden layer "
+                                 f"(default {d['hidden']})")
         parser.add_argument("--latent", type=positive_int, default=None,
                             help=f"dimension of z (default {d['latent']})")
         parser.add_argument("--num-samples", type=positive_int, default=None,
@@ -103,7 +104,8 @@ def _resolve_config(args, name: str, checkpoint) -> dict:
         return config
     config = dict(checkpoint["meta"]["config"])
     if checkpoint["meta"].get("model") != name:
-        raise UsageError(f"--resume {args.resume} holds a {checkpoint['meta'].get('model')!r} run, not {name!r}")
+        raise UsageError(f"--resume {args.resume} holds a {checkpoint['meta'].get('model')!r} run, "
+                         f"not {name!r}")
     for key, value in given.items():
         if key != "epochs" and value is not None and value != config.get(key):
             raise UsageError(f"--{key.replace('_', '-')} {value} differs from the resumed run's "
@@ -266,18 +268,19 @@ def _figures(directory: str, name: str, model: VAE, history: dict, samples: np.n
     conditional = name == "cvae"
     title = "CVAE" if conditional else "VAE"
     save_curves(os.path.join(directory, "loss.png"),
-                {"train": history["train_loss"], "validation": history["val_loss"]},
+                {"train (binary draws, one z per image)": history["train_loss"],
+                 "validation (grey levels)": history["val_loss"]},
                 xlabel="epoch", ylabel="negative ELBO (nats per image)", title=f"{title} on MNIST")
 
     # reconstructions: two validation digits of every class, data above its reconstruction
     picks = np.concatenate([np.flatnonzero(y_val == c)[:2] for c in range(10)]).reshape(10, 2).T.ravel()
     recon = model.reconstruct(x_val[picks], _labels(name, y_val[picks]))
     rows = np.concatenate([x_val[picks[:10]], recon[:10], x_val[picks[10:]], recon[10:]])
-    save_mosaic(os.path.join(directory, "reconstructions.png"), rows.reshape(-1, 28, 28), 4, 10,
+    save_image_grid(os.path.join(directory, "reconstructions.png"), rows.reshape(-1, 28, 28), 4, 10,
                     title=f"{title}: validation digits and their reconstructions (decoder mean at z = mu)",
                     row_labels=["data", "recon", "data", "recon"])
 
-    save_mosaic(os.path.join(directory, "samples.png"), samples[:100], 10, 10,
+    save_image_grid(os.path.join(directory, "samples.png"), samples[:100], 10, 10,
                     title=f"{title}: samples from the prior" + (" (column = label)" if conditional else ""))
 
     steps = np.linspace(0, 1, 10)[:, None]
@@ -285,15 +288,18 @@ def _figures(directory: str, name: str, model: VAE, history: dict, samples: np.n
         # the 3 x 10 grid: row r uses the noise z_r for every column, column c uses the label c
         z = rng.standard_normal((3, model.latent)).astype(model.dtype)
         grid = model.generate(np.repeat(z, 10, axis=0), np.tile(np.arange(10), 3))
-        save_mosaic(os.path.join(directory, "cvae_grid.png"), grid.reshape(-1, 28, 28), 3, 10,
+        save_image_grid(os.path.join(directory, "cvae_grid.png"), grid.reshape(-1, 28, 28), 3, 10,
                         title="CVAE: each row shares z, each column shares the label y",
                         row_labels=["z1", "z2", "z3"], col_labels=list(range(10)))
-        # interpolation: a straight line between two prior draws of z, decoded with every label
-        z_a, z_b = rng.standard_normal((2, model.latent)).astype(model.dtype)
-        line = (1 - steps) * z_a + steps * z_b                               # (10, latent)
-        images = model.generate(np.tile(line, (10, 1)), np.repeat(np.arange(10), 10))
+        # interpolation: z walks from -1.5 u to +1.5 u (inside the prior's bulk) along u, the main axis
+        # of the validation digits' posterior means (their main "style"), decoded with every label
+        with no_grad():
+            mu = model.encode(x_val, y_val)[0].data
+        u = np.linalg.svd(mu - mu.mean(axis=0), full_matrices=False)[2][0]   # first principal direction
+        line = 1.5 * (2 * steps - 1) * u                                     # (10, latent)
+        images = model.generate(np.tile(line, (10, 1)).astype(model.dtype), np.repeat(np.arange(10), 10))
         row_labels = [f"y={c}" for c in range(10)]
-        text = "CVAE: z moves from z_a to z_b along each row; the label is fixed per row"
+        text = "CVAE: z moves along the main style axis (-1.5 to +1.5); the label is fixed per row"
     else:
         # interpolation: a straight line between the posterior means of two validation digits
         pairs = [(np.flatnonzero(y_val == a)[0], np.flatnonzero(y_val == b)[0])
@@ -304,40 +310,8 @@ def _figures(directory: str, name: str, model: VAE, history: dict, samples: np.n
         images = model.generate(line.reshape(-1, model.latent).astype(model.dtype))
         row_labels = [f"{y_val[a]}->{y_val[b]}" for a, b in pairs]
         text = "VAE: decoding z on the line between the encodings of two digits"
-    save_mosaic(os.path.join(directory, "interpolation.png"), images.reshape(-1, 28, 28),
+    save_image_grid(os.path.join(directory, "interpolation.png"), images.reshape(-1, 28, 28),
                     len(row_labels), 10, title=text, row_labels=row_labels)
-
-
-def save_mosaic(path: str, images: np.ndarray, rows: int, cols: int, title: str = None,
-                row_labels=None, col_labels=None, gap: int = 2, cell: float = 0.6) -> None:
-    """images (rows*cols, H, W) in [0, 1], row by row, tiled into ONE picture (white gaps between cells)
-    and drawn with a single imshow: much faster than one matplotlib axes per image."""
-    images = np.asarray(images, dtype=np.float32)
-    n, h, w = images.shape
-    canvas = np.ones((rows * (h + gap) - gap, cols * (w + gap) - gap), dtype=np.float32)
-    for k in range(min(n, rows * cols)):
-        r, c = divmod(k, cols)
-        canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = np.clip(images[k], 0, 1)
-    plt = _pyplot()
-    left = 0.9 if row_labels is not None else 0.2
-    fig, ax = plt.subplots(figsize=(cols * cell + left, rows * cell + (0.6 if title else 0.2)
-                                    + (0.3 if col_labels is not None else 0)))
-    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([c * (w + gap) + w / 2 - 0.5 for c in range(cols)] if col_labels is not None else [])
-    ax.set_yticks([r * (h + gap) + h / 2 - 0.5 for r in range(rows)] if row_labels is not None else [])
-    if col_labels is not None:
-        ax.set_xticklabels([str(label) for label in col_labels])
-        ax.xaxis.tick_top()
-    if row_labels is not None:
-        ax.set_yticklabels([str(label) for label in row_labels])
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 # ==================================================================== evaluation (scripts/evaluate.py)
