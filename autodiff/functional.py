@@ -25,8 +25,15 @@ def relu(x: Tensor) -> Tensor:
 
 def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
     """leaky_relu: f(x) = x if x > 0 else slope * x, f'(x) = 1 if x > 0 else slope."""
-    out = Tensor._make(np.where(x.data > 0, x.data, x.data * slope), (x,), "leaky_relu")
-    out._backward = lambda: x._accumulate(out.grad * np.where(x.data > 0, 1.0, slope).astype(x.dtype))
+    if not 0 <= slope <= 1:
+        raise ValueError(f"leaky_relu: slope must be in [0, 1], got {slope}")
+    out = Tensor._make(np.maximum(x.data, x.data * slope), (x,), "leaky_relu")   # = x or slope x, 0 <= slope <= 1
+    def _backward():
+        derivative = (x.data > 0).astype(x.dtype)           # 1 where x > 0, else 0 ...
+        derivative *= 1 - slope
+        derivative += slope                                 # ... -> 1 where x > 0, else slope
+        x._accumulate(out.grad * derivative)
+    out._backward = _backward
     return out
 
 

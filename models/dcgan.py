@@ -19,7 +19,6 @@ Shapes: N batch; D: (N, 1, 28, 28) -> (N, 1) logits; G: (N, 96) noise -> (N, 1, 
 from __future__ import annotations
 
 import contextlib
-import gc
 
 import numpy as np
 
@@ -170,11 +169,6 @@ def train_step(D: nets.Module, G: nets.Module, opt_D, opt_G, real: np.ndarray, n
     d_loss = discriminator_step(D, opt_D, Tensor(real), fake)
     # (2) update G: minimise -log D(G(z)) through the updated D
     g_loss = generator_step(D, opt_G, fake)
-    # Free this iteration's graphs now. Each node's backward closure refers to the node itself, a
-    # reference cycle that only Python's cycle collector frees; left to its own schedule it keeps
-    # tens of iterations of activations alive (several GB here) and makes every step slower.
-    del fake
-    gc.collect()
     return d_loss, g_loss
 
 

@@ -128,12 +128,17 @@ class Adam(Optimizer):
         g = self._decayed(p, g, self.weight_decay)
         m, v = self._buffer(state, "m", p), self._buffer(state, "v", p)
         m *= beta1
-        m += (1 - beta1) * g
+        m += (1 - beta1) * g                          # m = beta1 m + (1 - beta1) g
         v *= beta2
-        v += (1 - beta2) * (g * g)
-        m_hat = m / (1 - beta1 ** t)
-        v_hat = v / (1 - beta2 ** t)
-        p.data -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        v += (1 - beta2) * np.square(g)               # v = beta2 v + (1 - beta2) g^2
+        bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t   # m_hat = m / bias1,  v_hat = v / bias2
+        # p -= lr m_hat / (sqrt(v_hat) + eps), computed in place in one array (no big temporaries)
+        step = np.sqrt(v)
+        step /= math.sqrt(bias2)                      # sqrt(v_hat)
+        step += self.eps                              # sqrt(v_hat) + eps
+        np.divide(m, step, out=step)                  # m / (sqrt(v_hat) + eps)
+        step *= self.lr / bias1                       # lr m_hat / (sqrt(v_hat) + eps)
+        p.data -= step
 
 
 class RMSProp(Optimizer):

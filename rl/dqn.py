@@ -49,10 +49,14 @@ class DQNConfig:
     target_update_interval: int = hp(500, "update the target network every this many env steps")
     tau: float = hp(1.0, "target <- tau * online + (1 - tau) * target  (1.0 = hard copy)")
     # ---- replay
-    buffer_size: int = hp(100_000, "replay buffer capacity (transitions); the oldest are overwritten")
+    buffer_size: int = hp(500_000, "replay capacity (transitions; the oldest are overwritten): 500k holds a "
+                                   "whole 1000-episode run, so the early failures stay in the buffer (with 100k, "
+                                   "holding only recent 500-step successes, seeds 0 and 2 collapsed late)")
     batch_size: int = hp(128, "transitions per gradient step")
     learning_starts: int = hp(1000, "env steps before the first update (the buffer fills first)")
-    train_frequency: int = hp(4, "one gradient step every this many env steps")
+    train_frequency: int = hp(4, "train every this many env steps ...")
+    gradient_steps: int = hp(1, "... taking this many gradient steps each time (train_frequency 256 with "
+                                "gradient_steps 128 = rl-zoo's bursts: 0.5 updates per env step)")
     # ---- exploration
     eps_start: float = hp(1.0, "epsilon at step 0")
     eps_end: float = hp(0.04, "epsilon after the decay")
@@ -252,13 +256,14 @@ class DQN:
             obs, total, done = next_obs, total + float(reward), terminated or truncated
             self.env_steps += 1
 
-            # ---- ALGO LOGIC: learn from a replayed batch every train_frequency steps
+            # ---- ALGO LOGIC: every train_frequency steps, gradient_steps updates on replayed batches
             if self.env_steps > cfg.learning_starts and self.env_steps % cfg.train_frequency == 0:
                 # learning-rate schedule: linear decay to lr * lr_final_fraction at the end of the budget
                 self.optimizer.lr = cfg.lr * (1.0 - (1.0 - cfg.lr_final_fraction) * self.progress())
-                batch = self.buffer.sample(cfg.batch_size, self.rng)
-                losses.append(optimize(self.q_net, self.target_net, self.optimizer, batch, cfg))
-                self.updates += 1
+                for _ in range(cfg.gradient_steps):       # the target network is fixed during a burst
+                    batch = self.buffer.sample(cfg.batch_size, self.rng)
+                    losses.append(optimize(self.q_net, self.target_net, self.optimizer, batch, cfg))
+                    self.updates += 1
 
             # ---- ALGO LOGIC: move the target network towards the online network
             if self.env_steps > cfg.learning_starts and self.env_steps % cfg.target_update_interval == 0:

@@ -15,16 +15,14 @@ CHEAP = settings(deadline=None, max_examples=30, derandomize=True)   # numeric t
 
 
 @contextlib.contextmanager
-def layout(n_last: bool, threads: bool = True):
-    """Force one of the two internal layouts (tiny test images would otherwise always pick N last),
-    and split the copies across threads even for tiny arrays (which otherwise never happens)."""
-    saved = conv._N_LAST_BELOW_OW, conv._PARALLEL_MIN_SIZE
+def layout(n_last: bool):
+    """Force one of the two internal layouts (tiny test images would otherwise always pick N last)."""
+    saved = conv._N_LAST_BELOW_OW
     conv._N_LAST_BELOW_OW = 10 ** 9 if n_last else 0
-    conv._PARALLEL_MIN_SIZE = 0 if threads else 10 ** 12
     try:
         yield
     finally:
-        conv._N_LAST_BELOW_OW, conv._PARALLEL_MIN_SIZE = saved
+        conv._N_LAST_BELOW_OW = saved
 
 
 def t64(a, grad=False):
@@ -85,7 +83,7 @@ def conv_cases(draw):
     H = draw(st.integers(max(1, span[0] - 2 * padding[0]), 7))
     W = draw(st.integers(max(1, span[1] - 2 * padding[1]), 7))
     return dict(N=N, C_in=C_in, C_out=C_out, KH=KH, KW=KW, H=H, W=W, stride=stride, padding=padding,
-                dilation=dilation, bias=draw(st.booleans()), n_last=draw(st.booleans()), threads=draw(st.booleans()),
+                dilation=dilation, bias=draw(st.booleans()), n_last=draw(st.booleans()),
                 seed=draw(st.integers(0, 2 ** 16)))
 
 
@@ -118,7 +116,7 @@ def conv_arrays(case, transpose=False):
 @given(conv_cases())
 def test_conv2d_matches_naive_loop(case):
     x, w, b = conv_arrays(case)
-    with layout(case["n_last"], case["threads"]):
+    with layout(case["n_last"]):
         out = conv2d(t64(x), t64(w), None if b is None else t64(b),
                      case["stride"], case["padding"], case["dilation"])
     np.testing.assert_allclose(out.data, naive_conv2d(x, w, b, case["stride"], case["padding"], case["dilation"]),
@@ -129,12 +127,25 @@ def test_conv2d_matches_naive_loop(case):
 @given(conv_transpose_cases())
 def test_conv_transpose2d_matches_naive_scatter(case):
     x, w, b = conv_arrays(case, transpose=True)
-    with layout(case["n_last"], case["threads"]):
+    with layout(case["n_last"]):
         out = conv_transpose2d(t64(x), t64(w), None if b is None else t64(b), case["stride"],
                                case["padding"], case["output_padding"], case["dilation"])
     ref = naive_conv_transpose2d(x, w, b, case["stride"], case["padding"], case["output_padding"],
                                  case["dilation"])
     np.testing.assert_allclose(out.data, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_last", [False, True])
+def test_batch_of_several_copy_blocks(n_last):
+    """N = 18: the layout changes copy 16 images at a time, so this covers a full block and a tail."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((18, 2, 5, 4)), rng.standard_normal((3, 2, 3, 2))
+    with layout(n_last):
+        out = conv2d(t64(x), t64(w), stride=(2, 1), padding=1)
+        back = conv_transpose2d(out, t64(w), stride=(2, 1), padding=1)
+    np.testing.assert_allclose(out.data, naive_conv2d(x, w, None, (2, 1), (1, 1), (1, 1)), rtol=1e-12, atol=1e-12)
+    ref = naive_conv_transpose2d(out.data, w, None, (2, 1), (1, 1), (0, 0), (1, 1))
+    np.testing.assert_allclose(back.data, ref, rtol=1e-12, atol=1e-12)
 
 
 # ==================================================================== gradient checks (float64)
@@ -143,7 +154,7 @@ def test_conv_transpose2d_matches_naive_scatter(case):
 def test_conv2d_gradcheck(case):
     x, w, b = conv_arrays(case)
     inputs = [t64(x, True), t64(w, True)] + ([] if b is None else [t64(b, True)])
-    with layout(case["n_last"], case["threads"]):
+    with layout(case["n_last"]):
         gradcheck(lambda *t: conv2d(*t, stride=case["stride"], padding=case["padding"],
                                     dilation=case["dilation"]), *inputs)
 
@@ -153,7 +164,7 @@ def test_conv2d_gradcheck(case):
 def test_conv_transpose2d_gradcheck(case):
     x, w, b = conv_arrays(case, transpose=True)
     inputs = [t64(x, True), t64(w, True)] + ([] if b is None else [t64(b, True)])
-    with layout(case["n_last"], case["threads"]):
+    with layout(case["n_last"]):
         gradcheck(lambda *t: conv_transpose2d(*t, stride=case["stride"], padding=case["padding"],
                                               output_padding=case["output_padding"],
                                               dilation=case["dilation"]), *inputs)
@@ -218,7 +229,7 @@ def test_conv_then_transpose_restores_shape_and_adjoint_identity(case):
     # the input size that the transposed conv must pick among those conv2d maps to the same OH
     op = tuple((n + 2 * pi - di * (k - 1) - 1) % si
                for n, pi, di, k, si in zip(x.shape[2:], p, d, w.shape[2:], s))
-    with layout(case["n_last"], case["threads"]):
+    with layout(case["n_last"]):
         y_shape = conv2d(t64(x), t64(w), stride=s, padding=p, dilation=d).shape
         y = np.random.default_rng(case["seed"] + 1).standard_normal(y_shape)
         forward = conv2d(t64(x), t64(w), stride=s, padding=p, dilation=d).data

@@ -85,7 +85,7 @@ def load_mnist_splits(data_dir):
 
 # ==================================================================== progress
 def progress(total: int, description: str):
-    """A tqdm progress bar (to stderr); quiet when stderr is not a terminal and NO_PROGRESS is set."""
+    """A tqdm progress bar on stderr; set the environment variable NO_PROGRESS=1 to silence it."""
     from tqdm import tqdm
     return tqdm(total=total, desc=description, dynamic_ncols=True, leave=True,
                 disable=bool(os.environ.get("NO_PROGRESS")), mininterval=0.5)

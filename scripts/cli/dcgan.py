@@ -34,7 +34,7 @@ from nets.data import to_signed
 from models.dcgan import (NOISE_DIM, build_discriminator, build_generator, generate, get_optimizer,
                           sample_noise, train_step)
 from cli.common import (UsageError, Stopwatch, add_common_args, load_mnist_splits, load_run_checkpoint,
-                        out_dir, positive_int, print_summary, progress, save_curves, save_image_grid,
+                        out_dir, positive_int, print_summary, progress, save_curves, save_image_grid, tile,
                         save_on_interrupt, save_run_checkpoint, seed_everything, write_metrics,
                         write_samples)
 
@@ -170,7 +170,7 @@ def run(args) -> None:
 
     # pictures and samples
     shown = [i for i in milestones if i in grids]
-    save_image_grid(os.path.join(directory, "progress.png"), np.stack([mosaic(grids[i]) for i in shown]),
+    save_image_grid(os.path.join(directory, "progress.png"), np.stack([tile(grids[i], 4, 4) for i in shown]),
                     1, len(shown), title="DCGAN samples from one fixed noise batch",
                     col_labels=[f"iteration {i}" for i in shown], cell=2.2)
     steps = np.arange(1, len(state["d_loss"]) + 1)
@@ -209,16 +209,6 @@ def check_d_wins(state: dict, bar) -> None:
     state["warnings"].append(message)
     state["d_wins_warned"] = True
     bar.write(f"warning: {message}", file=sys.stderr)
-
-
-def mosaic(images: np.ndarray, rows: int = 4, cols: int = 4, gap: int = 1) -> np.ndarray:
-    """(rows*cols, H, W) -> one (rows*(H+gap)-gap, cols*(W+gap)-gap) picture with white gaps."""
-    n, h, w = images.shape
-    canvas = np.ones((rows * (h + gap) - gap, cols * (w + gap) - gap), dtype=np.float32)
-    for k in range(min(n, rows * cols)):
-        r, c = divmod(k, cols)
-        canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = images[k]
-    return canvas
 
 
 def metrics(config: dict, state: dict, D, G, n_train: int, grids: dict) -> dict:

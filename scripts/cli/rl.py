@@ -107,7 +107,7 @@ def _check_config(config_cls, values: dict) -> None:
         if key in values and not 0.0 <= values[key] <= 1.0:
             raise UsageError(f"--{key.replace('_', '-')} must be in [0, 1], got {values[key]}")
     for key in ("lr", "value_lr", "sigma", "alpha", "batch_size", "buffer_size", "train_frequency",
-                "target_update_interval", "episodes_per_update", "population_pairs"):
+                "target_update_interval", "gradient_steps", "episodes_per_update", "population_pairs"):
         if key in values and not values[key] > 0:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {values[key]}")
 
