@@ -191,6 +191,12 @@ def test_dqn_step_budget_counts_partial_episode():
     assert agent.env_steps == 57 and sum(agent.episode_returns) == 57
 
 
+def test_dqn_burst_training_counts_updates():
+    """train_frequency 10, gradient_steps 3: after learning_starts (20), 3 updates at steps 30, 40, 50."""
+    cfg = DQNConfig(episodes=None, steps=57, **dict(TINY_DQN, train_frequency=10, gradient_steps=3))
+    assert _run(DQN, cfg, seed=0).updates == 9
+
+
 # ==================================================================== CLI contract and resume
 CONTRACT = {"model", "config", "episode_returns", "greedy_eval_returns", "first_episode_avg300",
             "first_step_avg300", "first_episode_avg475", "first_step_avg475", "wall_seconds", "env_steps",

@@ -62,6 +62,13 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed + 1)
 
 
+def generator(seed: int, *position: int) -> np.random.Generator:
+    """A generator for one purpose at one place in training, e.g. generator(seed, NOISE, epoch, batch).
+    Derived from its position alone, so a resumed run draws exactly the numbers it would have drawn,
+    with no generator state to save."""
+    return np.random.default_rng([seed, *position])
+
+
 def out_dir(args, model: str) -> str:
     if args.resume:
         if not os.path.exists(os.path.join(args.resume, "checkpoint.npz")):

@@ -33,9 +33,9 @@ import numpy as np
 from nets.data import to_signed
 from models.dcgan import (NOISE_DIM, build_discriminator, build_generator, generate, get_optimizer,
                           sample_noise, train_step)
-from cli.common import (UsageError, Stopwatch, add_common_args, load_mnist_splits, load_run_checkpoint,
+from cli.common import (generator, UsageError, Stopwatch, add_common_args, load_mnist_splits, load_run_checkpoint,
                         out_dir, positive_int, print_summary, progress, save_curves, save_image_grid, tile,
-                        save_on_interrupt, save_run_checkpoint, seed_everything, write_metrics,
+                        save_on_interrupt, save_run_checkpoint, seed_everything, update_step, write_metrics,
                         write_samples)
 
 GRID_ITERATIONS = (0, 250, 500, 1000, 2000, 3000)   # the homework's six snapshots
@@ -43,11 +43,6 @@ NUM_SAMPLES = 2000              # images in samples.npz
 CHECKPOINT_EVERY = 250          # iterations between checkpoints (also saved at the end and on Ctrl-C)
 D_WINS_WINDOW, D_WINS_LOSS = 100, 0.05   # warn when D's loss averages below this over the window
 SHUFFLE, NOISE, FIXED, SAMPLES = 1, 2, 3, 4          # the "what" in a generator's seed
-
-
-def generator(seed: int, *position: int) -> np.random.Generator:
-    """The generator for one purpose at one place in training, e.g. generator(seed, NOISE, iteration)."""
-    return np.random.default_rng([seed, *position])
 
 
 # ==================================================================== flags
@@ -143,27 +138,28 @@ def run(args) -> None:
     G.train()
     with save_on_interrupt(save):
         while state["iteration"] < total:
-            it = state["iteration"]
-            epoch, batch = divmod(it, batches_per_epoch)
-            if epoch != order_epoch:                          # a fresh shuffle every epoch
-                order, order_epoch = generator(seed, SHUFFLE, epoch).permutation(len(x_train)), epoch
-            start = time.perf_counter()
-            real = x_train[order[batch * batch_size:(batch + 1) * batch_size]]
-            noise = sample_noise(batch_size, NOISE_DIM, generator(seed, NOISE, it))
-            d_loss, g_loss = train_step(D, G, opt_D, opt_G, real, noise)
-            state["train_seconds"] += time.perf_counter() - start
-            state["d_loss"].append(d_loss)
-            state["g_loss"].append(g_loss)
-            state["iteration"] = it + 1
-            check_d_wins(state, bar)
+            with update_step():
+                it = state["iteration"]
+                epoch, batch = divmod(it, batches_per_epoch)
+                if epoch != order_epoch:                          # a fresh shuffle every epoch
+                    order, order_epoch = generator(seed, SHUFFLE, epoch).permutation(len(x_train)), epoch
+                start = time.perf_counter()
+                real = x_train[order[batch * batch_size:(batch + 1) * batch_size]]
+                noise = sample_noise(batch_size, NOISE_DIM, generator(seed, NOISE, it))
+                d_loss, g_loss = train_step(D, G, opt_D, opt_G, real, noise)
+                state["train_seconds"] += time.perf_counter() - start
+                state["d_loss"].append(d_loss)
+                state["g_loss"].append(g_loss)
+                state["iteration"] = it + 1
+                check_d_wins(state, bar)
 
-            bar.update(1)
-            if state["iteration"] % 10 == 0:
-                bar.set_postfix(d_loss=f"{d_loss:.3f}", g_loss=f"{g_loss:.3f}")
-            if state["iteration"] in milestones:
-                snapshot(state["iteration"])
-            if state["iteration"] % CHECKPOINT_EVERY == 0:
-                save()
+                bar.update(1)
+                if state["iteration"] % 10 == 0:
+                    bar.set_postfix(d_loss=f"{d_loss:.3f}", g_loss=f"{g_loss:.3f}")
+                if state["iteration"] in milestones:
+                    snapshot(state["iteration"])
+                if state["iteration"] % CHECKPOINT_EVERY == 0:
+                    save()
     bar.close()
     if total not in grids:                                    # resumed at the end: redraw the last grid
         snapshot(total)

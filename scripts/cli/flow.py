@@ -28,7 +28,7 @@ import numpy as np
 import nets
 from autodiff import no_grad
 from models.flow import COUPLINGS, MASKS, PRIORS, Flow, dequantize, to_pixels
-from cli.common import (UsageError, Stopwatch, add_common_args, load_mnist_splits, load_run_checkpoint,
+from cli.common import (generator, UsageError, Stopwatch, add_common_args, load_mnist_splits, load_run_checkpoint,
                         out_dir, positive_float, positive_int, print_summary, progress, save_curves,
                         save_image_grid, save_on_interrupt, save_run_checkpoint, seed_everything, update_step,
                         write_metrics, write_samples)
@@ -36,11 +36,6 @@ from cli.common import (UsageError, Stopwatch, add_common_args, load_mnist_split
 NUM_SAMPLES = 1000          # samples saved per temperature
 EVAL_BATCH = 500            # images per forward pass when measuring bits/dim
 SHUFFLE, NOISE, VALIDATION, SAMPLES = 1, 2, 3, 4     # the "what" in a generator's seed
-
-
-def generator(seed: int, *position: int) -> np.random.Generator:
-    """The generator for one purpose at one place in training, e.g. generator(seed, NOISE, epoch, batch)."""
-    return np.random.default_rng([seed, *position])
 
 
 # ==================================================================== flags
