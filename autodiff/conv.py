@@ -29,9 +29,10 @@ Adjoint pairs.
     gradient = conv2d's weight gradient with the roles of image and output swapped.
 
 Internal layout. Inside this module the images are kept channel-first, (C, N, H, W) or (C, H, W, N)
-("N last"); both make cols (K, M) with M ordered (N, OH, OW) or (OH, OW, N), so the matmuls need no
-transposes of big arrays. N last is chosen for small images, where the (N, H, W) layout would make
-im2col and col2im step through rows only OW numbers long (NumPy's per-row overhead then dominates).
+("N last"); both make cols (K, M) with M ordered (N, OH, OW) or (OH, OW, N), so the three matmuls
+run on contiguous arrays and only the (smaller) NCHW images are transposed, on the way in and out.
+N last is chosen for small images, where the (N, H, W) layout would make im2col and col2im step
+through rows only OW numbers long (NumPy's per-row overhead then dominates).
 """
 from __future__ import annotations
 
@@ -206,9 +207,9 @@ def _im2col(x: np.ndarray, g: _Geometry, scratch: str = None) -> np.ndarray:
     windows = _windows(_internal(image, g.n_last), g)               # (C, KH, KW, N, OH, OW)
     if g.n_last:
         windows = windows.transpose(0, 1, 2, 4, 5, 3)               # (C, KH, KW, OH, OW, N)
-    if scratch is None:
-        return np.ascontiguousarray(windows).reshape(g.C_in * g.KH * g.KW, -1)
-    cols = _scratch.get(scratch, windows.shape, x.dtype)
+    # Always a copy (never np.ascontiguousarray: when the view happens to be contiguous it would
+    # return the scratch image itself, which the next im2col overwrites).
+    cols = np.empty(windows.shape, x.dtype) if scratch is None else _scratch.get(scratch, windows.shape, x.dtype)
     np.copyto(cols, windows)
     return cols.reshape(g.C_in * g.KH * g.KW, -1)
 

@@ -32,6 +32,22 @@ from rl.common import (budget_progress, env_rng_state, hp, linear_schedule, make
                        run_greedy_episodes, set_env_rng_state)
 
 
+# Why these defaults. The homework's budget is 1,000 episodes, and the network that counts is the FINAL
+# one (greedy evaluation after training, no best-checkpoint picking). DQN on CartPole typically learns to
+# balance, then collapses and relearns as the replay buffer fills with 500-step successes: every good
+# state is worth about 1/(1 - gamma), the gap between the two actions is a small fraction of that, and
+# the failures that define the gap become rare in the buffer. Measured on seeds 0-4 (1,000 episodes
+# each): with gamma 0.99, batch 128, eps_end 0.04 and lr decaying to 0.1x, 3 of 5 final networks scored
+# >= 475; these four changes make it 5 of 5:
+#   gamma 0.98   values of about 50, so a failure some tens of steps ahead is a visible part of Q
+#                (0.97 and 0.95 are too short-sighted: the cart drifts off the track, greedy 170-450);
+#   eps_end 0.1  keeps failures and off-centre states flowing into the buffer (evaluation is greedy);
+#   batch 256    and the learning rate annealed to 0 by the end of the budget (a fixed schedule).
+# rl-zoo's tuned settings (lr 2.3e-3, bursts of 128 updates every 256 steps with the target synced after
+# each burst, 256-256 net, gamma 0.99) are available through the flags, but here collapsed on seeds 1
+# and 4 (greedy 115 and 157 after 1,000 episodes); after 50,000 steps they reach 475 on 2 of seeds 0-4
+# (greedy 23, 365, 500, 500, 209), these defaults on none (82-171: 50k steps is sample efficiency
+# beyond the homework, which these settings do not aim for).
 @dataclass
 class DQNConfig:
     # ---- budget (training stops at whichever runs out first; None = no limit)
@@ -40,11 +56,12 @@ class DQNConfig:
     # ---- the Q network and its optimiser
     hidden: tuple = hp((128, 128), "hidden layer widths of the Q network (ReLU between layers)")
     lr: float = hp(5e-4, "Adam learning rate at the start of training")
-    lr_final_fraction: float = hp(0.1, "the learning rate decays linearly to lr * this at the end of the budget")
+    lr_final_fraction: float = hp(0.0, "the learning rate decays linearly to lr * this at the end of the budget "
+                                       "(0: annealed to zero, a fixed schedule over the budget)")
     max_grad_norm: float = hp(10.0, "clip the gradient's global L2 norm to this (0 = no clipping)")
     huber_delta: float = hp(1.0, "Huber loss: quadratic for |TD error| <= delta, linear beyond")
     # ---- the TD target
-    gamma: float = hp(0.99, "discount factor")
+    gamma: float = hp(0.98, "discount factor: horizon 1/(1-gamma) = 50 steps (see the note above DQNConfig)")
     double_dqn: bool = hp(True, "Double DQN target: online net picks a', target net scores it")
     target_update_interval: int = hp(500, "update the target network every this many env steps")
     tau: float = hp(1.0, "target <- tau * online + (1 - tau) * target  (1.0 = hard copy)")
@@ -52,14 +69,17 @@ class DQNConfig:
     buffer_size: int = hp(500_000, "replay capacity (transitions; the oldest are overwritten): 500k holds a "
                                    "whole 1000-episode run, so the early failures stay in the buffer (with 100k, "
                                    "holding only recent 500-step successes, seeds 0 and 2 collapsed late)")
-    batch_size: int = hp(128, "transitions per gradient step")
+    batch_size: int = hp(256, "transitions per gradient step (256: rare terminal transitions show up "
+                              "in more batches once episodes last 500 steps)")
     learning_starts: int = hp(1000, "env steps before the first update (the buffer fills first)")
-    train_frequency: int = hp(4, "train every this many env steps ...")
-    gradient_steps: int = hp(1, "... taking this many gradient steps each time (train_frequency 256 with "
-                                "gradient_steps 128 = rl-zoo's bursts: 0.5 updates per env step)")
+    train_frequency: int = hp(4, "train every this many env steps (gradient_steps updates each time)")
+    gradient_steps: int = hp(1, "gradient steps each time we train; the target network does not change "
+                                "within them (train_frequency 256 with gradient_steps 128 = rl-zoo's "
+                                "bursts: 0.5 updates per env step)")
     # ---- exploration
     eps_start: float = hp(1.0, "epsilon at step 0")
-    eps_end: float = hp(0.04, "epsilon after the decay")
+    eps_end: float = hp(0.1, "epsilon after the decay (0.1 keeps failures and off-centre states coming "
+                             "into the buffer; the greedy evaluation does not explore)")
     eps_decay_steps: int = hp(8_000, "epsilon decays linearly from eps_start to eps_end over these env steps")
 
 

@@ -4,7 +4,10 @@
 
 For each conv layer: milliseconds for forward+backward (median of --repeats after warm-up), GFLOP/s
 counting 2*N*C_out*OH*OW*C_in*KH*KW per forward and 3x that for forward+backward (input gradient,
-weight gradient), and the ratio to a large float32 np.matmul measured in the same run.
+weight gradient), and the ratio to a large float32 np.matmul measured in the same run; also the
+median CPU time (all threads) and the fastest repeat, which say more when the machine is shared
+(then wall-clock medians swing by 3-5x, and OpenBLAS threads waiting for a core burn CPU time).
+All layers have a bias, as in the DCGAN; the D conv1 "real" row has no input gradient (real images).
 """
 from __future__ import annotations
 

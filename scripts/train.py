@@ -9,6 +9,13 @@ import importlib
 import os
 import sys
 
+# The RL agents' networks are tiny: BLAS threads only add overhead there, and with one thread the
+# float results (so the whole training run) do not depend on the machine's core count. This must be
+# set before NumPy is imported; an explicit OPENBLAS_NUM_THREADS from the user wins.
+if len(sys.argv) > 1 and sys.argv[1] in ("dqn", "reinforce", "es"):
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))                   # scripts/cli
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, if not installed
 

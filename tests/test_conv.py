@@ -148,6 +148,19 @@ def test_batch_of_several_copy_blocks(n_last):
     np.testing.assert_allclose(back.data, ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("n_last", [False, True])
+def test_saved_columns_survive_a_second_conv_before_backward(n_last):
+    """Regression: with one window covering the whole padded image, the strided window view is
+    already contiguous; im2col must still copy it, or the columns saved for dL/dw would alias the
+    reused padded-image buffer that the second conv2d overwrites."""
+    rng = np.random.default_rng(0)
+    x1, x2 = t64(rng.standard_normal((3, 1, 2, 2)), True), t64(rng.standard_normal((3, 1, 2, 2)), True)
+    w = t64(rng.standard_normal((2, 1, 3, 3)), True)
+    with layout(n_last):
+        gradcheck(lambda a, b, c: conv2d(a, c, stride=2, padding=1) * conv2d(b, c, stride=2, padding=1),
+                  x1, x2, w)
+
+
 # ==================================================================== gradient checks (float64)
 @CHEAP
 @given(conv_cases())
