@@ -39,12 +39,19 @@ def make_env(seed: int | None = None):
 
 
 def env_rng_state(env) -> dict:
-    """The state of the environment's generator (all the randomness of the next reset)."""
-    return env.unwrapped.np_random.bit_generator.state
+    """The states of the environment's generator (all the randomness of the next reset) and of its
+    action space's generator (random actions)."""
+    return {"env": env.unwrapped.np_random.bit_generator.state,
+            "action_space": env.action_space.np_random.bit_generator.state}
 
 
-def set_env_rng_state(env, state: dict) -> None:
-    env.unwrapped.np_random.bit_generator.state = state
+def set_env_rng_state(env, state: dict, seed: int, started: bool) -> None:
+    """Restore env_rng_state(). If the run had `started` (reset the env at least once), the env gets
+    its generator by a reset with the run's seed, whose state is then overwritten."""
+    if started:
+        env.reset(seed=seed)
+        env.unwrapped.np_random.bit_generator.state = state["env"]
+    env.action_space.np_random.bit_generator.state = state["action_space"]
 
 
 def run_greedy_episodes(act, n_episodes: int, seed: int) -> list[float]:

@@ -308,7 +308,6 @@ class DQN:
         """(meta, sections): JSON-able counters and generator states, and the arrays."""
         meta = {"env_steps": self.env_steps, "updates": self.updates,
                 "rng": self.rng.bit_generator.state, "env_rng": env_rng_state(self.env),
-                "action_space_rng": self.env.action_space.np_random.bit_generator.state,
                 "episode_returns": self.episode_returns, "episode_losses": self.episode_losses}
         sections = {"q_net": self.q_net.state_dict(), "target_net": self.target_net.state_dict(),
                     "optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict()}
@@ -323,10 +322,7 @@ class DQN:
         self.rng.bit_generator.state = meta["rng"]
         self.episode_returns = [float(r) for r in meta["episode_returns"]]
         self.episode_losses = [float(x) if x is not None else float("nan") for x in meta["episode_losses"]]
-        if self.episode_returns:            # the env was already reset once: continue its generator
-            self.env.reset(seed=self.seed)  # (creates the generator; its state is overwritten next)
-            set_env_rng_state(self.env, meta["env_rng"])
-        self.env.action_space.np_random.bit_generator.state = meta["action_space_rng"]
+        set_env_rng_state(self.env, meta["env_rng"], self.seed, started=bool(self.episode_returns))
 
     def losses(self) -> dict:
         return {"td_loss": self.episode_losses}

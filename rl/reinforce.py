@@ -222,7 +222,6 @@ class Reinforce:
     def state_dict(self) -> tuple[dict, dict]:
         meta = {"env_steps": self.env_steps, "updates": self.updates, "rng": self.rng.bit_generator.state,
                 "env_rng": env_rng_state(self.env),
-                "action_space_rng": self.env.action_space.np_random.bit_generator.state,
                 "episode_returns": self.episode_returns, "update_losses": self.update_losses,
                 "value_losses": self.value_losses}
         sections = {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -241,10 +240,7 @@ class Reinforce:
         self.episode_returns = [float(r) for r in meta["episode_returns"]]
         self.update_losses = [float(x) for x in meta["update_losses"]]
         self.value_losses = [float(x) for x in meta["value_losses"]]
-        if self.episode_returns:
-            self.env.reset(seed=self.seed)
-            set_env_rng_state(self.env, meta["env_rng"])
-        self.env.action_space.np_random.bit_generator.state = meta["action_space_rng"]
+        set_env_rng_state(self.env, meta["env_rng"], self.seed, started=bool(self.episode_returns))
 
     def losses(self) -> dict:
         curves = {"policy_loss": self.update_losses}
