@@ -168,7 +168,7 @@ def run(args) -> None:
     shown = [i for i in milestones if i in grids]
     save_image_grid(os.path.join(directory, "progress.png"), np.stack([tile(grids[i], 4, 4) for i in shown]),
                     1, len(shown), title="DCGAN samples from one fixed noise batch",
-                    col_labels=[f"iteration {i}" for i in shown], cell=2.2)
+                    col_labels=[f"iteration {i}" for i in shown], cell=2.2, gap=8)
     steps = np.arange(1, len(state["d_loss"]) + 1)
     save_curves(os.path.join(directory, "losses.png"),
                 {"D: -log D(x) - log(1 - D(G(z)))": (steps, state["d_loss"]),
