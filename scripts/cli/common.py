@@ -215,9 +215,10 @@ def tile(images: np.ndarray, rows: int, cols: int, gap: int = 1, fill: float = 1
 def save_image_grid(path: str, images: np.ndarray, rows: int, cols: int, title: str | None = None,
                     row_labels=None, col_labels=None, gap: int = 1, cell: float | None = None) -> None:
     """Images (rows*cols, [C,] H, W) in [0, 1], laid out row by row, saved as one PNG. Drawn with a
-    single imshow of the tiled picture (one matplotlib axes per image is far slower)."""
+    single imshow of the tiled picture (one matplotlib axes per image is far slower). Mid-grey gaps
+    separate the cells on dark (digits) and light (rendered frames) backgrounds alike."""
     plt = _pyplot()
-    canvas = tile(images, rows, cols, gap)
+    canvas = tile(images, rows, cols, gap, fill=0.5)
     h, w = np.asarray(images).shape[-2:]
     cell = cell or (0.6 if h <= 32 else 1.1)
     fig, ax = plt.subplots(figsize=(cols * cell + (0.9 if row_labels is not None else 0.2),
