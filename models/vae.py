@@ -57,7 +57,7 @@ import numpy as np
 import autodiff.functional as F
 import nets
 from autodiff import Tensor, no_grad
-from nets.losses import binary_cross_entropy_with_logits
+from nets.losses import binary_cross_entropy_with_logits, gaussian_kl
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -78,7 +78,7 @@ class Bounds(NamedTuple):
 
 def kl_to_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mu, sigma^2) || N(0, I)) = -1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2), per row."""
-    return -0.5 * (1 + logvar - mu * mu - logvar.exp()).sum(axis=1)
+    return gaussian_kl(mu, logvar, axis=1)        # nets/losses.py, the one implementation
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, eps) -> Tensor:
