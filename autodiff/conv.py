@@ -2,81 +2,83 @@ r"""Convolution and pooling on NCHW tensors: conv2d, conv_transpose2d, max_pool2
 
 Notation (used in every name below)
     N         batch size
-    C_in      input channels of conv2d          (= output channels of its adjoint, conv_transpose2d)
-    C_out     output channels of conv2d         (= input channels of conv_transpose2d)
-    H, W      height and width of conv2d's input image (= conv_transpose2d's output image)
+    C_in      input channels,  C_out  output channels (of the op at hand)
+    H, W      the op's input height and width;  OH, OW  its output height and width
     KH, KW    kernel height and width
     stride    step between neighbouring windows, (sh, sw)
     padding   zeros added on each side of the image, (ph, pw)
     dilation  step between kernel taps inside one window, (dh, dw)
-    OH, OW    number of window positions = conv2d's output size (= conv_transpose2d's input size)
-              OH = (H + 2*ph - dh*(KH-1) - 1) // sh + 1
-    K         = C_in*KH*KW, the length of one unrolled window;  M = N*OH*OW, the number of windows
+    conv2d:            OH = (H + 2 ph - dh (KH - 1) - 1) // sh + 1                (likewise OW)
+    conv_transpose2d:  OH = (H - 1) sh - 2 ph + dh (KH - 1) + output_padding + 1
 
-How conv2d runs: im2col, then one matmul.
-    im2col copies every window of the padded image into a column of `cols`, shape (K, M), with one
-    copy from a strided (sliding-window) view. The convolution is then a single BLAS matmul
-        out[C_out, M] = w[C_out, K] @ cols[K, M].
-    Its gradients are two more matmuls with the same operands:
-        dL/dw    = g[C_out, M] @ cols^T                           (conv2d weight gradient)
-        dL/dcols = w^T @ g,  then dL/dx = col2im(dL/dcols)         (conv2d input gradient)
-
-Adjoint pairs.
-    col2im is the adjoint of im2col: im2col copies each pixel into every window that contains it,
-    so col2im *adds* every window's value back onto its pixel (overlapping windows sum).
-    conv_transpose2d IS conv2d's input gradient (`_conv2d_input_grad`, read "w^T then col2im"), and
-    its backward IS conv2d: input gradient = conv2d's forward on the output gradient, weight
-    gradient = conv2d's weight gradient with the roles of image and output swapped.
-
-Internal layout. Inside this module the images are kept channel-first, (C, N, H, W) or (C, H, W, N)
-("N last"); both make cols (K, M) with M ordered (N, OH, OW) or (OH, OW, N), so the three matmuls
-run on contiguous arrays and only the (smaller) NCHW images are transposed, on the way in and out.
-N last is chosen for small images, where the (N, H, W) layout would make im2col and col2im step
-through rows only OW numbers long (NumPy's per-row overhead then dominates).
+The file reads in three parts.
+1. The reference: each op as the plain loops of its definition (`*_reference`, NumPy arrays, forward
+   only). They are the explanation and the tests' oracle; every fast op below must equal its reference.
+2. conv2d and conv_transpose2d on Tensors, through im2col and one matrix product (autodiff/im2col.py
+   holds im2col, col2im, the three products, the memory layouts and scratch buffers):
+       conv2d:   out = w @ im2col(x);   dL/dw = g @ im2col(x)^T;   dL/dx = col2im(w^T @ g)
+   Adjoint pairs: col2im is im2col's adjoint (overlapping windows ADD); conv_transpose2d IS conv2d's
+   input gradient, and its backward IS conv2d (dL/dx = conv2d(g, w)) plus conv2d's weight gradient
+   with the roles of image and output swapped.
+3. Pooling: a loop over the KH x KW kernel offsets, each a strided view of the whole batch.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import NamedTuple
+import itertools
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
+from . import im2col as fast
 from .tensor import Tensor
 
-# Images whose window rows are shorter than this use the (C, H, W, N) layout (see module docstring).
-_N_LAST_BELOW_OW = 12
+
+# ==================================================================== 1. the reference: plain loops
+def conv2d_reference(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1)) -> np.ndarray:
+    """out[n, o, i, j] = b[o] + sum_{c,kh,kw} w[o, c, kh, kw] x_pad[n, c, i sh + kh dh, j sw + kw dw]."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    N, C_in, H, W = x.shape
+    C_out, _, KH, KW = w.shape
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    OH, OW = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1, (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
+    out = np.zeros((N, C_out, OH, OW), np.result_type(x, w))
+    for n, o, i, j, c, kh, kw in itertools.product(range(N), range(C_out), range(OH), range(OW),
+                                                   range(C_in), range(KH), range(KW)):
+        out[n, o, i, j] += w[o, c, kh, kw] * x_pad[n, c, i * sh + kh * dh, j * sw + kw * dw]
+    return out if b is None else out + b[None, :, None, None]
 
 
-# ==================================================================== scratch memory
-class _Scratch:
-    """Reused arrays for the big temporaries that never leave this module (the w^T @ g product,
-    col2im's padded image, ...). Allocating them afresh can cost more than the arithmetic: the C
-    allocator hands big freed blocks back to the OS, and the next allocation then pays a page fault
-    per page it touches (measured: a 26 MB matmul output took 30 ms instead of 7). Keyed by
-    (tag, shape, dtype); least recently used arrays are dropped beyond `max_bytes`.
-    Not thread-safe (neither is the autodiff graph)."""
-
-    def __init__(self, max_bytes: int = 256 * 2 ** 20):
-        self.max_bytes, self.arrays = max_bytes, OrderedDict()
-
-    def get(self, tag: str, shape: tuple, dtype, zero: bool = False) -> np.ndarray:
-        key = (tag, tuple(shape), np.dtype(dtype))
-        array = self.arrays.pop(key, None)
-        if array is None:
-            array = np.empty(shape, dtype)
-        self.arrays[key] = array
-        while len(self.arrays) > 1 and sum(a.nbytes for a in self.arrays.values()) > self.max_bytes:
-            self.arrays.popitem(last=False)
-        if zero:
-            array.fill(0)
-        return array
+def conv_transpose2d_reference(x, w, b=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
+                               dilation=(1, 1)) -> np.ndarray:
+    """Each input pixel scatters x[n, c, i, j] w[c, :, kh, kw] onto output pixel (i sh - ph + kh dh,
+    j sw - pw + kw dw) (the pixels that land in the padding are dropped)."""
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = stride, padding, output_padding, dilation
+    N, C_in, H, W = x.shape
+    _, C_out, KH, KW = w.shape
+    OH = (H - 1) * sh - 2 * ph + dh * (KH - 1) + oph + 1
+    OW = (W - 1) * sw - 2 * pw + dw * (KW - 1) + opw + 1
+    out = np.zeros((N, C_out, OH, OW), np.result_type(x, w))
+    for n, c, i, j, kh, kw in itertools.product(range(N), range(C_in), range(H), range(W),
+                                                range(KH), range(KW)):
+        oi, oj = i * sh - ph + kh * dh, j * sw - pw + kw * dw
+        if 0 <= oi < OH and 0 <= oj < OW:
+            out[n, :, oi, oj] += x[n, c, i, j] * w[c, :, kh, kw]
+    return out if b is None else out + b[None, :, None, None]
 
 
-_scratch = _Scratch()
+def pool2d_reference(x, kernel_size: int, stride: int, padding: int, reduce=np.max) -> np.ndarray:
+    """out[n, c, i, j] = reduce of the KH x KW window at (i s, j s) of x padded with -inf (max) or 0
+    (mean, counting the padding as PyTorch's count_include_pad=True)."""
+    N, C, H, W = x.shape
+    k, s, p = kernel_size, stride, padding
+    x_pad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf if reduce is np.max else 0)
+    OH, OW = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    out = np.zeros((N, C, OH, OW), x.dtype)
+    for i, j in itertools.product(range(OH), range(OW)):
+        out[:, :, i, j] = reduce(x_pad[:, :, i * s:i * s + k, j * s:j * s + k], axis=(2, 3))
+    return out
 
 
-# ==================================================================== argument checking
+# ==================================================================== 2. conv2d and conv_transpose2d: argument checking
 def _pair(value, name: str, op: str, minimum: int) -> tuple:
     """An int or an (h, w) pair of ints, each >= minimum."""
     try:
@@ -111,155 +113,8 @@ def _check_weight_and_bias(op: str, x: Tensor, w: Tensor, b, w_layout: str, in_a
                          f"got {tuple(b.shape)}")
 
 
-# ==================================================================== geometry
-class _Geometry(NamedTuple):
-    """Where the windows of a conv2d sit on its (input) image. Shared by conv2d and its adjoint."""
-    N: int
-    C_in: int
-    H: int
-    W: int
-    KH: int
-    KW: int
-    sh: int
-    sw: int
-    ph: int
-    pw: int
-    dh: int
-    dw: int
-    OH: int
-    OW: int
-
-    @property
-    def n_last(self) -> bool:
-        return self.OW < _N_LAST_BELOW_OW
-
-    @property
-    def buffer_hw(self) -> tuple:
-        """Padded image big enough for the image (at offset ph, pw) and for every window tap."""
-        span_h = (self.OH - 1) * self.sh + self.dh * (self.KH - 1) + 1
-        span_w = (self.OW - 1) * self.sw + self.dw * (self.KW - 1) + 1
-        return max(span_h, self.ph + self.H), max(span_w, self.pw + self.W)
-
-
 def _conv_out_size(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-# ==================================================================== layout changes (NCHW <-> internal)
-def _internal(phys: np.ndarray, n_last: bool) -> np.ndarray:
-    """A (C, N, H, W) view of an internal array stored as (C, N, H, W) or (C, H, W, N)."""
-    return phys.transpose(0, 3, 1, 2) if n_last else phys
-
-
-def _internal_shape(C: int, N: int, H: int, W: int, geometry: _Geometry) -> tuple:
-    """Shape of an internal array in the geometry's layout."""
-    return (C, H, W, N) if geometry.n_last else (C, N, H, W)
-
-
-def _nchw_to_internal(a: np.ndarray, n_last: bool, top: int = 0, left: int = 0,
-                      Hb: int = None, Wb: int = None, scratch: str = None) -> np.ndarray:
-    """Copy a (N, C, H, W) array into an internal (C, ...) array of height Hb and width Wb, zero
-    padded, the image at offset (top, left). With a `scratch` tag the result is a reused array."""
-    N, C, H, W = a.shape
-    Hb, Wb = Hb or H, Wb or W
-    shape = (C, Hb, Wb, N) if n_last else (C, N, Hb, Wb)
-    padded = (Hb, Wb) != (H, W)
-    if scratch:
-        phys = _scratch.get(scratch, shape, a.dtype, zero=padded)
-    else:
-        phys = np.zeros(shape, a.dtype) if padded else np.empty(shape, a.dtype)
-    view = _internal(phys, n_last)[:, :, top:top + H, left:left + W]
-    if n_last:      # a full transpose: 16 images at a time (a 64-byte line of N), 2-4x faster than whole
-        for n in range(0, N, 16):
-            view[:, n:n + 16] = a[n:n + 16].transpose(1, 0, 2, 3)
-    else:
-        view[...] = a.transpose(1, 0, 2, 3)
-    return phys
-
-
-def _internal_to_nchw(phys: np.ndarray, n_last: bool, top: int = 0, left: int = 0,
-                      H: int = None, W: int = None) -> np.ndarray:
-    """The (N, C, H, W) image at offset (top, left) of an internal array, as a contiguous copy."""
-    view = _internal(phys, n_last)
-    H, W = H or view.shape[2], W or view.shape[3]
-    view = view[:, :, top:top + H, left:left + W]
-    C, N = view.shape[:2]
-    out = np.empty((N, C, H, W), phys.dtype)
-    for c in range(C):  # one channel at a time: with N last a full transpose, in cache-sized pieces
-        out[:, c] = view[c]
-    return out
-
-
-# ==================================================================== im2col and col2im (adjoints)
-def _windows(image: np.ndarray, g: _Geometry) -> np.ndarray:
-    """Strided (no copy) view of every window of an internal padded image: (C, KH, KW, N, OH, OW)."""
-    span = (g.dh * (g.KH - 1) + 1, g.dw * (g.KW - 1) + 1)
-    view = sliding_window_view(image, span, axis=(2, 3))          # (C, N, Hb', Wb', span_h, span_w)
-    view = view[:, :, :(g.OH - 1) * g.sh + 1:g.sh, :(g.OW - 1) * g.sw + 1:g.sw, ::g.dh, ::g.dw]
-    return view.transpose(0, 4, 5, 1, 2, 3)
-
-
-def _im2col(x: np.ndarray, g: _Geometry, scratch: str = None) -> np.ndarray:
-    """im2col: (N, C_in, H, W) -> cols (K, M), M ordered as the internal layout: one copy of a
-    strided view of the padded image. With a `scratch` tag cols is a reused array (a temporary)."""
-    Hb, Wb = g.buffer_hw
-    image = _nchw_to_internal(x, g.n_last, g.ph, g.pw, Hb, Wb, scratch="im2col image")
-    windows = _windows(_internal(image, g.n_last), g)               # (C, KH, KW, N, OH, OW)
-    if g.n_last:
-        windows = windows.transpose(0, 1, 2, 4, 5, 3)               # (C, KH, KW, OH, OW, N)
-    # Always a copy (never np.ascontiguousarray: when the view happens to be contiguous it would
-    # return the scratch image itself, which the next im2col overwrites).
-    cols = np.empty(windows.shape, x.dtype) if scratch is None else _scratch.get(scratch, windows.shape, x.dtype)
-    np.copyto(cols, windows)
-    return cols.reshape(g.C_in * g.KH * g.KW, -1)
-
-
-def _col2im(cols: np.ndarray, g: _Geometry) -> np.ndarray:
-    """col2im, the adjoint of im2col: cols (K, M) -> (N, C_in, H, W).
-
-    Each column is added back onto the pixels of its window. A pixel that sits in several windows
-    was copied into several columns, i.e. it contributed to several outputs, so its gradient is the
-    SUM over those windows: hence `+=`, never `=`. One vectorised add per kernel offset (KH*KW of
-    them), each into a strided slice of the padded image (np.add.at would be far slower)."""
-    Hb, Wb = g.buffer_hw
-    shape = (g.C_in, Hb, Wb, g.N) if g.n_last else (g.C_in, g.N, Hb, Wb)
-    phys = _scratch.get("col2im image", shape, cols.dtype, zero=True)
-    image = _internal(phys, g.n_last)                               # (C, N, Hb, Wb) view
-    if g.n_last:
-        cols6 = cols.reshape(g.C_in, g.KH, g.KW, g.OH, g.OW, g.N).transpose(0, 1, 2, 5, 3, 4)
-    else:
-        cols6 = cols.reshape(g.C_in, g.KH, g.KW, g.N, g.OH, g.OW)  # both (C, KH, KW, N, OH, OW)
-    for kh in range(g.KH):
-        for kw in range(g.KW):
-            top, left = kh * g.dh, kw * g.dw
-            target = image[:, :, top:top + (g.OH - 1) * g.sh + 1:g.sh,
-                           left:left + (g.OW - 1) * g.sw + 1:g.sw]
-            np.add(target, cols6[:, kh, kw], out=target)
-    return _internal_to_nchw(phys, g.n_last, g.ph, g.pw, g.H, g.W)
-
-
-# ==================================================================== conv2d's three products
-def _weight_matrix(w: np.ndarray) -> np.ndarray:
-    """(C_out, C_in, KH, KW) -> (C_out, K)."""
-    return np.ascontiguousarray(w).reshape(w.shape[0], -1)
-
-
-def _conv2d_forward(cols: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """out (C_out, M) = w (C_out, K) @ cols (K, M): the one BLAS matmul of conv2d (a scratch array)."""
-    out = _scratch.get("conv2d out", (w.shape[0], cols.shape[1]), cols.dtype)
-    return np.matmul(_weight_matrix(w), cols, out=out)
-
-
-def _conv2d_weight_grad(g_cols: np.ndarray, cols: np.ndarray, w_shape: tuple) -> np.ndarray:
-    """dL/dw (C_out, K) = g (C_out, M) @ cols^T (M, K) (cols.T is a free F-ordered view for BLAS)."""
-    return (g_cols @ cols.T).reshape(w_shape)
-
-
-def _conv2d_input_grad(g_cols: np.ndarray, w: np.ndarray, geometry: _Geometry) -> np.ndarray:
-    """dL/dx = col2im(w^T @ g): g (C_out, M) -> (N, C_in, H, W). This is conv_transpose2d's forward."""
-    w_matrix = _weight_matrix(w)
-    cols = _scratch.get("input grad cols", (w_matrix.shape[1], g_cols.shape[1]), g_cols.dtype)
-    return _col2im(np.matmul(w_matrix.T, g_cols, out=cols), geometry)
 
 
 # ==================================================================== conv2d
@@ -271,6 +126,7 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0, dilation
         OH = (H + 2*ph - dh*(KH-1) - 1) // sh + 1   (likewise OW)
     stride, padding, dilation: int or (h, w) pair.
     Backward: dL/dw = g @ cols^T, dL/dx = col2im(w^T @ g) (= conv_transpose2d of g), dL/db = sum of g.
+    Must equal conv2d_reference.
     """
     op = "conv2d"
     _check_4d(op, x, "(N, C_in, H, W)")
@@ -285,27 +141,27 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0, dilation
                          f"({dh * (KH - 1) + 1}, {dw * (KW - 1) + 1}) but the padded input is "
                          f"({H + 2 * ph}, {W + 2 * pw}) (input shape {tuple(x.shape)}, padding "
                          f"({ph}, {pw})); the output (OH, OW) would be ({OH}, {OW})")
-    geometry = _Geometry(N, C_in, H, W, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW)
-
-    cols = _im2col(x.data, geometry)                                 # (K, M)
-    out_cols = _conv2d_forward(cols, w.data)                         # (C_out, M)
+    # the windows slide over the input image (H, W); their positions are the output grid (OH, OW)
+    windows = fast.Windows(N=N, C=C_in, IH=H, IW=W, KH=KH, KW=KW, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw,
+                           GH=OH, GW=OW)
+    cols = fast.im2col(x.data, windows)                              # (K, M), K = C_in KH KW, M = N OH OW
+    out_matrix = fast.conv2d_forward(cols, w.data)                   # (C_out, M)
     saved_cols = cols if w.requires_grad else None                  # only dL/dw needs them
     if b is not None:
-        out_cols += b.data[:, None]
+        out_matrix += b.data[:, None]
     parents = (x, w) if b is None else (x, w, b)
-    out = Tensor._make(_internal_to_nchw(out_cols.reshape(_internal_shape(C_out, N, OH, OW, geometry)),
-                                         geometry.n_last), parents, op)
+    out = Tensor._make(fast.grid_image(out_matrix, windows), parents, op)     # (N, C_out, OH, OW)
     if not out.requires_grad:
         return out
 
     def _backward():
-        g_cols = _nchw_to_internal(out.grad, geometry.n_last, scratch="g").reshape(C_out, -1)  # (C_out, M)
+        g_matrix = fast.grid_matrix(out.grad, windows, tag="g")                 # (C_out, M)
         if w.requires_grad:
-            w._accumulate(_conv2d_weight_grad(g_cols, saved_cols, w.shape))
+            w._accumulate(fast.conv2d_weight_grad(g_matrix, saved_cols, w.shape))
         if b is not None and b.requires_grad:
-            b._accumulate(g_cols.sum(axis=1))
+            b._accumulate(g_matrix.sum(axis=1))
         if x.requires_grad:
-            x._accumulate(_conv2d_input_grad(g_cols, w.data, geometry))
+            x._accumulate(fast.conv2d_input_grad(g_matrix, w.data, windows))
     out._backward = _backward
     return out
 
@@ -326,6 +182,7 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0
         forward        = conv2d's input gradient, col2im(w^T @ x)
         dL/dx          = conv2d(g, w)                 (conv2d's forward: w @ im2col(g))
         dL/dw          = conv2d's weight gradient with the roles swapped: x @ im2col(g)^T
+    Must equal conv_transpose2d_reference.
     """
     op = "conv_transpose2d"
     _check_4d(op, x, "(N, C_in, H, W)")
@@ -344,11 +201,12 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0
         raise ValueError(f"{op}: output (OH, OW) would be ({OH}, {OW}) for input shape {tuple(x.shape)}, "
                          f"kernel ({KH}, {KW}), stride ({sh}, {sw}), padding ({ph}, {pw}), "
                          f"dilation ({dh}, {dw}); padding is too large")
-    # conv2d's geometry on conv_transpose2d's output image: that conv2d has H x W window positions.
-    geometry = _Geometry(N, C_out, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, H, W)
-
-    x_cols = _nchw_to_internal(x.data, geometry.n_last).reshape(C_in, -1)     # (C_in, M)
-    data = _conv2d_input_grad(x_cols, w.data, geometry)                       # col2im(w^T @ x)
+    # The adjoint conv2d's windows slide over this op's OUTPUT image (OH, OW), and their positions
+    # are this op's input grid (H, W).
+    windows = fast.Windows(N=N, C=C_out, IH=OH, IW=OW, KH=KH, KW=KW, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh,
+                           dw=dw, GH=H, GW=W)
+    x_matrix = fast.grid_matrix(x.data, windows)                              # (C_in, M), M = N H W
+    data = fast.conv2d_input_grad(x_matrix, w.data, windows)                  # col2im(w^T @ x)
     if b is not None:
         data += b.data[:, None, None]
     parents = (x, w) if b is None else (x, w, b)
@@ -361,18 +219,16 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0
             b._accumulate(out.grad.reshape(N, C_out, -1).sum(axis=2).sum(axis=0))
         if not (x.requires_grad or w.requires_grad):
             return
-        g_cols = _im2col(out.grad, geometry, scratch="cols")                  # (C_out*KH*KW, M)
+        g_cols = fast.im2col(out.grad, windows, tag="cols")                   # (C_out KH KW, M)
         if x.requires_grad:                                                   # = conv2d(g, w)
-            dx = _conv2d_forward(g_cols, w.data)                              # (C_in, M)
-            x._accumulate(_internal_to_nchw(dx.reshape(_internal_shape(C_in, N, H, W, geometry)),
-                                            geometry.n_last))
+            x._accumulate(fast.grid_image(fast.conv2d_forward(g_cols, w.data), windows))
         if w.requires_grad:                                                   # roles swapped
-            w._accumulate(_conv2d_weight_grad(x_cols, g_cols, w.shape))
+            w._accumulate(fast.conv2d_weight_grad(x_matrix, g_cols, w.shape))
     out._backward = _backward
     return out
 
 
-# ==================================================================== pooling
+# ==================================================================== 3. pooling
 def _pool_geometry(op: str, x: Tensor, kernel_size, stride, padding) -> tuple:
     _check_4d(op, x, "(N, C, H, W)")
     KH, KW = _pair(kernel_size, "kernel_size", op, 1)
@@ -409,7 +265,7 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     Backward: each window's gradient goes to its argmax, the first one (row-major) among ties, as
     PyTorch; a pixel that is the argmax of several overlapping windows receives the sum. The argmax
     is not stored: backward finds it again by comparing each kernel offset with the output.
-    (A window whose maximum is NaN passes no gradient.)
+    (A window whose maximum is NaN passes no gradient.) Must equal pool2d_reference(..., np.max).
     """
     op = "max_pool2d"
     KH, KW, sh, sw, ph, pw, OH, OW = _pool_geometry(op, x, kernel_size, stride, padding)
@@ -442,6 +298,7 @@ def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
 
     x: (N, C, H, W) -> (N, C, OH, OW): out = sum of the window / (KH*KW).
     Backward: every pixel of a window gets g / (KH*KW); overlapping windows add.
+    Must equal pool2d_reference(..., np.mean).
     """
     op = "avg_pool2d"
     KH, KW, sh, sw, ph, pw, OH, OW = _pool_geometry(op, x, kernel_size, stride, padding)

@@ -29,10 +29,9 @@ def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
         raise ValueError(f"leaky_relu: slope must be in [0, 1], got {slope}")
     out = Tensor._make(np.maximum(x.data, x.data * slope), (x,), "leaky_relu")   # = x or slope x, 0 <= slope <= 1
     def _backward():
-        derivative = (x.data > 0).astype(x.dtype)           # 1 where x > 0, else 0 ...
-        derivative *= 1 - slope
-        derivative += slope                                 # ... -> 1 where x > 0, else slope
-        x._accumulate(out.grad * derivative)
+        grad = np.multiply(out.grad, slope, out=np.empty_like(out.grad))   # slope g, and g where x > 0
+        np.copyto(grad, out.grad, where=x.data > 0)
+        x._accumulate(grad)
     out._backward = _backward
     return out
 
@@ -46,7 +45,12 @@ def _stable_sigmoid(a: np.ndarray) -> np.ndarray:
 def sigmoid(x: Tensor) -> Tensor:
     """sigmoid: f(x) = 1 / (1 + e^-x), f'(x) = f(x) (1 - f(x)). Finite for |x| = 1000."""
     out = Tensor._make(_stable_sigmoid(x.data), (x,), "sigmoid")
-    out._backward = lambda: x._accumulate(out.grad * out.data * (1 - out.data))
+    def _backward():
+        derivative = np.subtract(1, out.data, out=np.empty_like(out.data))   # 1 - f, then f (1 - f) g
+        derivative *= out.data
+        derivative *= out.grad
+        x._accumulate(derivative)
+    out._backward = _backward
     return out
 
 
@@ -60,7 +64,12 @@ def softplus(x: Tensor) -> Tensor:
 def tanh(x: Tensor) -> Tensor:
     """tanh: f(x) = tanh(x), f'(x) = 1 - f(x)^2 (reuse the output)."""
     out = Tensor._make(np.tanh(x.data), (x,), "tanh")
-    out._backward = lambda: x._accumulate(out.grad * (1 - out.data ** 2))
+    def _backward():
+        derivative = np.square(out.data, out=np.empty_like(out.data))      # f^2, then (1 - f^2) g
+        np.subtract(1, derivative, out=derivative)
+        derivative *= out.grad
+        x._accumulate(derivative)
+    out._backward = _backward
     return out
 
 

@@ -24,29 +24,9 @@ stored at all. Then a step's graph is freed by reference counting as soon as the
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
-
-# ==================================================================== gradient mode
-class _GradMode:
-    enabled = True
-
-
-@contextlib.contextmanager
-def no_grad():
-    """Inside `with no_grad():` operations build no graph (inference, target networks, updates)."""
-    previous = _GradMode.enabled
-    _GradMode.enabled = False
-    try:
-        yield
-    finally:
-        _GradMode.enabled = previous
-
-
-def is_grad_enabled() -> bool:
-    return _GradMode.enabled
+from .grad_mode import _GradMode, no_grad, is_grad_enabled  # noqa: F401  (re-exported)
 
 
 # ==================================================================== broadcasting, in one place
@@ -95,6 +75,7 @@ class Tensor:
         self._parents = _parents         # the Tensors this one was computed from
         self._op = _op                   # name of the operation, for printing graphs
         self._backward_fn = None         # closure: adds d(loss)/d(parent) into each parent's grad
+        self._grad_buffer = None         # the gradient array this tensor allocated itself (see _accumulate)
 
     @property
     def _backward(self):
@@ -114,15 +95,35 @@ class Tensor:
         return Tensor(data, needs_grad, parents if needs_grad else (), op)
 
     def _accumulate(self, grad) -> None:
-        """self.grad += grad, after undoing broadcasting. Every gradient in the engine passes here."""
+        """self.grad += grad, after undoing broadcasting. Every gradient in the engine passes here.
+
+        The first gradient is stored as it is (no copy; it may be shared with another node). A second
+        one is added into a new array that this tensor owns (`_grad_buffer`); later ones are added
+        into that array in place, so a tensor used k times costs one allocation, not k - 1."""
         if not self.requires_grad:
             return
         grad = unbroadcast(np.asarray(grad), self.data.shape)
         assert grad.shape == self.data.shape, \
             f"gradient of shape {grad.shape} for a tensor of shape {self.data.shape} ({self._op or 'leaf'})"
-        if grad.dtype != self.data.dtype:
-            grad = grad.astype(self.data.dtype)
-        self.grad = grad if self.grad is None else self.grad + grad
+        if self.grad is None:
+            self.grad = grad if grad.dtype == self.data.dtype else grad.astype(self.data.dtype)
+        elif self.grad is self._grad_buffer:
+            self.grad += grad
+        else:
+            self.grad = self._grad_buffer = np.add(self.grad, grad, dtype=self.data.dtype)
+
+    def _accumulate_at(self, index, grad, unique: bool) -> None:
+        """self.grad[index] += grad: the adjoint of indexing. `unique` says that no element is
+        selected twice (slices); otherwise repeated indices add up (np.add.at)."""
+        if not self.requires_grad:
+            return
+        if self.grad is not self._grad_buffer or self.grad is None:
+            buffer = np.zeros_like(self.data) if self.grad is None else self.grad.astype(self.data.dtype)
+            self.grad = self._grad_buffer = buffer
+        if unique:
+            self.grad[index] += grad
+        else:
+            np.add.at(self.grad, index, grad)
 
     def _wrap(self, other) -> "Tensor":
         """Python numbers take this tensor's dtype, so float32 * 2.0 stays float32."""
@@ -245,7 +246,8 @@ class Tensor:
         out = Tensor._make(self.data - other.data, (self, other), "sub")
         def _backward():
             self._accumulate(out.grad)
-            other._accumulate(-out.grad)
+            if other.requires_grad:
+                other._accumulate(-out.grad)
         out._backward = _backward
         return out
 
@@ -254,9 +256,11 @@ class Tensor:
         other = self._wrap(other)
         _broadcast_shape("mul", self.shape, other.shape)
         out = Tensor._make(self.data * other.data, (self, other), "mul")
-        def _backward():
-            self._accumulate(out.grad * other.data)
-            other._accumulate(out.grad * self.data)
+        def _backward():                   # (a product is computed only if its input needs it)
+            if self.requires_grad:
+                self._accumulate(out.grad * other.data)
+            if other.requires_grad:
+                other._accumulate(out.grad * self.data)
         out._backward = _backward
         return out
 
@@ -266,8 +270,10 @@ class Tensor:
         _broadcast_shape("div", self.shape, other.shape)
         out = Tensor._make(self.data / other.data, (self, other), "div")
         def _backward():
-            self._accumulate(out.grad / other.data)
-            other._accumulate(-out.grad * out.data / other.data)
+            if self.requires_grad:
+                self._accumulate(out.grad / other.data)
+            if other.requires_grad:
+                other._accumulate(-out.grad * out.data / other.data)
         out._backward = _backward
         return out
 
@@ -277,7 +283,8 @@ class Tensor:
         _broadcast_shape("pow", self.shape, other.shape)
         out = Tensor._make(self.data ** other.data, (self, other), "pow")
         def _backward():
-            self._accumulate(out.grad * other.data * self.data ** (other.data - 1))
+            if self.requires_grad:
+                self._accumulate(out.grad * other.data * self.data ** (other.data - 1))
             if other.requires_grad:
                 other._accumulate(out.grad * out.data * np.log(self.data))
         out._backward = _backward
@@ -321,132 +328,36 @@ class Tensor:
         out = Tensor._make(self.data @ other.data, (self, other), "matmul")
         def _backward():
             if self.requires_grad:
-                self._accumulate(out.grad @ np.swapaxes(other.data, -1, -2))
+                self._accumulate(_product(out.grad, np.swapaxes(other.data, -1, -2), like=self.data))
             if other.requires_grad:
-                other._accumulate(np.swapaxes(self.data, -1, -2) @ out.grad)
+                other._accumulate(_product(np.swapaxes(self.data, -1, -2), out.grad, like=other.data))
         out._backward = _backward
         return out
 
-    # ---------------------------------------------------------------- elementwise functions
-    def exp(self):
-        """exp: f(x) = e^x, f'(x) = e^x (reuse the output)."""
-        out = Tensor._make(np.exp(self.data), (self,), "exp")
-        out._backward = lambda: self._accumulate(out.grad * out.data)
-        return out
+    # ---------------------------------------------------------------- named methods
+    # Each one's forward, backward and math line are in autodiff/tensor_methods.py (the operators
+    # +, -, *, /, **, @ are above); `M` is that module.
+    def exp(self): return M.exp(self)
+    def log(self): return M.log(self)
+    def sqrt(self): return M.sqrt(self)
+    def abs(self): return M.abs(self)
+    def clip(self, min=None, max=None): return M.clip(self, min, max)
+    def sum(self, axis=None, keepdims=False): return M.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return M.mean(self, axis, keepdims)
+    def var(self, axis=None, keepdims=False, ddof=0): return M.var(self, axis, keepdims, ddof)
+    def max(self, axis=None, keepdims=False): return M.extremum(self, np.max, "max", axis, keepdims)
+    def min(self, axis=None, keepdims=False): return M.extremum(self, np.min, "min", axis, keepdims)
+    def __getitem__(self, index): return M.getitem(self, index)
 
-    def log(self):
-        """log: f(x) = ln x, f'(x) = 1/x."""
-        out = Tensor._make(np.log(self.data), (self,), "log")
-        out._backward = lambda: self._accumulate(out.grad / self.data)
-        return out
-
-    def sqrt(self):
-        """sqrt: f(x) = x^(1/2), f'(x) = 1 / (2 sqrt(x)) (reuse the output)."""
-        out = Tensor._make(np.sqrt(self.data), (self,), "sqrt")
-        out._backward = lambda: self._accumulate(out.grad / (2 * out.data))
-        return out
-
-    def abs(self):
-        """abs: f(x) = |x|, f'(x) = sign(x) (0 at the kink x = 0)."""
-        out = Tensor._make(np.abs(self.data), (self,), "abs")
-        out._backward = lambda: self._accumulate(out.grad * np.sign(self.data))
-        return out
-
-    def clip(self, min=None, max=None):
-        """clip: f(x) = min(max(x, lo), hi), f'(x) = 1 inside [lo, hi], 0 outside."""
-        out = Tensor._make(np.clip(self.data, min, max), (self,), "clip")
-        def _backward():
-            inside = np.ones(self.shape, dtype=bool)
-            if min is not None:
-                inside &= self.data >= min
-            if max is not None:
-                inside &= self.data <= max
-            self._accumulate(out.grad * inside)
-        out._backward = _backward
-        return out
-
-    # ---------------------------------------------------------------- reductions
-    def sum(self, axis=None, keepdims=False):
-        """sum: every input element gets the output's gradient (broadcast back)."""
-        out = Tensor._make(self.data.sum(axis=axis, keepdims=keepdims), (self,), "sum")
-        out._backward = lambda: self._accumulate(_expand(out.grad, self.shape, axis, keepdims))
-        return out
-
-    def mean(self, axis=None, keepdims=False):
-        """mean = sum / n: every input element gets the output's gradient divided by n."""
-        data = self.data.mean(axis=axis, keepdims=keepdims)
-        count = self.data.size // max(np.size(data), 1)
-        out = Tensor._make(data, (self,), "mean")
-        out._backward = lambda: self._accumulate(_expand(out.grad, self.shape, axis, keepdims) / count)
-        return out
-
-    def var(self, axis=None, keepdims=False, ddof=0):
-        """var = sum((x - mean)^2) / (n - ddof): d/dx_i = 2 (x_i - mean) / (n - ddof)."""
-        mean = self.data.mean(axis=axis, keepdims=True)
-        count = self.data.size // mean.size
-        out = Tensor._make(self.data.var(axis=axis, keepdims=keepdims, ddof=ddof), (self,), "var")
-        def _backward():
-            g = _expand(out.grad, self.shape, axis, keepdims)
-            self._accumulate(g * 2 * (self.data - mean) / (count - ddof))
-        out._backward = _backward
-        return out
-
-    def max(self, axis=None, keepdims=False):
-        """max: the gradient goes to the maximal element (split evenly between ties)."""
-        return self._extremum(np.max, "max", axis, keepdims)
-
-    def min(self, axis=None, keepdims=False):
-        """min: the gradient goes to the minimal element (split evenly between ties)."""
-        return self._extremum(np.min, "min", axis, keepdims)
-
-    def _extremum(self, reduce, name, axis, keepdims):
-        out = Tensor._make(reduce(self.data, axis=axis, keepdims=keepdims), (self,), name)
-        def _backward():
-            picked = self.data == _expand(out.data, self.shape, axis, keepdims)
-            ties = picked.sum(axis=axis, keepdims=True)
-            self._accumulate(_expand(out.grad, self.shape, axis, keepdims) * picked / ties)
-        out._backward = _backward
-        return out
-
-    # ---------------------------------------------------------------- shape operations
     def reshape(self, *shape):
-        """reshape: the gradient is reshaped back."""
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        try:
-            data = self.data.reshape(shape)
-        except ValueError:
-            raise ValueError(f"reshape: cannot reshape a tensor of shape {self.shape} "
-                             f"({self.data.size} elements) into shape {tuple(shape)}") from None
-        out = Tensor._make(data, (self,), "reshape")
-        out._backward = lambda: self._accumulate(out.grad.reshape(self.shape))
-        return out
+        return M.reshape(self, tuple(shape))
 
     def transpose(self, *axes):
-        """transpose: the gradient is transposed by the inverse permutation."""
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        axes = tuple(axes) if axes else tuple(reversed(range(self.ndim)))
-        out = Tensor._make(self.data.transpose(axes), (self,), "transpose")
-        out._backward = lambda: self._accumulate(out.grad.transpose(np.argsort(axes)))
-        return out
+        return M.transpose(self, tuple(axes) if axes else tuple(reversed(range(self.ndim))))
 
     T = property(lambda self: self.transpose())
-
-    def __getitem__(self, index):
-        """x[index] (slices, or integer arrays as in q[np.arange(N), actions]): the gradient is
-        scattered back into a zero array; repeated indices add up (np.add.at)."""
-        index = _data(index) if isinstance(index, Tensor) else index
-        if isinstance(index, tuple):
-            index = tuple(_data(i) if isinstance(i, Tensor) else i for i in index)
-        out = Tensor._make(self.data[index], (self,), "getitem")
-        def _backward():
-            grad = np.zeros_like(self.data)
-            if _is_basic_index(index):      # slices and ints never repeat an element
-                grad[index] = out.grad
-            else:
-                np.add.at(grad, index, out.grad)
-            self._accumulate(grad)
-        out._backward = _backward
-        return out
 
 
 # ==================================================================== helpers
@@ -460,14 +371,14 @@ def _data(x):
     return x.data if isinstance(x, Tensor) else x
 
 
-def _is_basic_index(index) -> bool:
-    parts = index if isinstance(index, tuple) else (index,)
-    return all(p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer)) for p in parts)
+def _product(a: np.ndarray, b: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """a @ b laid out in memory as `like` (the operand whose gradient it is): a matrix stored
+    column-major, such as the view W.T of a Linear layer's weight, gets its gradient computed as
+    (b^T a^T)^T, so that transposing it back gives W's gradient as a contiguous array (which the
+    optimizer's elementwise passes read several times)."""
+    if like.ndim == 2 and like.flags.f_contiguous and not like.flags.c_contiguous:
+        return (b.T @ a.T).T
+    return a @ b
 
 
-def _expand(grad: np.ndarray, shape: tuple, axis, keepdims: bool) -> np.ndarray:
-    """Broadcast the gradient of a reduction over `axis` back to the input's `shape`."""
-    if axis is not None and not keepdims:
-        axes = (axis,) if np.isscalar(axis) else axis
-        grad = np.expand_dims(grad, tuple(a % len(shape) for a in axes))
-    return np.broadcast_to(grad, shape)
+from . import tensor_methods as M  # noqa: E402  (it imports Tensor from this module)

@@ -33,19 +33,58 @@ The loss (per image, averaged over the batch; see `loss`):
 The summed squared error is -log N(x; x_hat, sigma_x^2 I) up to a constant with sigma_x^2 = 1/2, scaled
 by 1/beta: beta sets how much the KL costs against the pixels. Frames are mostly a constant background
 with a small moving cart and a thin pole, so the pixel term per image is small and beta must be small
-(the CLI's default 0.05) or the KL wins and every reconstruction becomes the mean frame.
+(the default 0.05) or the KL wins and every reconstruction becomes the mean frame.
+
+Training (`train_epoch` at the end): Adam on that loss over shuffled minibatches of frames.
 """
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
 import nets
 from autodiff import Tensor, no_grad
 import autodiff.functional as F
+from nets.data import iterate_minibatches
+from nets.harness import hp
 from nets.losses import binary_cross_entropy_with_logits, gaussian_kl
+from .vae import reparameterize
 
 VARIANTS = ("ae", "vae")
 RECON_LOSSES = ("mse", "bce")
+
+
+@dataclass
+class ConvVAEConfig:
+    # ---- frames (rl/frames.py)
+    env: str = hp("CartPole-v1", "gymnasium env with render_mode='rgb_array'")
+    num_frames: int = hp(3000, "frames kept (after the angle filter), training + held out", check="positive")
+    size: int = hp(32, "frame size in pixels", choices=(32, 64))
+    rgb: bool = hp(False, "3 colour channels instead of gray")
+    reset_every: int | None = hp(20, "reset the env after this many frames (omit: only at its time limit)",
+                                 check="positive")
+    angle_range: str = hp("auto", "keep frames with |angle| <= this (rad); 'none': keep all; 'auto': 0.3 for "
+                                  "CartPole-v1, none for other envs")
+    crop: str = hp("auto", "auto: the env's window around the action; full: the whole screen",
+                   choices=("auto", "full"))
+    cache_dir: str | None = hp(None, "frame cache (default ~/.cache/numpy-dl-lab/frames)")
+    heldout_fraction: float = hp(0.1, "fraction of episodes held out for heldout_mse and the figures",
+                                 check="fraction")
+    # ---- model
+    variant: str = hp("vae", "vae (mu/logvar heads, KL) or ae (z_simple, reconstruction only)", choices=VARIANTS)
+    hidden_dims: tuple = hp((16, 32, 64, 128, 256), "channels of the encoder blocks, each halving the image")
+    latent_dim: int = hp(8, "dimension of z", check="positive")
+    # ---- training
+    epochs: int = hp(10, "passes over the training frames", check="positive")
+    batch_size: int = hp(64, "frames per Adam step", check="positive")
+    lr: float = hp(2e-3, "Adam learning rate", check="positive")
+    beta: float = hp(0.05, "weight of the KL term against the per-image summed reconstruction error",
+                     check="non_negative")
+    recon: str = hp("mse", "reconstruction term: summed squared error or summed BCE", choices=RECON_LOSSES)
+    compare_epochs: int = hp(4, "epochs for a model of the other variant, drawn in ae_vs_vae.png (0: skip)",
+                             check="non_negative")
 
 
 def _block(layer, channels: int, slope: float, dtype) -> nets.Sequential:
@@ -121,11 +160,8 @@ class ConvVAE(nets.Module):
 
     @staticmethod
     def reparameterize(mu: Tensor, logvar: Tensor, rng: np.random.Generator) -> Tensor:
-        """z = mu + sigma * eps, eps ~ N(0, I): the randomness is an input (eps), so z is a differentiable
-        function of mu and logvar (dz/dmu = 1, dz/dlogvar = 0.5 sigma eps)."""
-        sigma = (0.5 * logvar).exp()                 # sigma = exp(0.5 * logvar): the STANDARD DEVIATION
-        eps = rng.standard_normal(mu.shape).astype(mu.dtype)
-        return mu + sigma * eps
+        """z = mu + sigma * eps with eps ~ N(0, I) from rng (models/vae.py's reparameterize)."""
+        return reparameterize(mu, logvar, rng.standard_normal(mu.shape).astype(mu.dtype))
 
     def decode_logits(self, z: Tensor) -> Tensor:
         """(N, Z) -> (N, C, S, S) pre-sigmoid values (the BCE loss works on these, stably)."""
@@ -220,3 +256,93 @@ class ConvVAE(nets.Module):
         """n frames decoded from the prior z ~ N(0, I): only the decoder runs (eval mode, no gradients).
         For 'ae' the same call shows what the AE's decoder makes of prior draws (not frames, in general)."""
         return self.decode_numpy(rng.standard_normal((n, self.latent_dim)))
+
+
+# ==================================================================== data: frames rendered from gymnasium
+def check_config(cfg: ConvVAEConfig) -> None:
+    if not 0 < cfg.heldout_fraction < 1:
+        raise ValueError(f"--heldout-fraction: expected a number strictly between 0 and 1, got {cfg.heldout_fraction}")
+    if cfg.size % 2 ** len(cfg.hidden_dims):
+        raise ValueError(f"--size {cfg.size} must be a multiple of 2^{len(cfg.hidden_dims)} "
+                         f"(one halving per --hidden-dims entry)")
+    resolved_angle_range(cfg)
+
+
+def resolved_angle_range(cfg: ConvVAEConfig):
+    if cfg.angle_range == "auto":
+        return 0.3 if cfg.env == "CartPole-v1" else None
+    if cfg.angle_range == "none":
+        return None
+    try:
+        return float(cfg.angle_range)
+    except ValueError:
+        raise ValueError(f"--angle-range: expected auto, none or an angle in radians, got {cfg.angle_range!r}") from None
+
+
+def load_frames(cfg: ConvVAEConfig, seed: int) -> dict:
+    """The frames of this config (rendered once with the run's seed, then read from the cache)."""
+    from rl.frames import collect_frames           # gymnasium: imported only when frames are needed
+    return collect_frames(cfg.env, num_frames=cfg.num_frames, size=cfg.size, gray=not cfg.rgb,
+                          reset_every=cfg.reset_every, angle_range=resolved_angle_range(cfg), seed=seed,
+                          crop="auto" if cfg.crop == "auto" else None, cache_dir=cfg.cache_dir)
+
+
+def split_by_episode(episodes: np.ndarray, fraction: float, rng) -> tuple:
+    """(train index, held-out index): whole episodes, because neighbouring frames are nearly identical."""
+    unique = np.unique(episodes)
+    held = rng.permutation(unique)[:max(1, math.ceil(fraction * len(unique)))]
+    is_held = np.isin(episodes, held)
+    return np.flatnonzero(~is_held), np.flatnonzero(is_held)
+
+
+def build(cfg: ConvVAEConfig, variant: str | None = None) -> ConvVAE:
+    return ConvVAE(in_channels=3 if cfg.rgb else 1, image_size=cfg.size, hidden_dims=cfg.hidden_dims,
+                   latent_dim=cfg.latent_dim, variant=variant or cfg.variant)
+
+
+# ==================================================================== training and evaluation
+def train_step(model: ConvVAE, optimizer, x: np.ndarray, rng, cfg: ConvVAEConfig) -> dict:
+    """One Adam step on the batch's loss (negative ELBO with weight beta on the KL, or the AE's error)."""
+    loss, parts = model.loss(x, rng=rng, beta=cfg.beta, recon=cfg.recon)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {"loss": float(loss), "recon": parts["recon"], "kl": parts["kl"]}
+
+
+def train_epoch(model: ConvVAE, optimizer, frames: np.ndarray, rng, cfg: ConvVAEConfig) -> dict:
+    """One pass over the frames (N, C, S, S) in [0, 1] in a fresh order: the epoch's mean loss, recon and KL."""
+    model.train()
+    totals, seen = {"loss": 0.0, "recon": 0.0, "kl": 0.0}, 0
+    for batch in iterate_minibatches(frames, batch_size=cfg.batch_size, rng=rng):
+        for key, value in train_step(model, optimizer, batch, rng, cfg).items():
+            totals[key] += value * len(batch)
+        seen += len(batch)
+    return {key: total / seen for key, total in totals.items()}
+
+
+def heldout_mse(model: ConvVAE, frames: np.ndarray) -> float:
+    """Per-pixel MSE of deterministic reconstructions (z = mu, BatchNorm's running statistics)."""
+    return float(np.mean((model.reconstruct(frames).astype(np.float64) - frames) ** 2))
+
+
+def mean_frame_mse(train: np.ndarray, heldout: np.ndarray) -> float:
+    """Per-pixel MSE of predicting every held-out frame by the mean training frame (the baseline)."""
+    return float(np.mean((heldout.astype(np.float64) - train.mean(axis=0, dtype=np.float64)) ** 2))
+
+
+NEAREST_SAMPLES = 200           # samples compared with every training frame for prior_nearest_frame_mse
+
+
+def nearest_frame_mse(images: np.ndarray, frames: np.ndarray) -> float:
+    """Mean over the first NEAREST_SAMPLES images of the per-pixel MSE to the nearest of `frames`:
+    ||a - b||^2 = ||a||^2 - 2 a.b + ||b||^2 for all pairs at once (one matrix product)."""
+    a = images[:NEAREST_SAMPLES].reshape(min(len(images), NEAREST_SAMPLES), -1).astype(np.float64)
+    b = frames.reshape(len(frames), -1).astype(np.float64)
+    squared = (a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None, :]
+    return float(np.maximum(squared.min(axis=1), 0).mean() / a.shape[1])
+
+
+def squeeze_gray(images: np.ndarray) -> np.ndarray:
+    """(N, 1, H, W) -> (N, H, W); RGB (N, 3, H, W) stays."""
+    return images[:, 0] if images.shape[1] == 1 else images

@@ -30,90 +30,143 @@ KLs between N(mu_j, sigma_j^2) and N(0, 1) (derived in models/vae.py):
 Generating a chosen digit: z ~ N(0, I), then sigmoid(decoder([z, onehot(y)])). Keeping z and changing y
 changes the digit but keeps the style (slant, stroke width): the 3 x 10 grid shows exactly that.
 
-Where the code is: the reparameterisation z = mu + sigma * eps with sigma = exp(0.5 * logvar) (the
-standard deviation), the loss, the sampling and the importance-weighted bound are the VAE's
-(models/vae.py); this class supplies the label as the condition, and every method requires it.
+Where the code is: the networks and the training step are written out below; the pieces of the ELBO
+(reparameterisation z = mu + sigma * eps with sigma = exp(0.5 * logvar), the -ELBO terms, the
+importance-weighted bound) and the epoch loop with dynamic binarisation are models/vae.py's functions.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from autodiff import Tensor
+import autodiff.functional as F
+import nets
+from autodiff import Tensor, no_grad
 from nets.data import one_hot
-from .vae import VAE, ELBOTerms, Bounds
+from nets.harness import hp
+from .vae import (Bounds, ELBOTerms, check_images, check_size, importance_bounds, neg_elbo, noise, reparameterize,
+                  train_epoch as vae_train_epoch)
 
 
-class CVAE(VAE):
-    """CVAE(input_dim=784, num_classes=10, hidden=500, latent=20): the VAE with onehot(y) appended to
-    the encoder's input (input_dim + num_classes wide) and to the decoder's input (latent + num_classes).
+@dataclass
+class CVAEConfig:
+    # latent 2 leaves z room for style only, so the decoder must use the label for the class
+    # (with latent 20 the encoder can pass the digit through z and the decoder half-ignores y)
+    epochs: int = hp(80, "passes over the training digits", check="positive")
+    batch_size: int = hp(100, "images per Adam step", check="positive")
+    lr: float = hp(1e-3, "Adam learning rate", check="positive")
+    hidden: int = hp(500, "units in the encoder's and the decoder's hidden layer", check="positive")
+    latent: int = hp(2, "dimension of z", check="positive")
+    num_samples: int = hp(1000, "samples written to samples.npz (labels 0..9 in turn)", check="positive")
+    iwae_k: int = hp(100, "importance samples for the final validation IWAE bound", check="positive")
+    limit: int | None = hp(None, "train on the first N training digits only (for quick tests)", check="positive")
 
-    Labels `y` are integers in 0..num_classes-1: an array (N,) or one int for the whole batch."""
+
+class CVAE(nets.Module):
+    """CVAE(input_dim=784, num_classes=10, hidden=500, latent=20): encoder q(z | x, y) on [x, onehot(y)],
+    decoder p(x | z, y) on [z, onehot(y)]. Labels y: ints in 0..num_classes-1, an array (N,) or one int."""
 
     def __init__(self, input_dim: int = 784, num_classes: int = 10, hidden: int = 500, latent: int = 20, *,
                  dtype=np.float32, rng=None):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-            raise ValueError(f"CVAE: num_classes must be a positive integer, got {num_classes!r}")
-        super().__init__(input_dim, hidden, latent, condition_dim=num_classes, dtype=dtype, rng=rng)
-        self.num_classes = num_classes
+        super().__init__()
+        check_size("CVAE", input_dim=input_dim, num_classes=num_classes, hidden=hidden, latent=latent)
+        self.input_dim, self.num_classes, self.hidden, self.latent = input_dim, num_classes, hidden, latent
+        c = num_classes
+        self.encoder_hidden = nets.Linear(input_dim + c, hidden, dtype=dtype, rng=rng)   # (hidden, 784 + 10)
+        self.encoder_mu = nets.Linear(hidden, latent, dtype=dtype, rng=rng)              # (latent, hidden)
+        self.encoder_logvar = nets.Linear(hidden, latent, dtype=dtype, rng=rng)          # (latent, hidden)
+        self.decoder_hidden = nets.Linear(latent + c, hidden, dtype=dtype, rng=rng)      # (hidden, latent + 10)
+        self.decoder_logits = nets.Linear(hidden, input_dim, dtype=dtype, rng=rng)       # (784, hidden)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, num_classes={self.num_classes}"
+        return f"input_dim={self.input_dim}, num_classes={self.num_classes}, hidden={self.hidden}, latent={self.latent}"
 
-    # ---------------------------------------------------------------- the VAE's methods, y required
-    def encode(self, x, y) -> tuple:
-        """q(z | x, y): (mu, logvar), Tensors (N, latent)."""
-        return super().encode(x, y)
+    @property
+    def dtype(self):
+        return self.encoder_hidden.weight.dtype
 
-    def decode(self, z, y) -> Tensor:
-        """p(x | z, y): Bernoulli logits (N, input_dim)."""
-        return super().decode(z, y)
-
-    def forward(self, x, y, *, rng=None, eps=None) -> tuple:
-        return super().forward(x, y, rng=rng, eps=eps)
-
-    def loss(self, x, y, *, rng=None, eps=None) -> ELBOTerms:
-        """-ELBO(x | y) per example with one reparameterised sample: ELBOTerms(neg_elbo, recon, kl),
-        Tensors (N,), neg_elbo = recon + kl (see the module docstring)."""
-        return super().loss(x, y, rng=rng, eps=eps)
-
-    def generate(self, z, y) -> np.ndarray:
-        """Pixel probabilities for latents z (N, latent) and labels y: ndarray (N, input_dim)."""
-        return super().generate(z, y)
-
-    def sample(self, n: int, y, *, rng=None) -> np.ndarray:
-        """n images of class y (one int, or an array (n,)): z ~ N(0, I), Bernoulli means in [0, 1]."""
-        return super().sample(n, y, rng=rng)
-
-    def reconstruct(self, x, y) -> np.ndarray:
-        """Decoder means at z = mu(x, y): ndarray (N, input_dim) in [0, 1]."""
-        return super().reconstruct(x, y)
-
-    def bounds(self, x, y, *, k: int = 100, rng=None, rows_per_chunk: int = 8192) -> Bounds:
-        """ELBO and importance-weighted bound on log p(x | y) per example (float64)."""
-        return super().bounds(x, y, k=k, rng=rng, rows_per_chunk=rows_per_chunk)
-
-    def log_likelihood(self, x, y, *, k: int = 100, rng=None) -> np.ndarray:
-        """log (1/k) sum_i p(x, z_i | y) / q(z_i | x, y) per example: float64 (N,), nats."""
-        return super().log_likelihood(x, y, k=k, rng=rng)
-
-    # ---------------------------------------------------------------- the condition: one-hot labels
-    def _labels_array(self, y, n: int) -> np.ndarray:
+    def onehot(self, y, n: int) -> Tensor:
+        """onehot(y) (n, num_classes), with a clear error for missing or out-of-range labels."""
         if y is None:
             raise TypeError("CVAE needs the class labels y (ints in 0..num_classes-1) for this call")
         labels = np.asarray(y.data if isinstance(y, Tensor) else y)
-        if labels.ndim == 0:
-            labels = np.full(n, labels)
-        if labels.shape != (n,):
-            raise ValueError(f"CVAE: expected labels of shape ({n},) (or one int), got {labels.shape}")
-        if labels.dtype.kind not in "iu":
-            raise ValueError(f"CVAE: labels must be integers 0..{self.num_classes - 1}, "
-                             f"got dtype {labels.dtype}")
-        return labels
-
-    def _condition(self, y, n: int) -> np.ndarray:
-        """onehot(y): (n, num_classes), appended to the encoder's and the decoder's input."""
-        labels = self._labels_array(y, n)
+        labels = np.full(n, labels) if labels.ndim == 0 else labels
+        if labels.shape != (n,) or labels.dtype.kind not in "iu":
+            raise ValueError(f"CVAE: expected integer labels of shape ({n},) (or one int), "
+                             f"got {labels.dtype} {labels.shape}")
         try:
-            return one_hot(labels, self.num_classes).astype(self.dtype, copy=False)
+            return Tensor(one_hot(labels, self.num_classes).astype(self.dtype, copy=False))
         except ValueError as error:
             raise ValueError(f"CVAE: {error}") from None
+
+    def encode(self, x, y) -> tuple:
+        """q(z | x, y): (mu, logvar), Tensors (N, latent), from the hidden layer on [x, onehot(y)]."""
+        x = check_images(x, self.input_dim, self.dtype, "CVAE")
+        h = F.relu(self.encoder_hidden(F.concatenate([x, self.onehot(y, len(x))], axis=1)))
+        return self.encoder_mu(h), self.encoder_logvar(h)
+
+    def decode(self, z, y) -> Tensor:
+        """p(x | z, y): Bernoulli logits (N, input_dim) from the hidden layer on [z, onehot(y)]."""
+        z = z if isinstance(z, Tensor) else Tensor(np.asarray(z, dtype=self.dtype))
+        if z.ndim != 2 or z.shape[1] != self.latent:
+            raise ValueError(f"CVAE.decode: expected z of shape (N, {self.latent}), got {z.shape}")
+        h = F.relu(self.decoder_hidden(F.concatenate([z, self.onehot(y, len(z))], axis=1)))
+        return self.decoder_logits(h)
+
+    def loss(self, x, y, *, rng=None, eps=None) -> ELBOTerms:
+        """-ELBO(x | y) per example with one reparameterised sample: recon + KL(q(z | x, y) || N(0, I))."""
+        x = check_images(x, self.input_dim, self.dtype, "CVAE")
+        mu, logvar = self.encode(x, y)
+        z = reparameterize(mu, logvar, noise(mu.shape, rng, eps, self.dtype))
+        return neg_elbo(self.decode(z, y), x, mu, logvar)
+
+    def generate(self, z, y) -> np.ndarray:
+        with no_grad():
+            return F.sigmoid(self.decode(z, y)).data
+
+    def sample(self, n: int, y, *, rng=None) -> np.ndarray:
+        """n images of class y (one int, or an array (n,)): z ~ N(0, I), Bernoulli means in [0, 1]."""
+        return self.generate(nets.get_rng(rng).standard_normal((n, self.latent)).astype(self.dtype), y)
+
+    def reconstruct(self, x, y) -> np.ndarray:
+        with no_grad():
+            return self.generate(self.encode(x, y)[0].data, y)
+
+    def bounds(self, x, y, *, k: int = 100, rng=None) -> Bounds:
+        """ELBO and IWAE bound on log p(x | y) (k samples) per example, float64."""
+        x = check_images(x, self.input_dim, self.dtype, "CVAE").data
+        labels = np.asarray(y)
+        labels = np.full(len(x), labels) if labels.ndim == 0 else labels
+        return importance_bounds(
+            lambda rows: tuple(t.data for t in self.encode(x[rows], labels[rows])),
+            lambda z, rows: self.decode(z.reshape(-1, self.latent), np.tile(labels[rows], len(z))).data
+            .reshape(z.shape[0], z.shape[1], -1),
+            x, k, rng)
+
+
+# ==================================================================== the family's contract
+def build(cfg: CVAEConfig) -> CVAE:
+    return CVAE(784, 10, hidden=cfg.hidden, latent=cfg.latent)
+
+
+def evaluate(model: CVAE, images: np.ndarray, labels: np.ndarray, rng, k: int = 100) -> dict:
+    """Negative ELBO and negative IWAE bound of log p(x | y) (k samples), nats per image, averaged."""
+    model.eval()
+    bounds = model.bounds(images, labels, k=k, rng=rng)
+    return {"neg_elbo_nats": float(-bounds.elbo.mean()), "neg_iwae_nats": float(-bounds.iwae.mean())}
+
+
+def train_step(model: CVAE, optimizer, x: np.ndarray, y: np.ndarray, rng) -> dict:
+    """One Adam step on the mean -ELBO(x | y) of a batch of binary images x (B, 784) and labels y (B,)."""
+    terms = model.loss(x, y, rng=rng)
+    loss = terms.neg_elbo.mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {"loss": float(loss), "recon": float(terms.recon.data.mean()), "kl": float(terms.kl.data.mean())}
+
+
+def train_epoch(model: CVAE, optimizer, images: np.ndarray, labels: np.ndarray, rng, batch_size: int) -> dict:
+    """One epoch of dynamically binarised images with their labels (models/vae.py's epoch loop)."""
+    return vae_train_epoch(model, optimizer, images, rng, batch_size, labels=labels, step=train_step)

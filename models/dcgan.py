@@ -1,4 +1,5 @@
-r"""DCGAN on MNIST: the homework's seven functions, and one training step in two numbered phases.
+r"""DCGAN on MNIST: noise, the two networks, their optimiser and losses, and one training iteration in two
+numbered phases.
 
 The game. A generator G maps noise z ~ U[-1, 1]^96 to an image; a discriminator D maps an image to a
 logit, D(x) = sigmoid(logit) = its belief that x is real. With x ~ data and z ~ noise,
@@ -19,17 +20,25 @@ Shapes: N batch; D: (N, 1, 28, 28) -> (N, 1) logits; G: (N, 96) noise -> (N, 1, 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import numpy as np
 
-import autodiff.functional as F
 import nets
 from autodiff import Tensor, no_grad
+from nets.harness import hp
+from nets.losses import binary_cross_entropy_with_logits
 
 NOISE_DIM = 96
 
 
-# ==================================================================== the homework's seven functions
+@dataclass
+class DCGANConfig:
+    iterations: int = hp(3000, "training iterations (one D step + one G step each)", check="positive")
+    batch_size: int = hp(128, "real images per D step (and fakes per step)", check="positive")
+
+
+# ==================================================================== noise, networks, optimiser, losses
 def sample_noise(batch_size: int, dim: int = NOISE_DIM, rng=None, dtype=np.float32) -> Tensor:
     """z ~ U[-1, 1]^dim: a (batch_size, dim) Tensor. rng: np.random.Generator, a seed, or None (fresh)."""
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
@@ -91,19 +100,8 @@ def get_optimizer(model: nets.Module) -> nets.Adam:
 
 
 def bce_loss(logits: Tensor, targets) -> Tensor:
-    r"""Mean binary cross-entropy from logits a with targets t in [0, 1]:
-        l = -[t log sigmoid(a) + (1 - t) log(1 - sigmoid(a))]
-          = t softplus(-a) + (1 - t) softplus(a)   (-log sigmoid(a) = softplus(-a),
-                                                    -log(1 - sigmoid(a)) = softplus(a))
-          = softplus(a) - t a                      (softplus(-a) = softplus(a) - a)
-    softplus(a) = max(a, 0) + log(1 + e^-|a|) never exponentiates a large number, so l and
-    dl/da = sigmoid(a) - t are finite even at a = +-1000 (sigmoid(a) itself would round to 0 or 1
-    and log(0) = -inf)."""
-    targets = targets if isinstance(targets, Tensor) else Tensor(np.asarray(targets, dtype=logits.dtype))
-    if targets.shape != logits.shape:
-        raise ValueError(f"bce_loss: logits and targets must have the same shape, got {logits.shape} "
-                         f"and {targets.shape}")
-    return (F.softplus(logits) - logits * targets).mean()
+    """Mean binary cross-entropy from logits, softplus(a) - t a (nets.losses has the derivation)."""
+    return binary_cross_entropy_with_logits(logits, targets, reduction="mean")
 
 
 def discriminator_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
@@ -170,6 +168,42 @@ def train_step(D: nets.Module, G: nets.Module, opt_D, opt_G, real: np.ndarray, n
     # (2) update G: minimise -log D(G(z)) through the updated D
     g_loss = generator_step(D, opt_G, fake)
     return d_loss, g_loss
+
+
+def train_iteration(D, G, opt_D, opt_G, images: np.ndarray, iteration: int, batch_size: int, stream) -> dict:
+    """Iteration `iteration` of training on images (N, 1, 28, 28) in [-1, 1]: the batch comes from a fresh
+    shuffle every epoch (the last incomplete batch is dropped), the noise from its own stream.
+    stream(purpose, *position) -> np.random.Generator (the run's named streams)."""
+    epoch, batch = divmod(iteration, len(images) // batch_size)
+    order = stream("shuffle", epoch).permutation(len(images))
+    real = images[order[batch * batch_size:(batch + 1) * batch_size]]
+    d_loss, g_loss = train_step(D, G, opt_D, opt_G, real, sample_noise(batch_size, NOISE_DIM,
+                                                                       stream("noise", iteration)))
+    return {"d_loss": d_loss, "g_loss": g_loss}
+
+
+D_WINS_WINDOW, D_WINS_LOSS = 100, 0.05   # warn when D's loss averages below this over the window
+
+
+def check_d_wins(state: dict) -> str | None:
+    """The warning (once, also appended to state["warnings"]) when D's loss has stayed near 0 over the
+    last D_WINS_WINDOW iterations; else None."""
+    if state["d_wins_warned"] or len(state["d_loss"]) < D_WINS_WINDOW:
+        return None
+    mean = float(np.mean(state["d_loss"][-D_WINS_WINDOW:]))
+    if mean >= D_WINS_LOSS:
+        return None
+    it = state["iteration"]
+    message = (f"iterations {it - D_WINS_WINDOW + 1}-{it}: D's loss averaged {mean:.4f} (near 0). "
+               f"D is winning: it tells real from fake almost perfectly (D(G(z)) ~ 0). G still gets a "
+               f"gradient from -log D(G(z)), but only towards whatever D's overconfident decision "
+               f"surface currently rejects least, not towards the data: the samples usually stop "
+               f"improving or collapse onto a few outputs. Look at the latest samples_iter_*.png. "
+               f"Remedies: another --seed, a smaller learning rate or capacity for D, one-sided "
+               f"label smoothing (real target 0.9), or noise added to D's inputs.")
+    state["warnings"].append(message)
+    state["d_wins_warned"] = True
+    return message
 
 
 def generate(G: nets.Module, noise: Tensor, batch_size: int = 500) -> np.ndarray:

@@ -27,20 +27,40 @@ The flow, data -> code (each step a Module with forward -> (y, log_det) and inve
     K couplings      AdditiveCoupling (NICE) or AffineCoupling (RealNVP), masks alternating;
     Scaling          NICE only: y = x * exp(log_scale), one learned log-scale per dimension;
 then a fixed prior on z: standard Gaussian or standard logistic, independent over dimensions.
+
+Training (`train_epoch` at the end): maximum likelihood, Adam on the mean -log p(x) in nats per image of
+freshly dequantised minibatches, the gradient's global norm clipped before each step.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 import autodiff.functional as F
 import nets
 from autodiff import Tensor, no_grad
+from nets.data import iterate_minibatches
+from nets.harness import hp
 
 COUPLINGS = ("affine", "additive")
 MASKS = ("checkerboard", "half")
 PRIORS = ("gaussian", "logistic")
+
+
+@dataclass
+class FlowConfig:
+    epochs: int = hp(20, "passes over the training digits", check="positive")
+    coupling: str = hp("affine", "affine (RealNVP) or additive (NICE, with its scaling layer)", choices=COUPLINGS)
+    layers: int = hp(6, "number of coupling layers", check="positive")
+    hidden: int = hp(512, "hidden units of each coupling MLP", check="positive")
+    batch_size: int = hp(100, "images per Adam step", check="positive")
+    lr: float = hp(1e-3, "Adam learning rate", check="positive")
+    prior: str = hp("gaussian", "distribution of the code z", choices=PRIORS)
+    mask: str = hp("checkerboard", "checkerboard on the image or the vector's two halves, flipped every layer",
+                   choices=MASKS)
+    clip_grad: float = hp(100.0, "clip the gradient's global L2 norm to this before each step", check="positive")
 
 
 # ==================================================================== masks: which half is kept
@@ -317,7 +337,7 @@ class Flow(nets.Module):
     def sample(self, n: int, temperature: float = 1.0, rng: np.random.Generator | None = None) -> np.ndarray:
         """n images (n, H, W) in the data space [0, 1]: z = temperature * (prior sample), x = g^-1(z).
         Temperature < 1 draws from nearer the prior's mode (cleaner, less varied images)."""
-        rng = np.random.default_rng() if rng is None else rng
+        rng = nets.get_rng(rng)
         dtype = self.couplings[0].mask.dtype
         z = (temperature * self.prior.sample((n, self.dim), rng)).astype(dtype)
         with no_grad():
@@ -328,3 +348,53 @@ class Flow(nets.Module):
 def to_pixels(x: np.ndarray) -> np.ndarray:
     """Dequantised data x in [0, 1] -> the image it came from, pixel / 255 with pixel = floor(256 x)."""
     return (np.clip(np.floor(np.asarray(x) * 256), 0, 255) / 255).astype(np.float32)
+
+
+def nats_to_bits_per_dim(nats_per_image: float, dim: int) -> float:
+    """-log p(x) on [0, 1)^D in nats -> bits/dim on the [0, 256) scale: (nats + D log 256) / (D ln 2)."""
+    return (nats_per_image + dim * math.log(256)) / (dim * math.log(2))
+
+
+# ==================================================================== training and evaluation
+def build(cfg: FlowConfig) -> Flow:
+    return Flow(coupling=cfg.coupling, num_layers=cfg.layers, hidden=cfg.hidden, mask=cfg.mask, prior=cfg.prior)
+
+def train_step(model: Flow, optimizer, x: np.ndarray, clip_grad: float) -> dict:
+    """One Adam step of maximum likelihood on dequantised images x: minimise the mean -log p(x) (nats)."""
+    loss = -model.log_prob(x).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    norm = nets.clip_grad_norm_(model.parameters(), clip_grad)
+    optimizer.step()
+    return {"loss": float(loss), "grad_norm": float(norm), "clipped": float(norm > clip_grad)}
+
+
+def train_epoch(model: Flow, optimizer, images: np.ndarray, rng, cfg: FlowConfig) -> dict:
+    """One pass over the images (N, 1, 28, 28) in a fresh order, each batch freshly dequantised.
+    Returns the epoch's train bits/dim, mean loss, mean gradient norm and fraction of clipped steps."""
+    model.train()
+    totals, seen, steps = {"loss": 0.0, "grad_norm": 0.0, "clipped": 0.0}, 0, 0
+    for batch in iterate_minibatches(images, batch_size=cfg.batch_size, rng=rng):
+        stats = train_step(model, optimizer, dequantize(batch, rng), cfg.clip_grad)
+        for key, weight in (("loss", len(batch)), ("grad_norm", 1), ("clipped", 1)):
+            totals[key] += stats[key] * weight
+        seen, steps = seen + len(batch), steps + 1
+    loss = totals["loss"] / seen
+    return {"loss": loss, "train_bits_per_dim": nats_to_bits_per_dim(loss, model.dim),
+            "mean_grad_norm": totals["grad_norm"] / steps, "fraction_clipped": totals["clipped"] / steps}
+
+
+def evaluate(model: Flow, images: np.ndarray, rng) -> dict:
+    """Bits/dim (dequantised [0, 256) scale) and the same as nats per image, averaged over the images."""
+    bits = mean_bits_per_dim(model, images, rng)
+    return {"bits_per_dim": bits, "nll_nats": bits * model.dim * math.log(2)}
+
+
+def mean_bits_per_dim(model: Flow, images: np.ndarray, rng, batch_size: int = 500) -> float:
+    """Average bits/dim over `images`, one dequantisation draw per image from `rng`."""
+    total = 0.0
+    with no_grad():
+        for start in range(0, len(images), batch_size):
+            x = dequantize(images[start:start + batch_size], rng)
+            total += float(model.bits_per_dim(x).data.astype(np.float64).sum())
+    return total / len(images)

@@ -44,12 +44,17 @@ Honest evaluation: the importance-weighted bound (Burda et al., 2016)
     log p(x) >= E[ log (1/k) sum_{i=1..k} w_i ],   w_i = p(x | z_i) p(z_i) / q(z_i | x),   z_i ~ q(z | x).
 k = 1 is the ELBO; the bound tightens as k grows. `log_likelihood(x, k)` returns it per example.
 
+Training (`train_step`, `train_epoch` below): dynamic binarisation -- every epoch each training image t is
+replaced by a fresh binary draw x ~ Bernoulli(t) -- then Adam on the mean negative ELBO of each minibatch.
+models/cvae.py is the same model with the label y written into both networks.
+
 Randomness: every method that draws noise takes `rng` (a np.random.Generator); without one it uses the
 project's seeded generator `nets.get_rng()` (set by `nets.manual_seed`), never NumPy's global state.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -57,61 +62,135 @@ import numpy as np
 import autodiff.functional as F
 import nets
 from autodiff import Tensor, no_grad
+from nets.data import binarize_dynamic, iterate_minibatches
+from nets.harness import hp
 from nets.losses import binary_cross_entropy_with_logits, gaussian_kl
 
 LOG_2PI = math.log(2 * math.pi)
 
 
+@dataclass
+class VAEConfig:
+    epochs: int = hp(50, "passes over the training digits", check="positive")
+    batch_size: int = hp(128, "images per Adam step", check="positive")
+    lr: float = hp(1e-3, "Adam learning rate", check="positive")
+    hidden: int = hp(400, "units in the encoder's and the decoder's hidden layer", check="positive")
+    latent: int = hp(20, "dimension of z", check="positive")
+    num_samples: int = hp(1000, "prior samples written to samples.npz", check="positive")
+    iwae_k: int = hp(100, "importance samples for the final validation IWAE bound", check="positive")
+    limit: int | None = hp(None, "train on the first N training digits only (for quick tests)", check="positive")
+
+
 class ELBOTerms(NamedTuple):
-    """What `loss` returns: three Tensors of shape (N,), nats per example, with
-    neg_elbo = recon + kl.  Train on `neg_elbo.mean()`."""
+    """Three Tensors of shape (N,), nats per example, with neg_elbo = recon + kl."""
     neg_elbo: Tensor    # -ELBO = -E_q[log p(x|z)] + KL(q(z|x) || p(z))
     recon: Tensor       # -log p(x|z) at the sampled z: BCE summed over pixels (>= 0)
     kl: Tensor          # KL(q(z|x) || N(0, I)) in closed form (>= 0)
 
 
 class Bounds(NamedTuple):
-    """What `bounds` returns: float64 arrays (N,) of lower bounds on log p(x) in nats (higher is better)."""
+    """Float64 arrays (N,) of lower bounds on log p(x) in nats (higher is better)."""
     elbo: np.ndarray    # E_q[log p(x|z)] - KL, the reconstruction averaged over the k samples
     iwae: np.ndarray    # log (1/k) sum_i p(x, z_i) / q(z_i | x)
 
 
-def kl_to_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)) = -1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2), per row."""
-    return gaussian_kl(mu, logvar, axis=1)        # nets/losses.py, the one implementation
-
-
+# ==================================================================== the pieces of the ELBO (used by cvae.py too)
 def reparameterize(mu: Tensor, logvar: Tensor, eps) -> Tensor:
     """z = mu + sigma * eps with eps ~ N(0, I) given: z is differentiable in mu and logvar."""
     sigma = (0.5 * logvar).exp()   # sigma = exp(0.5 * logvar): the standard deviation, NOT the variance
     return mu + sigma * Tensor(np.asarray(eps, dtype=mu.dtype))
 
 
+def neg_elbo(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> ELBOTerms:
+    """-ELBO per example with one reparameterised sample (the logits were decoded from it)."""
+    # reconstruction: -log p(x | z) = sum over the pixels of BCE(logits, x)        (>= 0)
+    recon = binary_cross_entropy_with_logits(logits, x, reduction="none").sum(axis=1)
+    # regulariser: KL(q(z | x) || N(0, I)) = -1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2)   (>= 0)
+    kl = gaussian_kl(mu, logvar, axis=1)
+    # negative ELBO = -(E_q[log p(x | z)] - KL) = recon + kl
+    return ELBOTerms(recon + kl, recon, kl)
+
+
+def importance_bounds(encode, decode, x: np.ndarray, k: int, rng, rows_per_chunk: int = 8192) -> Bounds:
+    """The ELBO and the importance-weighted bound with k samples of q(z | x), per example (float64), without
+    a graph, in chunks of about `rows_per_chunk` decoder rows. encode(rows) -> (mu, logvar) arrays of the
+    examples x[rows]; decode(z, rows) -> logits (k, B, D) for z (k, B, m) of those examples.
+        log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x),  z_i = mu + sigma * eps_i
+        iwae    = logsumexp_i(log w_i) - log k
+        elbo    = mean_i log p(x | z_i) - KL(q(z | x) || N(0, I))   (closed-form KL: less noise).
+    For binary x these bound log p(x). For grey levels x in [0, 1], "log p(x | z)" is minus the
+    cross-entropy against the grey levels, the expected log p of binary draws x' ~ Bernoulli(x)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"bounds: k must be a positive integer, got {k!r}")
+    rng = nets.get_rng(rng)
+    step = max(1, rows_per_chunk // k)
+    elbo, iwae = np.empty(len(x)), np.empty(len(x))
+    with no_grad():
+        for start in range(0, len(x), step):
+            rows = slice(start, start + step)
+            xb = x[rows]                                             # (B, D)
+            mu, logvar = encode(rows)                                # (B, m) each
+            eps = rng.standard_normal((k,) + mu.shape).astype(mu.dtype)
+            z = mu + np.exp(0.5 * logvar) * eps                      # (k, B, m)
+            log_px_z = -_bce_with_logits_sum(decode(z, rows), xb)    # (k, B): Bernoulli log-likelihood
+            log_pz = -0.5 * np.sum(z.astype(np.float64) ** 2 + LOG_2PI, axis=-1)
+            log_qz = -0.5 * np.sum(eps.astype(np.float64) ** 2 + logvar + LOG_2PI, axis=-1)
+            log_w = log_px_z + log_pz - log_qz
+            top = log_w.max(axis=0)
+            iwae[rows] = top + np.log(np.mean(np.exp(log_w - top), axis=0))
+            kl = gaussian_kl(Tensor(mu.astype(np.float64)), Tensor(logvar.astype(np.float64)), axis=1).data
+            elbo[rows] = log_px_z.mean(axis=0) - kl
+    return Bounds(elbo, iwae)
+
+
+def check_images(x, input_dim: int, dtype, who: str) -> Tensor:
+    """Images (N, input_dim) or (N, ...) with input_dim values each, pixels in [0, 1] -> Tensor (N, input_dim)."""
+    x = np.asarray(x.data if isinstance(x, Tensor) else x)
+    if x.ndim < 2 or int(np.prod(x.shape[1:])) != input_dim:
+        raise ValueError(f"{who}: expected images of shape (N, {input_dim}) (or (N, ...) with {input_dim} "
+                         f"values each), got {x.shape}")
+    x = x.reshape(len(x), input_dim).astype(dtype, copy=False)
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"{who}: pixels must lie in [0, 1] (Bernoulli decoder), got values in "
+                         f"[{x.min()}, {x.max()}]")
+    return Tensor(x)
+
+
+def noise(shape: tuple, rng, eps, dtype) -> np.ndarray:
+    """eps ~ N(0, I) of `shape` from rng, or the given eps (gradient checks fix it)."""
+    if eps is not None:
+        eps = np.asarray(eps.data if isinstance(eps, Tensor) else eps)
+        if eps.shape != tuple(shape):
+            raise ValueError(f"eps must have shape {tuple(shape)}, got {eps.shape}")
+        return eps
+    return nets.get_rng(rng).standard_normal(shape).astype(dtype)
+
+
+def check_size(who: str, **sizes) -> None:
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{who}: {name} must be a positive integer, got {value!r}")
+
+
+# ==================================================================== the model
 class VAE(nets.Module):
     """MLP VAE with a Bernoulli decoder: VAE(input_dim=784, hidden=400, latent=20).
 
-    `condition_dim` (keyword, default 0) appends a vector of that width to the encoder's and the
-    decoder's input; the plain VAE has none. models.cvae.CVAE uses it for the one-hot class label.
+    Parameters (in order): encoder_hidden (hidden, input_dim), encoder_mu and encoder_logvar
+    (latent, hidden), decoder_hidden (hidden, latent), decoder_logits (input_dim, hidden); each Linear has
+    PyTorch's default initialisation."""
 
-    Parameters (in order): encoder_hidden (hidden, input_dim [+ condition_dim]), encoder_mu and
-    encoder_logvar (latent, hidden), decoder_hidden (hidden, latent [+ condition_dim]),
-    decoder_logits (input_dim, hidden); each Linear has PyTorch's default initialisation.
-    """
-
-    def __init__(self, input_dim: int = 784, hidden: int = 400, latent: int = 20, *,
-                 condition_dim: int = 0, dtype=np.float32, rng=None):
+    def __init__(self, input_dim: int = 784, hidden: int = 400, latent: int = 20, *, dtype=np.float32, rng=None):
         super().__init__()
-        for name, value in (("input_dim", input_dim), ("hidden", hidden), ("latent", latent)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{type(self).__name__}: {name} must be a positive integer, got {value!r}")
-        self.input_dim, self.hidden, self.latent, self.condition_dim = input_dim, hidden, latent, condition_dim
+        check_size("VAE", input_dim=input_dim, hidden=hidden, latent=latent)
+        self.input_dim, self.hidden, self.latent = input_dim, hidden, latent
         # recognition model q(z | x): one hidden layer, then the two heads mu and log sigma^2
-        self.encoder_hidden = nets.Linear(input_dim + condition_dim, hidden, dtype=dtype, rng=rng)
-        self.encoder_mu = nets.Linear(hidden, latent, dtype=dtype, rng=rng)
-        self.encoder_logvar = nets.Linear(hidden, latent, dtype=dtype, rng=rng)
+        self.encoder_hidden = nets.Linear(input_dim, hidden, dtype=dtype, rng=rng)    # (hidden, 784)
+        self.encoder_mu = nets.Linear(hidden, latent, dtype=dtype, rng=rng)           # (latent, hidden)
+        self.encoder_logvar = nets.Linear(hidden, latent, dtype=dtype, rng=rng)       # (latent, hidden)
         # generative model p(x | z): one hidden layer, then 784 Bernoulli logits
-        self.decoder_hidden = nets.Linear(latent + condition_dim, hidden, dtype=dtype, rng=rng)
-        self.decoder_logits = nets.Linear(hidden, input_dim, dtype=dtype, rng=rng)
+        self.decoder_hidden = nets.Linear(latent, hidden, dtype=dtype, rng=rng)       # (hidden, latent)
+        self.decoder_logits = nets.Linear(hidden, input_dim, dtype=dtype, rng=rng)    # (784, hidden)
 
     def extra_repr(self) -> str:
         return f"input_dim={self.input_dim}, hidden={self.hidden}, latent={self.latent}"
@@ -120,148 +199,92 @@ class VAE(nets.Module):
     def dtype(self):
         return self.encoder_hidden.weight.dtype
 
-    # ---------------------------------------------------------------- the two networks
-    def encode(self, x, y=None) -> tuple:
+    def encode(self, x) -> tuple:
         """q(z | x): returns (mu, logvar), each a Tensor (N, latent); logvar = log sigma^2."""
-        x, c = self._inputs(x, y)
-        h = F.relu(self.encoder_hidden(self._join(x, c)))
+        h = F.relu(self.encoder_hidden(check_images(x, self.input_dim, self.dtype, "VAE")))
         return self.encoder_mu(h), self.encoder_logvar(h)
 
-    def decode(self, z, y=None) -> Tensor:
+    def decode(self, z) -> Tensor:
         """p(x | z): the Bernoulli logits, a Tensor (N, input_dim). sigmoid(logits) = pixel means."""
         z = z if isinstance(z, Tensor) else Tensor(np.asarray(z, dtype=self.dtype))
         if z.ndim != 2 or z.shape[1] != self.latent:
-            raise ValueError(f"{type(self).__name__}.decode: expected z of shape (N, {self.latent}), "
-                             f"got {z.shape}")
-        c = self._condition(y, len(z))
-        h = F.relu(self.decoder_hidden(self._join(z, c)))
-        return self.decoder_logits(h)
+            raise ValueError(f"VAE.decode: expected z of shape (N, {self.latent}), got {z.shape}")
+        return self.decoder_logits(F.relu(self.decoder_hidden(z)))
 
-    def forward(self, x, y=None, *, rng=None, eps=None) -> tuple:
-        """One pass x -> (mu, logvar) -> z = mu + sigma * eps -> logits. Returns (logits, mu, logvar)."""
-        mu, logvar = self.encode(x, y)
-        z = reparameterize(mu, logvar, self._noise(mu.shape, rng, eps))
-        return self.decode(z, y), mu, logvar
-
-    # ---------------------------------------------------------------- the loss: negative ELBO
-    def loss(self, x, y=None, *, rng=None, eps=None) -> ELBOTerms:
+    def loss(self, x, *, rng=None, eps=None) -> ELBOTerms:
         """Negative ELBO per example with one reparameterised sample: ELBOTerms(neg_elbo, recon, kl),
-        Tensors (N,) in nats. x: (N, input_dim) (or (N, 1, 28, 28)) with values in [0, 1], binary for a
-        true likelihood. `eps` (N, latent) fixes the noise (for gradient checks); else drawn from `rng`."""
-        x_tensor, _ = self._inputs(x, y)
-        logits, mu, logvar = self.forward(x_tensor, y, rng=rng, eps=eps)
-        # reconstruction: -log p(x | z) = sum over the pixels of BCE(logits, x)        (>= 0)
-        recon = binary_cross_entropy_with_logits(logits, x_tensor, reduction="none").sum(axis=1)
-        # regulariser: KL(q(z | x) || N(0, I)) in closed form                           (>= 0)
-        kl = kl_to_standard_normal(mu, logvar)
-        # negative ELBO = -(E_q[log p(x | z)] - KL) = recon + kl
-        return ELBOTerms(recon + kl, recon, kl)
+        Tensors (N,) in nats. `eps` (N, latent) fixes the noise (for gradient checks); else drawn from rng."""
+        x = check_images(x, self.input_dim, self.dtype, "VAE")
+        mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar, noise(mu.shape, rng, eps, self.dtype))
+        return neg_elbo(self.decode(z), x, mu, logvar)
 
-    # ---------------------------------------------------------------- generating
-    def generate(self, z, y=None) -> np.ndarray:
-        """Pixel probabilities sigmoid(decoder(z)) for given latents z (N, latent): ndarray (N, input_dim)."""
+    def generate(self, z) -> np.ndarray:
+        """Pixel probabilities sigmoid(decoder(z)) for latents z (N, latent): ndarray (N, input_dim)."""
         with no_grad():
-            return F.sigmoid(self.decode(z, y)).data
+            return F.sigmoid(self.decode(z)).data
 
-    def sample(self, n: int, y=None, *, rng=None) -> np.ndarray:
-        """n images from the model: z ~ N(0, I), then the Bernoulli means sigmoid(logits) in [0, 1]
-        (what one displays; draw x ~ Bernoulli of them for binary samples). ndarray (n, input_dim)."""
-        z = nets.get_rng(rng).standard_normal((n, self.latent)).astype(self.dtype)
-        return self.generate(z, y)
+    def sample(self, n: int, *, rng=None) -> np.ndarray:
+        """n images: z ~ N(0, I), then the Bernoulli means in [0, 1]. ndarray (n, input_dim)."""
+        return self.generate(nets.get_rng(rng).standard_normal((n, self.latent)).astype(self.dtype))
 
-    def reconstruct(self, x, y=None) -> np.ndarray:
-        """Decoder means at the posterior mean z = mu(x): deterministic, ndarray (N, input_dim) in [0, 1]."""
+    def reconstruct(self, x) -> np.ndarray:
+        """Decoder means at the posterior mean z = mu(x): ndarray (N, input_dim) in [0, 1]."""
         with no_grad():
-            mu, _ = self.encode(x, y)
-            return self.generate(mu.data, y)
+            return self.generate(self.encode(x)[0].data)
 
-    # ---------------------------------------------------------------- evaluating: bounds on log p(x)
-    def bounds(self, x, y=None, *, k: int = 100, rng=None, rows_per_chunk: int = 8192) -> Bounds:
-        """The ELBO and the importance-weighted bound with k samples of q(z | x), per example (float64).
+    def bounds(self, x, *, k: int = 100, rng=None) -> Bounds:
+        """ELBO and IWAE bound (k samples) per example, float64; see importance_bounds."""
+        x = check_images(x, self.input_dim, self.dtype, "VAE").data
+        return importance_bounds(
+            lambda rows: tuple(t.data for t in self.encode(x[rows])),
+            lambda z, rows: self.decode(z.reshape(-1, self.latent)).data.reshape(z.shape[0], z.shape[1], -1),
+            x, k, rng)
 
-        Computed in chunks of about `rows_per_chunk` decoder rows (k * examples), without a graph:
-            log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x),  z_i = mu + sigma * eps_i
-            iwae    = logsumexp_i(log w_i) - log k
-            elbo    = mean_i log p(x | z_i) - KL(q(z | x) || N(0, I))   (closed-form KL: less noise).
-        For binary x these bound log p(x). For grey levels x in [0, 1], "log p(x | z)" is minus the
-        cross-entropy against the grey levels, the expected log p of binary draws x' ~ Bernoulli(x)."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"bounds: k must be a positive integer, got {k!r}")
-        x_all, _ = self._inputs(x, y)
-        x_all = x_all.data
-        labels = None if y is None else self._labels_array(y, len(x_all))
-        rng = nets.get_rng(rng)
-        step = max(1, rows_per_chunk // k)
-        elbo, iwae = np.empty(len(x_all)), np.empty(len(x_all))
-        with no_grad():
-            for start in range(0, len(x_all), step):
-                xb = x_all[start:start + step]                       # (B, D)
-                yb = None if labels is None else labels[start:start + step]
-                mu, logvar = (t.data for t in self.encode(xb, yb))   # (B, m) each
-                sigma = np.exp(0.5 * logvar)                         # standard deviation
-                eps = rng.standard_normal((k,) + mu.shape).astype(mu.dtype)
-                z = mu + sigma * eps                                 # (k, B, m)
-                yk = None if yb is None else np.tile(yb, k)
-                logits = self.decode(z.reshape(-1, self.latent), yk).data.reshape(k, len(xb), -1)
-                # log p(x | z) = -sum_d BCE(l_d, x_d)         (Bernoulli log-likelihood of the pixels)
-                log_px_z = -_bce_with_logits_sum(logits, xb)        # (k, B)
-                log_pz = -0.5 * np.sum(z.astype(np.float64) ** 2 + LOG_2PI, axis=-1)
-                log_qz = -0.5 * np.sum(eps.astype(np.float64) ** 2 + logvar + LOG_2PI, axis=-1)
-                log_w = log_px_z + log_pz - log_qz
-                top = log_w.max(axis=0)
-                iwae[start:start + len(xb)] = top + np.log(np.mean(np.exp(log_w - top), axis=0))
-                kl = -0.5 * np.sum(1 + logvar - mu ** 2 - np.exp(logvar), axis=1, dtype=np.float64)
-                elbo[start:start + len(xb)] = log_px_z.mean(axis=0) - kl
-        return Bounds(elbo, iwae)
 
-    def log_likelihood(self, x, y=None, *, k: int = 100, rng=None) -> np.ndarray:
-        """Importance-weighted lower bound on log p(x) per example, float64 (N,), nats:
-        log (1/k) sum_i p(x, z_i) / q(z_i | x). k = 1 gives a (single-sample) ELBO estimate."""
-        return self.bounds(x, y, k=k, rng=rng).iwae
+# ==================================================================== the family's contract
+def build(cfg: VAEConfig) -> VAE:
+    """The model of a config (initial weights from nets' seeded generator: nets.manual_seed)."""
+    return VAE(784, hidden=cfg.hidden, latent=cfg.latent)
 
-    # ---------------------------------------------------------------- input checking and conditioning
-    def _inputs(self, x, y) -> tuple:
-        """x as a Tensor (N, input_dim) of the model's dtype, and the condition array (or None)."""
-        if isinstance(x, Tensor):
-            if x.ndim == 2 and x.shape[1] == self.input_dim:
-                return x, self._condition(y, len(x))
-            x = x.data
-        x = np.asarray(x)
-        if x.ndim < 2 or int(np.prod(x.shape[1:])) != self.input_dim:
-            raise ValueError(f"{type(self).__name__}: expected images of shape (N, {self.input_dim}) "
-                             f"(or (N, ...) with {self.input_dim} values each), got {x.shape}")
-        x = x.reshape(len(x), self.input_dim).astype(self.dtype, copy=False)
-        if x.size and (x.min() < 0 or x.max() > 1):
-            raise ValueError(f"{type(self).__name__}: pixels must lie in [0, 1] (Bernoulli decoder), "
-                             f"got values in [{x.min()}, {x.max()}]")
-        return Tensor(x), self._condition(y, len(x))
 
-    def _condition(self, y, n: int):
-        """The vector appended to the networks' inputs: none for the plain VAE (CVAE: one-hot labels)."""
-        if y is not None:
-            raise TypeError(f"{type(self).__name__} is unconditional and takes no labels; "
-                            f"use models.cvae.CVAE for a label-conditioned model")
-        return None
+def evaluate(model: VAE, images: np.ndarray, rng, k: int = 100) -> dict:
+    """Negative ELBO and negative IWAE bound (k samples), nats per image, averaged over the images."""
+    model.eval()
+    bounds = model.bounds(images, k=k, rng=rng)
+    return {"neg_elbo_nats": float(-bounds.elbo.mean()), "neg_iwae_nats": float(-bounds.iwae.mean())}
 
-    def _labels_array(self, y, n: int):
-        return y
 
-    def _join(self, v: Tensor, c) -> Tensor:
-        return v if c is None else F.concatenate([v, Tensor(c.astype(v.dtype, copy=False))], axis=1)
+def train_step(model: VAE, optimizer, x: np.ndarray, rng) -> dict:
+    """One Adam step on the mean -ELBO of a batch of binary images x (B, 784)."""
+    terms = model.loss(x, rng=rng)
+    loss = terms.neg_elbo.mean()                   # mean over the batch of -ELBO (nats per image)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {"loss": float(loss), "recon": float(terms.recon.data.mean()), "kl": float(terms.kl.data.mean())}
 
-    def _noise(self, shape: tuple, rng, eps) -> np.ndarray:
-        if eps is not None:
-            eps = np.asarray(eps.data if isinstance(eps, Tensor) else eps)
-            if eps.shape != tuple(shape):
-                raise ValueError(f"{type(self).__name__}: eps must have shape {tuple(shape)}, got {eps.shape}")
-            return eps
-        return nets.get_rng(rng).standard_normal(shape).astype(self.dtype)
+
+def train_epoch(model, optimizer, images: np.ndarray, rng, batch_size: int, labels=None, step=train_step) -> dict:
+    """One pass over the grey-level training images (N, 784) with dynamic binarisation: each epoch every
+    image t becomes a fresh binary draw x ~ Bernoulli(t); `labels` are passed on to `step` (the CVAE's).
+    Returns the epoch's means of the step's numbers, weighted by batch size."""
+    model.train()
+    arrays = (binarize_dynamic(images, rng=rng),) + (() if labels is None else (labels,))
+    totals, seen = {}, 0
+    for batch in iterate_minibatches(*arrays, batch_size=batch_size, rng=rng):
+        batch = batch if isinstance(batch, tuple) else (batch,)
+        stats = step(model, optimizer, *batch, rng)
+        for key, value in stats.items():
+            totals[key] = totals.get(key, 0.0) + value * len(batch[0])
+        seen += len(batch[0])
+    return {key: total / seen for key, total in totals.items()}
 
 
 def _bce_with_logits_sum(logits: np.ndarray, x: np.ndarray) -> np.ndarray:
     """sum_d BCE(l_d, x_d) over the last axis in float64, for logits (k, B, D) and targets x (B, D):
-        BCE(l, x) = softplus(l) - l x,   softplus(l) = max(l, 0) + log(1 + e^-|l|)   (stable for any l).
-    Written with in-place operations: on 10,000 test images x k samples this is the evaluation's hot loop."""
+    the formula of nets.losses.binary_cross_entropy_with_logits, BCE(l, x) = softplus(l) - l x, written in
+    place on raw arrays because on 10,000 test images x k samples it is the evaluation's hot loop."""
     l_dot_x = np.einsum("kbd,bd->kb", logits, x, dtype=np.float64)
     softplus = np.abs(logits)
     np.negative(softplus, out=softplus)

@@ -2,6 +2,8 @@
 from .module import Module, Parameter, Sequential, ModuleList
 from .layers import (Linear, Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d,
                      Dropout, Flatten, Unflatten, ReLU, LeakyReLU, Tanh, Sigmoid, Softplus, Identity)
+from .masked import MaskedLinear, MaskedConv2d
+from .recurrent import Embedding, RNN, LSTM, GRU, detach_state
 from .init import manual_seed, get_rng
 from .optim import SGD, Adam, RMSProp, Adagrad, clip_grad_norm_
 from . import init, optim, losses

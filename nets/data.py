@@ -6,6 +6,7 @@ Everything lives in :mod:`nets.datasets`; this module only re-exports its public
 from .datasets import (  # noqa: F401  (re-exports)
     DEFAULT_MIRRORS,
     EMBEDDED_SHA256,
+    EVAL_BINARIZATION_SEED,
     MNIST_MD5,
     VALID_SPLITS,
     MNISTDownloadError,
@@ -13,6 +14,7 @@ from .datasets import (  # noqa: F401  (re-exports)
     binarize_dynamic,
     binarize_fixed,
     download_mnist,
+    fixed_binarization,
     flatten,
     iterate_minibatches,
     load_mnist,

@@ -125,20 +125,24 @@ class Adam(Optimizer):
         beta1, beta2 = self.betas
         t = int(state.get("step", 0)) + 1      # this parameter's own step count, as in PyTorch
         state["step"] = np.asarray(t)
-        g = self._decayed(p, g, self.weight_decay)
         m, v = self._buffer(state, "m", p), self._buffer(state, "v", p)
-        m *= beta1
-        m += (1 - beta1) * g                          # m = beta1 m + (1 - beta1) g
-        v *= beta2
-        v += (1 - beta2) * np.square(g)               # v = beta2 v + (1 - beta2) g^2
         bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t   # m_hat = m / bias1,  v_hat = v / bias2
-        # p -= lr m_hat / (sqrt(v_hat) + eps), computed in place in one array (no big temporaries)
-        step = np.sqrt(v)
-        step /= math.sqrt(bias2)                      # sqrt(v_hat)
-        step += self.eps                              # sqrt(v_hat) + eps
-        np.divide(m, step, out=step)                  # m / (sqrt(v_hat) + eps)
-        step *= self.lr / bias1                       # lr m_hat / (sqrt(v_hat) + eps)
-        p.data -= step
+        # The same passes for each cache-sized piece (see _pieces); `step` and `decayed` are scratch.
+        g = np.ascontiguousarray(g)
+        for p_, g_, m_, v_, step, decayed in _pieces(p.data, g, m, v, scratch=2):
+            if self.weight_decay:                     # g + wd * p
+                g_ = np.add(g_, np.multiply(p_, self.weight_decay, out=decayed), out=decayed)
+            m_ *= beta1
+            m_ += np.multiply(g_, 1 - beta1, out=step)          # m = beta1 m + (1 - beta1) g
+            v_ *= beta2
+            v_ += np.multiply(np.square(g_, out=step), 1 - beta2, out=step)   # v = beta2 v + (1 - beta2) g^2
+            # p -= lr m_hat / (sqrt(v_hat) + eps)
+            np.sqrt(v_, out=step)
+            step /= math.sqrt(bias2)                  # sqrt(v_hat)
+            step += self.eps                          # sqrt(v_hat) + eps
+            np.divide(m_, step, out=step)             # m / (sqrt(v_hat) + eps)
+            step *= self.lr / bias1                   # lr m_hat / (sqrt(v_hat) + eps)
+            p_ -= step
 
 
 class RMSProp(Optimizer):
@@ -191,3 +195,24 @@ def clip_grad_norm_(params, max_norm: float) -> float:
             if p.grad is not None:
                 p.grad = p.grad * scale
     return total
+
+
+# ==================================================================== elementwise passes in pieces
+_PIECE = 1 << 15          # elements per piece: a few arrays of 128 KB stay in the CPU's cache
+
+
+def _pieces(*arrays, scratch: int = 0):
+    """Yield the arrays (same shape) cut into matching flat pieces, plus `scratch` temporary arrays of
+    the piece's size. An update that runs ten elementwise passes then reads and writes each array
+    from memory once instead of ten times, and allocates nothing big. Arrays that are not contiguous
+    come whole (a flat view of them would be a copy)."""
+    dtype = arrays[0].dtype
+    if not all(a.flags.c_contiguous for a in arrays):
+        yield (*arrays, *(np.empty(arrays[0].shape, dtype) for _ in range(scratch)))
+        return
+    flat = [a.reshape(-1) for a in arrays]
+    size = flat[0].size
+    temps = [np.empty(min(size, _PIECE), dtype) for _ in range(scratch)]
+    for start in range(0, size, _PIECE):
+        stop = min(start + _PIECE, size)
+        yield (*(a[start:stop] for a in flat), *(t[:stop - start] for t in temps))

@@ -5,27 +5,49 @@ gymnasium 1.x API: `reset(seed=...)` returns (obs, info); `step(a)` returns
 (obs, reward, terminated, truncated, info).  CartPole-v1: reward +1 per step, `terminated` when the
 pole falls or the cart leaves the track, `truncated` at the 500-step cap (so returns lie in [1, 500]).
 
-Seeding, once per run: `env.reset(seed=seed)` on the first episode seeds the environment's own
-generator (later resets continue it), `env.action_space.seed(seed)`, and the agent's NumPy generators.
+Seeding: one seed per run drives everything through named streams, `stream(seed, purpose, *position)`
+(np.random.SeedSequence, never `seed + k`). The first training reset seeds the environment's own generator
+with `training_env_seed(seed)` (later resets continue it). Greedy evaluations are seeded apart: the 100
+reporting episodes by `report_env_seed(seed)` (even), keep-best selections by `selection_env_seed(seed, k)`
+(odd), so the two never share an episode start.
 At an episode boundary the environment's whole random state is its generator's state, which
 `env_rng_state` / `set_env_rng_state` read and write, so a checkpoint taken between episodes
 resumes exactly.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import gymnasium as gym
 import numpy as np
 
+from nets.harness import hp, stream     # noqa: F401  (the agents import them from here)
+
 ENV_ID = "CartPole-v1"
-EVAL_SEED_OFFSET = 10_000      # greedy evaluation uses env seed `seed + 10_000`: never a training episode
+EVAL_SEED_OFFSET = 10_000      # OLD reporting seed `seed + 10_000`, still read by scripts/cli/rl.py until its port
+#                                to report_env_seed lands; delete then
 WINDOW = 100                   # the homework's running average is over the last 100 episodes
 
 
-def hp(default, help: str):
-    """A hyperparameter: a dataclass field with its default and one line of help (shown by --help)."""
-    return dataclasses.field(default=default, metadata={"help": help})
+# ==================================================================== seeds and generators
+def _env_seed(seed: int, purpose: str, parity: int, *position: int) -> int:
+    """An env seed in [0, 2^31) drawn from the named stream (seed, purpose, position), even or odd as `parity` says."""
+    return 2 * int(stream(seed, purpose, *position).integers(2**30)) + parity
+
+
+def report_env_seed(seed: int) -> int:
+    """Env seed of the 100 reporting episodes (greedy_eval_returns). Always EVEN, so it never equals a
+    selection_env_seed (odd): no policy is ever chosen on the episodes it is then scored on."""
+    return _env_seed(seed, "report-env", 0)
+
+
+def selection_env_seed(seed: int, k: int) -> int:
+    """Env seed of the k-th selection evaluation (keep-best checkpoints). Always ODD: disjoint from
+    report_env_seed; a fresh set of starts for each k."""
+    return _env_seed(seed, "selection-env", 1, k)
+
+
+def training_env_seed(seed: int) -> int:
+    """Env seed of the first training reset (later resets continue the env's generator)."""
+    return _env_seed(seed, "training-env", 0)
 
 
 # ==================================================================== the environment

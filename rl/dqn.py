@@ -15,9 +15,16 @@ Double DQN (van Hasselt et al., 2016): the online net picks a', the target net s
     y = r + gamma * (1 - terminated) * Q_target(s', argmax_a' Q(s', a')),
 which removes most of the max operator's upward bias.
 
+What we deliver. A DQN's greedy score rises and falls during training (a good policy fills the buffer
+with successes, and the failures that taught it become rare), so the final network is a lottery ticket.
+As Stable-Baselines3's EvalCallback does, every eval_interval steps the current network plays a few
+greedy episodes and a copy is kept if it beats the best so far; that copy is the delivered network
+(`delivered = "best_eval"`; keep_best=False delivers the final one). The selection episodes start from
+`selection_env_seed(seed, k)`, never from the reporting seed: no network is chosen on its test episodes.
+
 Reading order: DQNConfig (every hyperparameter), QNetwork, ReplayBuffer, select_action (the epsilon
-schedule), td_target and optimize (one gradient step), update_target, then the DQN agent whose
-`train_episode` is the training loop. Everything is float32.
+schedule), td_target and optimize (one gradient step), update_target, is_better (keep-best), then the
+DQN agent whose `train_episode` is the training loop. Everything is float32.
 """
 from __future__ import annotations
 
@@ -29,71 +36,55 @@ import nets
 from autodiff import Tensor, no_grad
 from nets.losses import huber_loss
 from rl.common import (budget_progress, env_rng_state, hp, linear_schedule, make_env, mlp_forward_numpy,
-                       run_greedy_episodes, set_env_rng_state)
+                       run_greedy_episodes, selection_env_seed, set_env_rng_state, stream, training_env_seed)
 
 
-# Why these defaults. The homework's budget is 1,000 episodes, and the network that counts is the FINAL
-# one (greedy evaluation after training, no best-checkpoint picking). DQN on CartPole typically learns to
-# balance, then collapses and relearns as the replay buffer fills with 500-step successes: every good
-# state is worth about 1/(1 - gamma), the gap between the two actions is a small fraction of that, and
-# the failures that define the gap become rare in the buffer. Measured on seeds 0-4 (1,000 episodes
-# each): with gamma 0.99, batch 128, eps_end 0.04 and lr decaying to 0.1x, 3 of 5 final networks scored
-# >= 475; these four changes make it 5 of 5:
-#   gamma 0.98   values of about 50, so a failure some tens of steps ahead is a visible part of Q
-#                (0.97 and 0.95 are too short-sighted: the cart drifts off the track, greedy 170-450);
-#   eps_end 0.1  keeps failures and off-centre states flowing into the buffer (evaluation is greedy);
-#   batch 256    and the learning rate annealed to 0 by the end of the budget (a fixed schedule).
-# rl-zoo's tuned settings (lr 2.3e-3, bursts of 128 updates every 256 steps with the target synced after
-# each burst, 256-256 net, gamma 0.99) are available through the flags, but here collapsed on seeds 1
-# and 4 (greedy 115 and 157 after 1,000 episodes); after 50,000 steps they reach 475 on 2 of seeds 0-4
-# (greedy 23, 365, 500, 500, 209), these defaults on none (82-171: 50k steps is sample efficiency
-# beyond the homework, which these settings do not aim for).
 @dataclass
 class DQNConfig:
     # ---- budget (training stops at whichever runs out first; None = no limit)
     episodes: int | None = hp(1000, "training episodes (the homework's budget)")
     steps: int | None = hp(None, "environment steps")
     # ---- the Q network and its optimiser
-    hidden: tuple = hp((128, 128), "hidden layer widths of the Q network (ReLU between layers)")
-    lr: float = hp(5e-4, "Adam learning rate at the start of training")
-    lr_final_fraction: float = hp(0.0, "the learning rate decays linearly to lr * this at the end of the budget "
-                                       "(0: annealed to zero, a fixed schedule over the budget)")
-    max_grad_norm: float = hp(10.0, "clip the gradient's global L2 norm to this (0 = no clipping)")
-    huber_delta: float = hp(1.0, "Huber loss: quadratic for |TD error| <= delta, linear beyond")
+    hidden: tuple = hp((64, 64), "hidden layer widths (ReLU): two layers of 64 fit CartPole and keep updates cheap")
+    lr: float = hp(1e-3, "Adam learning rate at the start of training", check="positive")
+    lr_final_fraction: float = hp(0.0, "lr decays linearly to lr * this at the end of the budget (annealing: "
+                                       "late updates refine the policy instead of overwriting it)", check="fraction")
+    max_grad_norm: float = hp(10.0, "clip the gradient's global L2 norm (one bad batch cannot wreck the net; 0 = off)", check="non_negative")
+    huber_delta: float = hp(1.0, "Huber loss: quadratic for |TD error| <= delta, linear beyond (bounded gradients)", check="positive")
     # ---- the TD target
-    gamma: float = hp(0.98, "discount factor: horizon 1/(1-gamma) = 50 steps (see the note above DQNConfig)")
-    double_dqn: bool = hp(True, "Double DQN target: online net picks a', target net scores it")
-    target_update_interval: int = hp(500, "update the target network every this many env steps")
-    tau: float = hp(1.0, "target <- tau * online + (1 - tau) * target  (1.0 = hard copy)")
+    gamma: float = hp(0.99, "discount factor (horizon 1/(1 - gamma) = 100 steps)", check="fraction")
+    double_dqn: bool = hp(True, "Double DQN target: online net picks a', target net scores it (less overestimation)")
+    target_update_interval: int = hp(4, "move the target network every this many env steps", check="positive")
+    tau: float = hp(0.01, "Polyak: target <- tau * online + (1 - tau) * target (1.0 = hard copy); "
+                          "a smooth target has no jumps for the online net to chase", check="fraction")
     # ---- replay
-    buffer_size: int = hp(500_000, "replay capacity (transitions; the oldest are overwritten): 500k holds a "
-                                   "whole 1000-episode run, so the early failures stay in the buffer (with 100k, "
-                                   "holding only recent 500-step successes, seeds 0 and 2 collapsed late)")
-    batch_size: int = hp(256, "transitions per gradient step (256: rare terminal transitions show up "
-                              "in more batches once episodes last 500 steps)")
-    learning_starts: int = hp(1000, "env steps before the first update (the buffer fills first)")
-    train_frequency: int = hp(4, "train every this many env steps (gradient_steps updates each time)")
-    gradient_steps: int = hp(1, "gradient steps each time we train; the target network does not change "
-                                "within them (train_frequency 256 with gradient_steps 128 = rl-zoo's "
-                                "bursts: 0.5 updates per env step)")
+    buffer_size: int = hp(500_000, "replay capacity in transitions: a whole run, so early failures stay replayed", check="positive")
+    batch_size: int = hp(128, "transitions per gradient step", check="positive")
+    learning_starts: int = hp(1000, "env steps before the first update (the buffer fills first)", check="non_negative")
+    train_frequency: int = hp(4, "train every this many env steps (gradient_steps updates each time)", check="positive")
+    gradient_steps: int = hp(1, "gradient steps each time we train (the target does not move within them)", check="positive")
     # ---- exploration
-    eps_start: float = hp(1.0, "epsilon at step 0")
-    eps_end: float = hp(0.1, "epsilon after the decay (0.1 keeps failures and off-centre states coming "
-                             "into the buffer; the greedy evaluation does not explore)")
-    eps_decay_steps: int = hp(8_000, "epsilon decays linearly from eps_start to eps_end over these env steps")
+    eps_start: float = hp(1.0, "epsilon at step 0", check="fraction")
+    eps_end: float = hp(0.05, "epsilon after the decay (keeps some failures coming into the buffer)", check="fraction")
+    eps_decay_steps: int = hp(10_000, "epsilon decays linearly from eps_start to eps_end over these env steps", check="non_negative")
+    # ---- keep the best network (as Stable-Baselines3's EvalCallback): what we deliver
+    keep_best: bool = hp(True, "deliver the network with the best selection evaluation, not the final one "
+                               "(DQN's greedy score oscillates during training)")
+    eval_interval: int = hp(10_000, "env steps between selection evaluations (at the next episode boundary)", check="positive")
+    eval_episodes: int = hp(10, "greedy episodes per selection evaluation (env seeds disjoint from the reporting ones)", check="positive")
 
 
 # ==================================================================== the Q network
 class QNetwork(nets.Module):
     """obs (N, obs_dim) -> Q values (N, n_actions): Linear-ReLU-...-Linear."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden=(128, 128)):
+    def __init__(self, obs_dim: int, n_actions: int, hidden=(64, 64), rng=None):
         super().__init__()
         layers, width = [], obs_dim
         for h in hidden:
-            layers += [nets.Linear(width, h), nets.ReLU()]
+            layers += [nets.Linear(width, h, rng=rng), nets.ReLU()]
             width = h
-        layers.append(nets.Linear(width, n_actions))
+        layers.append(nets.Linear(width, n_actions, rng=rng))
         self.net = nets.Sequential(*layers)
 
     def forward(self, obs: Tensor) -> Tensor:
@@ -221,9 +212,16 @@ def update_target(target_net: QNetwork, q_net: QNetwork, tau: float) -> None:
 
 def copy_network(q_net: QNetwork, obs_dim: int, n_actions: int, hidden) -> QNetwork:
     """A new QNetwork holding copies of q_net's parameters (via state_dict, which copies the arrays)."""
-    twin = QNetwork(obs_dim, n_actions, hidden)
+    twin = QNetwork(obs_dim, n_actions, hidden, rng=np.random.default_rng(0))    # weights overwritten below
     twin.load_state_dict(q_net.state_dict())
     return twin
+
+
+# ==================================================================== keeping the best network
+def is_better(score: float, best: float | None) -> bool:
+    """Selection rule (as SB3's EvalCallback): a strictly higher mean greedy return replaces the best, so
+    among equal scores the earliest network stays."""
+    return best is None or score > best
 
 
 # ==================================================================== the agent and its training loop
@@ -235,14 +233,15 @@ class DQN:
 
     def __init__(self, cfg: DQNConfig, seed: int = 0):
         self.cfg, self.seed = cfg, seed
-        # ---- seeding: one seed for the initial weights, the agent's generator and the environment
-        nets.manual_seed(seed)                        # initial weights of the Q network
-        self.rng = np.random.default_rng(seed)        # epsilon-greedy draws and replay sampling
-        self.env = make_env(seed)                     # action space seeded; env.reset(seed=seed) below
+        # ---- seeding: named streams of one seed (initial weights, exploration, replay sampling, env)
+        self.explore_rng = stream(seed, "explore")      # epsilon-greedy draws
+        self.replay_rng = stream(seed, "replay")        # which transitions each batch replays
+        self.env_seed = training_env_seed(seed)
+        self.env = make_env(self.env_seed)               # action space seeded; env.reset(seed=...) below
         self.obs_dim = self.env.observation_space.shape[0]
         self.n_actions = int(self.env.action_space.n)
 
-        self.q_net = QNetwork(self.obs_dim, self.n_actions, cfg.hidden)
+        self.q_net = QNetwork(self.obs_dim, self.n_actions, cfg.hidden, rng=stream(seed, "init"))
         self.target_net = copy_network(self.q_net, self.obs_dim, self.n_actions, cfg.hidden)
         self.optimizer = nets.Adam(self.q_net.parameters(), lr=cfg.lr)
         self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim)
@@ -251,6 +250,13 @@ class DQN:
         self.updates = 0             # gradient steps taken
         self.episode_returns: list[float] = []
         self.episode_losses: list[float] = []    # mean TD loss of each episode's updates (nan: none)
+        # ---- keep-best: a copy of the best network so far and every selection evaluation
+        self.best_net: QNetwork | None = None
+        self.selections: list[dict] = []         # {"env_step", "episode", "env_seed", "mean"} per evaluation
+
+    @property
+    def delivered(self) -> str:
+        return "best_eval" if self.cfg.keep_best else "final"
 
     # ---------------------------------------------------------------- budget
     def finished(self) -> bool:
@@ -265,52 +271,93 @@ class DQN:
     def train_episode(self) -> dict:
         cfg = self.cfg
         first = not self.episode_returns
-        obs, _ = self.env.reset(seed=self.seed if first else None)
+        obs, _ = self.env.reset(seed=self.env_seed if first else None)
         total, losses, done = 0.0, [], False
         while not done:
             # ---- ALGO LOGIC: act epsilon-greedily and store the transition
             epsilon = epsilon_at(self.env_steps, cfg)
-            action = select_action(self.q_net, obs, epsilon, self.rng)
+            action = select_action(self.q_net, obs, epsilon, self.explore_rng)
             next_obs, reward, terminated, truncated, _ = self.env.step(action)
             self.buffer.add(obs, action, reward, next_obs, terminated)    # truncation is not stored
             obs, total, done = next_obs, total + float(reward), terminated or truncated
             self.env_steps += 1
+            learning = self.env_steps > cfg.learning_starts
 
             # ---- ALGO LOGIC: every train_frequency steps, gradient_steps updates on replayed batches
-            if self.env_steps > cfg.learning_starts and self.env_steps % cfg.train_frequency == 0:
+            if learning and self.env_steps % cfg.train_frequency == 0:
                 # learning-rate schedule: linear decay to lr * lr_final_fraction at the end of the budget
                 self.optimizer.lr = cfg.lr * (1.0 - (1.0 - cfg.lr_final_fraction) * self.progress())
                 for _ in range(cfg.gradient_steps):       # the target network is fixed during a burst
-                    batch = self.buffer.sample(cfg.batch_size, self.rng)
+                    batch = self.buffer.sample(cfg.batch_size, self.replay_rng)
                     losses.append(optimize(self.q_net, self.target_net, self.optimizer, batch, cfg))
                     self.updates += 1
 
             # ---- ALGO LOGIC: move the target network towards the online network
-            if self.env_steps > cfg.learning_starts and self.env_steps % cfg.target_update_interval == 0:
+            if learning and self.env_steps % cfg.target_update_interval == 0:
                 update_target(self.target_net, self.q_net, cfg.tau)
 
             if cfg.steps and self.env_steps >= cfg.steps:
                 break                   # step budget exhausted mid-episode: count the partial episode
         self.episode_returns.append(total)
         self.episode_losses.append(float(np.mean(losses)) if losses else float("nan"))
+
+        # ---- ALGO LOGIC: every eval_interval steps (and at the end) a greedy evaluation; keep the best
+        due = self.env_steps >= (len(self.selections) + 1) * cfg.eval_interval
+        if cfg.keep_best and (due or self.finished()):
+            self.select()
         return {"return": total, "epsilon": epsilon_at(self.env_steps, cfg)}
 
     train_step = train_episode
 
+    def select(self) -> dict:
+        """Evaluate the current network greedily on eval_episodes fresh starts from the k-th selection env
+        seed (never a reporting seed) and keep a copy of it if it beats the best so far."""
+        k = len(self.selections)
+        env_seed = selection_env_seed(self.seed, k)
+        mean = float(np.mean(run_greedy_episodes(self.greedy_action, self.cfg.eval_episodes, env_seed)))
+        best = max((s["mean"] for s in self.selections), default=None)
+        record = {"env_step": self.env_steps, "episode": len(self.episode_returns), "env_seed": env_seed,
+                  "mean": mean, "kept": is_better(mean, best)}
+        if record["kept"]:
+            self.best_net = copy_network(self.q_net, self.obs_dim, self.n_actions, self.cfg.hidden)
+        self.selections.append(record)
+        return record
+
+    # ---------------------------------------------------------------- acting and evaluation
     def greedy_action(self, obs) -> int:
+        """The current (final, once training is over) network's greedy action."""
         return greedy_action(self.q_net, obs)
 
+    def delivered_action(self, obs) -> int:
+        net = self.best_net if self.delivered == "best_eval" and self.best_net is not None else self.q_net
+        return greedy_action(net, obs)
+
     def evaluate(self, n_episodes: int, seed: int) -> list[float]:
+        """Greedy returns of the DELIVERED network (the kept best, or the final one)."""
+        return run_greedy_episodes(self.delivered_action, n_episodes, seed)
+
+    def evaluate_final(self, n_episodes: int, seed: int) -> list[float]:
+        """Greedy returns of the network as training left it."""
         return run_greedy_episodes(self.greedy_action, n_episodes, seed)
+
+    def extra_metrics(self) -> dict:
+        kept = [s for s in self.selections if s["kept"]]
+        return {"updates": self.updates, "selection_evaluations": self.selections,
+                "best_selection_mean": kept[-1]["mean"] if kept else None,
+                "best_selection_env_step": kept[-1]["env_step"] if kept else None}
 
     # ---------------------------------------------------------------- checkpoint (between episodes)
     def state_dict(self) -> tuple[dict, dict]:
-        """(meta, sections): JSON-able counters and generator states, and the arrays."""
+        """(meta, sections): JSON-able counters, generator states and history, and the arrays."""
         meta = {"env_steps": self.env_steps, "updates": self.updates,
-                "rng": self.rng.bit_generator.state, "env_rng": env_rng_state(self.env),
-                "episode_returns": self.episode_returns, "episode_losses": self.episode_losses}
+                "explore_rng": self.explore_rng.bit_generator.state,
+                "replay_rng": self.replay_rng.bit_generator.state, "env_rng": env_rng_state(self.env),
+                "episode_returns": self.episode_returns, "episode_losses": self.episode_losses,
+                "selections": self.selections}
         sections = {"q_net": self.q_net.state_dict(), "target_net": self.target_net.state_dict(),
                     "optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict()}
+        if self.best_net is not None:
+            sections["best_net"] = self.best_net.state_dict()
         return meta, sections
 
     def load_state_dict(self, meta: dict, sections: dict) -> None:
@@ -318,11 +365,17 @@ class DQN:
         self.target_net.load_state_dict(sections["target_net"])
         self.optimizer.load_state_dict(sections["optimizer"])
         self.buffer.load_state_dict(sections["buffer"])
+        self.best_net = None
+        if "best_net" in sections:
+            self.best_net = copy_network(self.q_net, self.obs_dim, self.n_actions, self.cfg.hidden)
+            self.best_net.load_state_dict(sections["best_net"])
         self.env_steps, self.updates = int(meta["env_steps"]), int(meta["updates"])
-        self.rng.bit_generator.state = meta["rng"]
+        self.explore_rng.bit_generator.state = meta["explore_rng"]
+        self.replay_rng.bit_generator.state = meta["replay_rng"]
         self.episode_returns = [float(r) for r in meta["episode_returns"]]
         self.episode_losses = [float(x) if x is not None else float("nan") for x in meta["episode_losses"]]
-        set_env_rng_state(self.env, meta["env_rng"], self.seed, started=bool(self.episode_returns))
+        self.selections = [dict(s) for s in meta["selections"]]
+        set_env_rng_state(self.env, meta["env_rng"], self.env_seed, started=bool(self.episode_returns))
 
     def losses(self) -> dict:
         return {"td_loss": self.episode_losses}

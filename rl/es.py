@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rl.common import hp, make_env, run_greedy_episodes
+from rl.common import hp, make_env, run_greedy_episodes, stream, training_env_seed
 
 
 @dataclass
@@ -36,13 +36,13 @@ class ESConfig:
     steps: int | None = hp(None, "environment steps")
     # ---- the policy: obs -> tanh hidden layers -> logits, action = argmax
     hidden: tuple = hp((16,), "hidden layer widths (tanh); () = a linear policy")
-    init_std: float = hp(0.1, "initial parameters ~ N(0, init_std^2)")
+    init_std: float = hp(0.1, "initial parameters ~ N(0, init_std^2)", check="positive")
     # ---- Algorithm 1
-    population_pairs: int = hp(16, "m: mirrored pairs per generation (n = 2m episodes)")
-    sigma: float = hp(0.1, "noise standard deviation of the perturbations")
-    alpha: float = hp(0.2, "learning rate of the ES update")
+    population_pairs: int = hp(16, "m: mirrored pairs per generation (n = 2m episodes)", check="positive")
+    sigma: float = hp(0.1, "noise standard deviation of the perturbations", check="positive")
+    alpha: float = hp(0.2, "learning rate of the ES update", check="positive")
     rank_normalize: bool = hp(True, "use centred ranks in [-0.5, 0.5] instead of raw returns")
-    weight_decay: float = hp(0.0, "theta <- theta - alpha * weight_decay * theta each generation")
+    weight_decay: float = hp(0.0, "theta <- theta - alpha * weight_decay * theta each generation", check="non_negative")
 
 
 # ==================================================================== the policy as a flat vector
@@ -91,13 +91,13 @@ class ES:
 
     def __init__(self, cfg: ESConfig, seed: int = 0):
         self.cfg, self.seed = cfg, seed
-        # ---- seeding: one generator for the initial theta, the noise and the episodes' reset seeds
-        self.rng = np.random.default_rng(seed)
-        self.env = make_env(seed)
+        # ---- seeding: named streams of one seed (initial theta; the noise and the episodes' reset seeds)
+        self.rng = stream(seed, "noise")
+        self.env = make_env(training_env_seed(seed))
         obs_dim, n_actions = self.env.observation_space.shape[0], int(self.env.action_space.n)
         self.shapes = layer_shapes(obs_dim, n_actions, cfg.hidden)
         n_params = sum(int(np.prod(s)) for s in self.shapes)
-        self.theta = (cfg.init_std * self.rng.standard_normal(n_params)).astype(np.float32)
+        self.theta = (cfg.init_std * stream(seed, "init").standard_normal(n_params)).astype(np.float32)
 
         self.env_steps = 0
         self.generation = 0

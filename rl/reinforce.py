@@ -33,7 +33,7 @@ import nets
 from autodiff import Tensor, no_grad
 from nets.losses import mse_loss
 from rl.common import (budget_progress, env_rng_state, hp, make_env, mlp_forward_numpy, run_greedy_episodes,
-                       set_env_rng_state)
+                       set_env_rng_state, stream, training_env_seed)
 
 BASELINES = ("none", "mean", "value")
 
@@ -44,25 +44,26 @@ class ReinforceConfig:
     episodes: int | None = hp(1000, "training episodes")
     steps: int | None = hp(None, "environment steps")
     # ---- the estimator
-    gamma: float = hp(0.99, "discount factor of the returns-to-go")
-    episodes_per_update: int = hp(1, "N: episodes averaged in one gradient estimate")
-    baseline: str = hp("mean", "baseline b(s): none, mean (batch mean of G) or value (learned V(s))")
+    gamma: float = hp(0.99, "discount factor of the returns-to-go", check="fraction")
+    episodes_per_update: int = hp(1, "N: episodes averaged in one gradient estimate", check="positive")
+    baseline: str = hp("mean", "baseline b(s): none, mean (batch mean of G) or value (learned V(s))",
+                       choices=BASELINES)
     normalize_advantages: bool = hp(True, "A <- (A - mean A) / std A: a constant baseline plus a scale")
     # ---- networks and optimisers
     hidden: tuple = hp((32,), "hidden layer widths of the policy (and value) network, ReLU")
-    lr: float = hp(1e-2, "Adam learning rate of the policy")
-    lr_final_fraction: float = hp(1.0, "the policy's lr decays linearly to lr * this at the end of the budget")
-    value_lr: float = hp(1e-2, "Adam learning rate of the value network (baseline value)")
-    max_grad_norm: float = hp(0.0, "clip the policy gradient's global L2 norm (0 = no clipping)")
+    lr: float = hp(1e-2, "Adam learning rate of the policy", check="positive")
+    lr_final_fraction: float = hp(1.0, "the policy's lr decays linearly to lr * this at the end of the budget", check="fraction")
+    value_lr: float = hp(1e-2, "Adam learning rate of the value network (baseline value)", check="positive")
+    max_grad_norm: float = hp(0.0, "clip the policy gradient's global L2 norm (0 = no clipping)", check="non_negative")
 
 
-def mlp(sizes, out: int) -> nets.Sequential:
-    """sizes[0] inputs -> hidden layers (ReLU) -> `out` outputs."""
+def mlp(sizes, out: int, rng=None) -> nets.Sequential:
+    """sizes[0] inputs -> hidden layers (ReLU) -> `out` outputs (initial weights drawn from rng)."""
     layers, width = [], sizes[0]
     for h in sizes[1:]:
-        layers += [nets.Linear(width, h), nets.ReLU()]
+        layers += [nets.Linear(width, h, rng=rng), nets.ReLU()]
         width = h
-    layers.append(nets.Linear(width, out))
+    layers.append(nets.Linear(width, out, rng=rng))
     return nets.Sequential(*layers)
 
 
@@ -126,15 +127,16 @@ class Reinforce:
         if cfg.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {cfg.baseline!r}")
         self.cfg, self.seed = cfg, seed
-        # ---- seeding: initial weights, the action-sampling generator, the environment
-        nets.manual_seed(seed)
-        self.rng = np.random.default_rng(seed)
-        self.env = make_env(seed)
+        # ---- seeding: named streams of one seed (initial weights, action sampling, the environment)
+        self.rng = stream(seed, "actions")
+        self.env_seed = training_env_seed(seed)
+        self.env = make_env(self.env_seed)
         obs_dim, n_actions = self.env.observation_space.shape[0], int(self.env.action_space.n)
 
-        self.policy = mlp((obs_dim, *cfg.hidden), n_actions)            # logits of pi(a | s)
+        init_rng = stream(seed, "init")
+        self.policy = mlp((obs_dim, *cfg.hidden), n_actions, init_rng)  # logits of pi(a | s)
         self.optimizer = nets.Adam(self.policy.parameters(), lr=cfg.lr)
-        self.value = mlp((obs_dim, *cfg.hidden), 1) if cfg.baseline == "value" else None   # V(s)
+        self.value = mlp((obs_dim, *cfg.hidden), 1, init_rng) if cfg.baseline == "value" else None   # V(s)
         self.value_optimizer = nets.Adam(self.value.parameters(), lr=cfg.value_lr) if self.value else None
 
         self.env_steps = 0
@@ -154,7 +156,7 @@ class Reinforce:
     def _play_episode(self):
         """One episode with actions sampled from pi; returns (obs (T, d), actions (T,), rewards (T,))."""
         first = not self.episode_returns
-        obs, _ = self.env.reset(seed=self.seed if first else None)
+        obs, _ = self.env.reset(seed=self.env_seed if first else None)
         observations, actions, rewards, done = [], [], [], False
         while not done:
             action = sample_action(self.policy, obs, self.rng)
@@ -240,7 +242,7 @@ class Reinforce:
         self.episode_returns = [float(r) for r in meta["episode_returns"]]
         self.update_losses = [float(x) for x in meta["update_losses"]]
         self.value_losses = [float(x) for x in meta["value_losses"]]
-        set_env_rng_state(self.env, meta["env_rng"], self.seed, started=bool(self.episode_returns))
+        set_env_rng_state(self.env, meta["env_rng"], self.env_seed, started=bool(self.episode_returns))
 
     def losses(self) -> dict:
         curves = {"policy_loss": self.update_losses}

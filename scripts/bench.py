@@ -1,140 +1,276 @@
-"""Time conv2d / conv_transpose2d / pooling / batch norm at the DCGAN-on-MNIST shapes (float32).
+"""Benchmark the engine on the project's training workloads (float32, synthetic data of MNIST's shape).
 
-    python scripts/bench.py [--batch 128] [--repeats 7]
+    python scripts/bench.py                       # every workload, a table
+    python scripts/bench.py vae flow --json       # some workloads, one JSON object on stdout
+    python scripts/bench.py dcgan --profile       # where the time goes, by function (cProfile)
 
-For each conv layer: milliseconds for forward+backward (median of --repeats after warm-up), GFLOP/s
-counting 2*N*C_out*OH*OW*C_in*KH*KW per forward and 3x that for forward+backward (input gradient,
-weight gradient), and the ratio to a large float32 np.matmul measured in the same run; also the
-median CPU time (all threads) and the fastest repeat, which say more when the machine is shared
-(then wall-clock medians swing by 3-5x, and OpenBLAS threads waiting for a core burn CPU time).
-All layers have a bias, as in the DCGAN; the D conv1 "real" row has no input gradient (real images).
+Workloads (each is one training step: forward, backward, optimizer step, as the models run them):
+    vae     MLP VAE 784-400-20, batch 128, Bernoulli decoder, Adam
+    cvae    conditional VAE 784+10 -> 500 -> 20, batch 100, Adam
+    flow    RealNVP, 6 affine couplings with MLPs 784-512-512-1568, batch 100, Adam
+    convT   conv_transpose2d 128->64, k4 s2 p1, 7x7 -> 14x14, batch 128, forward + backward (no optimizer)
+    dcgan   one DCGAN iteration, batch 128: G forward, D step on real and fake, G step through D
+    save    writing a checkpoint of the flow's parameters and Adam state (about 30 MB)
+
+For each: the median wall time of a step over --repeats (after warm-up), the minimum, the matmul/conv
+FLOPs of a step counted from the shapes, the achieved GFLOP/s and its fraction of a large float32
+matmul measured in the same process, and the peak resident memory of that process. Each workload runs
+in its own process (so the peak memory is its own). The data are random: only shapes matter here.
+Wall times swing with other load on the machine; the load average is printed with the results, and
+the fraction of the matmul rate is the number to compare between runs. Never imports torch.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from autodiff import Tensor                                                      # noqa: E402
-from autodiff.conv import conv2d, conv_transpose2d, max_pool2d, avg_pool2d     # noqa: E402
-from autodiff.norm import batch_norm                                            # noqa: E402
+import autodiff.functional as F                                     # noqa: E402
+import nets                                                          # noqa: E402
+from autodiff import Tensor                                          # noqa: E402
+from nets.losses import binary_cross_entropy_with_logits, gaussian_kl  # noqa: E402
 
 
-def median_ms(fn, repeats: int, warmup: int = 2, cpu: list = None) -> float:
-    """Median wall-clock milliseconds of fn() after warm-up; appends the median CPU milliseconds
-    (all threads) and the fastest wall-clock time to `cpu` if given (both steadier than the median
-    when other processes share the machine)."""
+# ==================================================================== FLOP counting
+def linear_flops(N: int, fan_in: int, fan_out: int, input_grad: bool = True) -> int:
+    """Forward x W^T, and backward dW = g^T x and (unless the input is data) dx = g W: 2 N in out each."""
+    return 2 * N * fan_in * fan_out * (3 if input_grad else 2)
+
+
+def conv_flops(N: int, C_in: int, C_out: int, OH: int, OW: int, K: int, input_grad: bool = True) -> int:
+    """A conv2d's matmul w (C_out, C_in K K) @ cols (C_in K K, N OH OW), times 3 (or 2) with backward."""
+    return 2 * N * C_out * OH * OW * C_in * K * K * (3 if input_grad else 2)
+
+
+# ==================================================================== the workloads
+def _adam_step(optimizer, loss: Tensor) -> float:
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return float(loss)
+
+
+def make_vae(rng, N=128, D=784, hidden=400, latent=20, classes=0):
+    """The VAE (classes=0) or the CVAE (one-hot label joined to the encoder's and decoder's input)."""
+    enc = nets.Linear(D + classes, hidden, rng=rng)
+    mu_head, logvar_head = nets.Linear(hidden, latent, rng=rng), nets.Linear(hidden, latent, rng=rng)
+    dec_hidden, dec_out = nets.Linear(latent + classes, hidden, rng=rng), nets.Linear(hidden, D, rng=rng)
+    params = [p for m in (enc, mu_head, logvar_head, dec_hidden, dec_out) for p in m.parameters()]
+    optimizer = nets.Adam(params, lr=1e-3)
+    x = (rng.random((N, D)) < 0.3).astype(np.float32)
+    y = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, N)] if classes else None
+
+    def step():
+        xin = Tensor(x) if not classes else F.concatenate([Tensor(x), Tensor(y)], axis=1)
+        h = F.relu(enc(xin))
+        mu, logvar = mu_head(h), logvar_head(h)
+        z = mu + (0.5 * logvar).exp() * Tensor(rng.standard_normal(mu.shape, dtype=np.float32))
+        zin = z if not classes else F.concatenate([z, Tensor(y)], axis=1)
+        logits = dec_out(F.relu(dec_hidden(zin)))
+        recon = binary_cross_entropy_with_logits(logits, x, reduction="none").sum(axis=1)
+        return _adam_step(optimizer, (recon + gaussian_kl(mu, logvar, axis=1)).mean())
+    flops = (linear_flops(N, D + classes, hidden, False) + 2 * linear_flops(N, hidden, latent)
+             + linear_flops(N, latent + classes, hidden) + linear_flops(N, hidden, D))
+    return step, flops
+
+
+def make_flow(rng, N=100, D=784, hidden=512, layers=6):
+    """RealNVP: logit transform, `layers` affine couplings (checkerboard masks), Gaussian prior."""
+    masks = [((np.indices((28, 28)).sum(0) + k) % 2).reshape(-1).astype(np.float32) for k in range(layers)]
+    nets_ = [nets.Sequential(nets.Linear(D, hidden, rng=rng), nets.ReLU(), nets.Linear(hidden, hidden, rng=rng),
+                             nets.ReLU(), nets.Linear(hidden, 2 * D, rng=rng)) for _ in range(layers)]
+    scales = [nets.Parameter(np.zeros(D, np.float32)) for _ in range(layers)]
+    optimizer = nets.Adam([p for n in nets_ for p in n.parameters()] + scales, lr=1e-3)
+    x = ((rng.integers(0, 256, (N, D)) + rng.random((N, D))) / 256).astype(np.float32)
+
+    def step():
+        a = 1e-6
+        p, q = a + (1 - 2 * a) * Tensor(x), a + (1 - 2 * a) * (1 - Tensor(x))
+        h, log_det = p.log() - q.log(), (np.log(1 - 2 * a) - p.log() - q.log()).sum(axis=1)
+        for mask, net, scale in zip(masks, nets_, scales):
+            st = net(h * mask)
+            s = scale * F.tanh(st[:, :D]) * (1 - mask)
+            h = h * s.exp() + st[:, D:] * (1 - mask)
+            log_det = log_det + s.sum(axis=1)
+        log_prior = (-0.5 * (h * h) - 0.5 * np.log(2 * np.pi)).sum(axis=1)
+        return _adam_step(optimizer, -(log_prior + log_det).mean())
+    flops = layers * (linear_flops(N, D, hidden) + linear_flops(N, hidden, hidden) + linear_flops(N, hidden, 2 * D))
+    return step, flops
+
+
+def make_conv_transpose(rng, N=128):
+    x = Tensor(rng.standard_normal((N, 128, 7, 7), dtype=np.float32), requires_grad=True)
+    w = Tensor(0.05 * rng.standard_normal((128, 64, 4, 4), dtype=np.float32), requires_grad=True)
+    b = Tensor(np.zeros(64, np.float32), requires_grad=True)
+    g = rng.standard_normal((N, 64, 14, 14), dtype=np.float32)
+
+    def step():
+        x.grad = w.grad = b.grad = None
+        F.conv_transpose2d(x, w, b, stride=2, padding=1).backward(g)
+    return step, conv_flops(N, 64, 128, 7, 7, 4)        # the adjoint conv2d: 14x14x64 -> 7x7x128
+
+
+def make_dcgan(rng, N=128, noise=96):
+    """The DCGAN of models/dcgan.py (same layers), one iteration of its training loop."""
+    D = nets.Sequential(nets.Conv2d(1, 32, 5, rng=rng), nets.LeakyReLU(0.01), nets.MaxPool2d(2),
+                        nets.Conv2d(32, 64, 5, rng=rng), nets.LeakyReLU(0.01), nets.MaxPool2d(2),
+                        nets.Flatten(), nets.Linear(1024, 1024, rng=rng), nets.LeakyReLU(0.01),
+                        nets.Linear(1024, 1, rng=rng))
+    G = nets.Sequential(nets.Linear(noise, 1024, rng=rng), nets.ReLU(), nets.BatchNorm1d(1024),
+                        nets.Linear(1024, 6272, rng=rng), nets.ReLU(), nets.BatchNorm1d(6272),
+                        nets.Unflatten(1, (128, 7, 7)),
+                        nets.ConvTranspose2d(128, 64, 4, stride=2, padding=1, rng=rng), nets.ReLU(),
+                        nets.BatchNorm2d(64), nets.ConvTranspose2d(64, 1, 4, stride=2, padding=1, rng=rng),
+                        nets.Tanh())
+    opt_D = nets.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    opt_G = nets.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    real = rng.uniform(-1, 1, (N, 1, 28, 28)).astype(np.float32)
+    bce = lambda logits, t: binary_cross_entropy_with_logits(logits, np.full(logits.shape, t, np.float32))
+
+    def step():
+        fake = G(Tensor(rng.uniform(-1, 1, (N, noise)).astype(np.float32)))
+        _adam_step(opt_D, bce(D(Tensor(real)), 1.0) + bce(D(fake.detach()), 0.0))
+        for p in D.parameters():
+            p.requires_grad = False
+        loss = _adam_step(opt_G, bce(D(fake), 1.0))
+        for p in D.parameters():
+            p.requires_grad = True
+        return loss
+    d_flops = (conv_flops(N, 1, 32, 24, 24, 5, False) + conv_flops(N, 32, 64, 8, 8, 5)
+               + linear_flops(N, 1024, 1024) + linear_flops(N, 1024, 1))
+    g_flops = (linear_flops(N, noise, 1024, False) + linear_flops(N, 1024, 6272)
+               + conv_flops(N, 64, 128, 7, 7, 4) + conv_flops(N, 1, 64, 14, 14, 4))
+    # D runs three times (real, fake, fake for G; no weight gradient the third time), G once
+    return step, 3 * d_flops + g_flops
+
+
+def make_save(rng):
+    """Checkpoint writing: a flow's worth of parameters and Adam moments (float32, ~3 x 10 MB)."""
+    arrays = {f"w{i}": rng.standard_normal((512, 1568), dtype=np.float32) for i in range(3)}
+    state = {f"{i}.m": a for i, a in enumerate(arrays.values())}
+    folder = tempfile.mkdtemp(prefix="bench-save-")
+    path = os.path.join(folder, "checkpoint.npz")
+
+    def step():
+        nets.save_checkpoint(path, {"epoch": 1}, model=arrays, optimizer=state)
+    return step, 0
+
+
+WORKLOADS = {"vae": make_vae, "cvae": lambda rng: make_vae(rng, N=100, hidden=500, classes=10),
+             "flow": make_flow, "convT": make_conv_transpose, "dcgan": make_dcgan, "save": make_save}
+
+
+# ==================================================================== measuring
+def timed(fn, repeats: int, warmup: int = 2, cpu: list | None = None) -> list:
+    """Wall-clock seconds of each of `repeats` calls after `warmup` calls; the CPU seconds of this
+    process (all threads) are appended to `cpu` if given: under load they swing less than wall time."""
     for _ in range(warmup):
         fn()
-    times, cpu_times = [], []
+    times = []
     for _ in range(repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - start)
-        cpu_times.append(time.process_time() - start_cpu)
-    if cpu is not None:
-        cpu += [1e3 * float(np.median(cpu_times)), 1e3 * min(times)]
-    return 1e3 * float(np.median(times))
+        if cpu is not None:
+            cpu.append(time.process_time() - start_cpu)
+    return times
 
 
-def matmul_gflops(repeats: int, n: int = 2048) -> float:
+def matmul_gflops(repeats: int, n: int = 1024) -> float:
+    """The best rate of a large float32 matmul (the ceiling our GEMM-bound steps can reach)."""
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    return 2 * n ** 3 / median_ms(lambda: a @ b, repeats) / 1e6
+    return 2 * n ** 3 / min(timed(lambda: a @ b, repeats)) / 1e9
 
 
-def conv_case(name, kind, N, C_in, C_out, H, K, stride, padding, input_grad, repeats, rng):
-    """Forward + backward of one layer; returns (median ms, cpu ms, min ms, forward flops)."""
-    x = Tensor(rng.standard_normal((N, C_in, H, H), dtype=np.float32), requires_grad=input_grad)
-    if kind == "conv":
-        w = Tensor(0.05 * rng.standard_normal((C_out, C_in, K, K), dtype=np.float32), requires_grad=True)
-        b = Tensor(np.zeros(C_out, np.float32), requires_grad=True)
-        layer = lambda: conv2d(x, w, b, stride=stride, padding=padding)
-    else:
-        w = Tensor(0.05 * rng.standard_normal((C_in, C_out, K, K), dtype=np.float32), requires_grad=True)
-        b = Tensor(np.zeros(C_out, np.float32), requires_grad=True)
-        layer = lambda: conv_transpose2d(x, w, b, stride=stride, padding=padding)
-    out = layer()
-    g = rng.standard_normal(out.shape, dtype=np.float32)
-
-    def step():
-        x.grad = w.grad = b.grad = None
-        layer().backward(g)
+def measure(name: str, repeats: int, seed: int = 0) -> dict:
+    """One workload in this process: step times, rates and peak memory."""
+    step, flops = WORKLOADS[name](np.random.default_rng(seed))
+    peak = matmul_gflops(max(repeats, 5))
     cpu = []
-    ms = median_ms(step, repeats, cpu=cpu)
-    assert w.grad.dtype == np.float32 and out.dtype == np.float32
-    _, _, OH, OW = out.shape
-    # flops of the matmul: conv2d multiplies w (C_out, C_in*K*K) by (C_in*K*K, N*OH*OW); the
-    # transposed conv is the adjoint with the roles of input and output swapped
-    flops = 2 * N * C_out * OH * OW * C_in * K * K if kind == "conv" else 2 * N * C_in * H * H * C_out * K * K
-    return ms, cpu[0], cpu[1], flops
+    times = timed(step, repeats, cpu=cpu)
+    median = float(np.median(times))
+    rate = flops / median / 1e9
+    return {"workload": name, "median_ms": 1e3 * median, "min_ms": 1e3 * min(times), "repeats": repeats,
+            "cpu_ms": 1e3 * float(np.median(cpu)),
+            "gflop_per_step": flops / 1e9, "gflops": rate, "matmul_gflops": peak,
+            "fraction_of_matmul": rate / peak, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss          # kilobytes on Linux
+    return kb / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
+
+
+def _threads() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+        return ",".join(f"{i['internal_api']}:{i['num_threads']}" for i in threadpool_info()) or "?"
+    except ImportError:
+        return "?"
+
+
+def profile(name: str, repeats: int, top: int) -> None:
+    """cProfile of `repeats` steps: the functions that take the most CPU time themselves."""
+    import cProfile
+    import pstats
+    step, _ = WORKLOADS[name](np.random.default_rng(0))
+    timed(step, 0)
+    step()
+    profiler = cProfile.Profile(time.process_time)         # CPU time: steadier on a shared machine
+    profiler.enable()
+    for _ in range(repeats):
+        step()
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("workloads", nargs="*", help=f"which ones (default: all of {', '.join(WORKLOADS)})")
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps per workload (median reported)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--profile", action="store_true", help="cProfile the steps instead of timing them")
+    parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
+    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    N, rng = args.batch, np.random.default_rng(0)
-
-    peak = matmul_gflops(args.repeats)
-    print(f"numpy {np.__version__}, float32, batch {N}, {os.cpu_count()} cores; "
-          f"np.matmul 2048x2048: {peak:.1f} GFLOP/s")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load > 1.5 * (os.cpu_count() or 1):
-        print(f"WARNING: load average {load:.1f} on {os.cpu_count()} cores: other processes share "
-              f"the machine, wall-clock times are inflated (compare the cpu ms column)")
-    print()
-
-    layers = [  # name, kind, C_in, C_out, H, K, stride, padding, input grad
-        ("D conv1   1->32  k5 28x28 (real: no dx)", "conv", 1, 32, 28, 5, 1, 0, False),
-        ("D conv1   1->32  k5 28x28 (fake: dx)", "conv", 1, 32, 28, 5, 1, 0, True),
-        ("D conv2  32->64  k5 12x12", "conv", 32, 64, 12, 5, 1, 0, True),
-        ("G convT 128->64  k4 s2 p1 7x7", "convT", 128, 64, 7, 4, 2, 1, True),
-        ("G convT  64->1   k4 s2 p1 14x14", "convT", 64, 1, 14, 4, 2, 1, True),
-    ]
-    print(f"{'layer (fwd+bwd)':42s} {'ms':>8s} {'GFLOP/s':>8s} {'/matmul':>8s} {'cpu ms':>8s} {'min ms':>8s}")
-    total_ms = total_cpu = total_min = total_flops = 0.0
-    for name, kind, C_in, C_out, H, K, s, p, dx in layers:
-        ms, cpu_ms, min_ms, flops = conv_case(name, kind, N, C_in, C_out, H, K, s, p, dx, args.repeats, rng)
-        rate = 3 * flops / ms / 1e6
-        print(f"{name:42s} {ms:8.2f} {rate:8.1f} {rate / peak:8.2f} {cpu_ms:8.2f} {min_ms:8.2f}")
-        if "real" not in name:           # the total counts each of the four layers once (with dx)
-            total_ms, total_cpu, total_min = total_ms + ms, total_cpu + cpu_ms, total_min + min_ms
-            total_flops += 3 * flops
-    rate = total_flops / total_ms / 1e6
-    print(f"{'TOTAL of the four conv layers (with dx)':42s} {total_ms:8.2f} {rate:8.1f} {rate / peak:8.2f} "
-          f"{total_cpu:8.2f} {total_min:8.2f}")
-    print(f"(target: /matmul >= 0.5; PyTorch CPU does the four in about 58 ms on 2 cores)")
-
-    print(f"\n{'other layers (fwd+bwd)':42s} {'ms':>8s}")
-    for name, shape, fn in [
-        ("max_pool2d 2x2 on (N,32,24,24)", (N, 32, 24, 24), lambda t: max_pool2d(t, 2)),
-        ("max_pool2d 2x2 on (N,64,8,8)", (N, 64, 8, 8), lambda t: max_pool2d(t, 2)),
-        ("avg_pool2d 2x2 on (N,32,24,24)", (N, 32, 24, 24), lambda t: avg_pool2d(t, 2)),
-    ]:
-        print(f"{name:42s} {_time_unary(fn, shape, args.repeats, rng):8.2f}")
-    for C, shape in [(64, (N, 64, 7, 7)), (64, (N, 64, 14, 14)), (1024, (N, 1024))]:
-        gamma = Tensor(np.ones(C, np.float32), requires_grad=True)
-        beta = Tensor(np.zeros(C, np.float32), requires_grad=True)
-        rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
-        fn = lambda t: batch_norm(t, gamma, beta, rm, rv, training=True)
-        print(f"{'batch_norm train on ' + str(shape).replace(' ', ''):42s} "
-              f"{_time_unary(fn, shape, args.repeats, rng):8.2f}")
-
-
-def _time_unary(fn, shape, repeats, rng) -> float:
-    x = Tensor(rng.standard_normal(shape, dtype=np.float32), requires_grad=True)
-    g = rng.standard_normal(fn(x).shape, dtype=np.float32)
-
-    def step():
-        x.grad = None
-        fn(x).backward(g)
-    return median_ms(step, repeats)
+    names = args.workloads or list(WORKLOADS)
+    unknown = [name for name in names if name not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload {unknown[0]!r}; expected some of: {', '.join(WORKLOADS)}")
+    if args.profile:
+        for name in names:
+            print(f"==== {name}")
+            profile(name, args.repeats, args.top)
+        return
+    if args.in_process:
+        print(json.dumps([measure(name, args.repeats) for name in names]))
+        return
+    results = []
+    for name in names:                      # one process per workload: its own peak memory
+        command = [sys.executable, os.path.abspath(__file__), name, "--repeats", str(args.repeats), "--in-process"]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        results += json.loads(done.stdout)
+    report = {"numpy": np.__version__, "cores": os.cpu_count(), "threads": _threads(),
+              "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "results": results}
+    if args.json:
+        print(json.dumps(report, indent=2, allow_nan=False))
+        return
+    print(f"numpy {report['numpy']}, {report['cores']} cores, BLAS threads {report['threads']}, "
+          f"load average {report['load_average']}")
+    print(f"{'workload':8s} {'median ms':>10s} {'min ms':>9s} {'cpu ms':>9s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'matmul':>8s} "
+          f"{'fraction':>8s} {'RSS MB':>7s}")
+    for r in results:
+        print(f"{r['workload']:8s} {r['median_ms']:10.1f} {r['min_ms']:9.1f} {r['cpu_ms']:9.1f} {r['gflop_per_step']:7.2f} "
+              f"{r['gflops']:8.1f} {r['matmul_gflops']:8.1f} {r['fraction_of_matmul']:8.2f} {r['peak_rss_mb']:7.0f}")
 
 
 if __name__ == "__main__":

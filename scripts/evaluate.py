@@ -2,7 +2,8 @@
 """Evaluate a finished run:  python scripts/evaluate.py DIR [--data-dir D]
 
 Prints ONE JSON line. For the VAE/CVAE: test_neg_elbo_nats and test_iwae_nats; for flows:
-test_bits_per_dim; measured on the test split of D (default: the embedded validation split).
+test_bits_per_dim; for MADE/PixelCNN: test_nll_nats (exact, on the fixed binarisation); measured
+on the test split of D (default: the embedded validation split).
 Which model DIR holds is read from DIR/metrics.json ("model").
 """
 import argparse
@@ -14,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cli.common import UsageError  # noqa: E402
+from nets.harness import UsageError  # noqa: E402
 from train import COMMANDS  # noqa: E402
 
 

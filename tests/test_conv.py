@@ -1,15 +1,17 @@
-"""conv2d, conv_transpose2d, max_pool2d, avg_pool2d: forward against naive loops, gradients against
-central differences (float64), the adjoint identity, shapes, dtypes and error messages."""
+"""conv2d, conv_transpose2d, max_pool2d, avg_pool2d: forward against the plain-loop references of
+autodiff/conv.py, gradients against central differences (float64), the adjoint identity, shapes,
+dtypes and error messages."""
 import contextlib
-import itertools
 
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 import autodiff.conv as conv
+import autodiff.im2col as fast
 from autodiff import GradcheckError, Tensor, gradcheck
-from autodiff.conv import avg_pool2d, conv2d, conv_transpose2d, max_pool2d
+from autodiff.conv import (avg_pool2d, conv2d, conv2d_reference, conv_transpose2d, conv_transpose2d_reference,
+                           max_pool2d, pool2d_reference)
 
 CHEAP = settings(deadline=None, max_examples=30, derandomize=True)   # numeric tests are slow-ish
 
@@ -17,57 +19,16 @@ CHEAP = settings(deadline=None, max_examples=30, derandomize=True)   # numeric t
 @contextlib.contextmanager
 def layout(n_last: bool):
     """Force one of the two internal layouts (tiny test images would otherwise always pick N last)."""
-    saved = conv._N_LAST_BELOW_OW
-    conv._N_LAST_BELOW_OW = 10 ** 9 if n_last else 0
+    saved = fast.N_LAST_BELOW_GW
+    fast.N_LAST_BELOW_GW = 10 ** 9 if n_last else 0
     try:
         yield
     finally:
-        conv._N_LAST_BELOW_OW = saved
+        fast.N_LAST_BELOW_GW = saved
 
 
 def t64(a, grad=False):
     return Tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
-
-
-# ==================================================================== naive references
-def naive_conv2d(x, w, b, stride, padding, dilation):
-    """out[n, o, i, j] = b[o] + sum_{c,kh,kw} w[o,c,kh,kw] x_pad[n, c, i*sh + kh*dh, j*sw + kw*dw]."""
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    N, C_in, H, W = x.shape
-    C_out, _, KH, KW = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    OH, OW = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1, (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
-    out = np.zeros((N, C_out, OH, OW))
-    for n, o, i, j, c, kh, kw in itertools.product(range(N), range(C_out), range(OH), range(OW),
-                                                   range(C_in), range(KH), range(KW)):
-        out[n, o, i, j] += w[o, c, kh, kw] * xp[n, c, i * sh + kh * dh, j * sw + kw * dw]
-    return out if b is None else out + b[None, :, None, None]
-
-
-def naive_conv_transpose2d(x, w, b, stride, padding, output_padding, dilation):
-    """Each input pixel scatters x[n, c, i, j] * w[c, :, kh, kw] to (i*sh - ph + kh*dh, j*sw - pw + kw*dw)."""
-    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = stride, padding, output_padding, dilation
-    N, C_in, H, W = x.shape
-    _, C_out, KH, KW = w.shape
-    OH = (H - 1) * sh - 2 * ph + dh * (KH - 1) + oph + 1
-    OW = (W - 1) * sw - 2 * pw + dw * (KW - 1) + opw + 1
-    out = np.zeros((N, C_out, OH, OW))
-    for n, c, i, j, kh, kw in itertools.product(range(N), range(C_in), range(H), range(W),
-                                                range(KH), range(KW)):
-        oi, oj = i * sh - ph + kh * dh, j * sw - pw + kw * dw
-        if 0 <= oi < OH and 0 <= oj < OW:
-            out[n, :, oi, oj] += x[n, c, i, j] * w[c, :, kh, kw]
-    return out if b is None else out + b[None, :, None, None]
-
-
-def naive_pool(x, k, s, p, reduce, pad_value):
-    N, C, H, W = x.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=pad_value)
-    OH, OW = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
-    out = np.zeros((N, C, OH, OW))
-    for i, j in itertools.product(range(OH), range(OW)):
-        out[:, :, i, j] = reduce(xp[:, :, i * s:i * s + k, j * s:j * s + k], axis=(2, 3))
-    return out
 
 
 # ==================================================================== hypothesis strategies
@@ -119,7 +80,7 @@ def test_conv2d_matches_naive_loop(case):
     with layout(case["n_last"]):
         out = conv2d(t64(x), t64(w), None if b is None else t64(b),
                      case["stride"], case["padding"], case["dilation"])
-    np.testing.assert_allclose(out.data, naive_conv2d(x, w, b, case["stride"], case["padding"], case["dilation"]),
+    np.testing.assert_allclose(out.data, conv2d_reference(x, w, b, case["stride"], case["padding"], case["dilation"]),
                                rtol=1e-12, atol=1e-12)
 
 
@@ -130,7 +91,7 @@ def test_conv_transpose2d_matches_naive_scatter(case):
     with layout(case["n_last"]):
         out = conv_transpose2d(t64(x), t64(w), None if b is None else t64(b), case["stride"],
                                case["padding"], case["output_padding"], case["dilation"])
-    ref = naive_conv_transpose2d(x, w, b, case["stride"], case["padding"], case["output_padding"],
+    ref = conv_transpose2d_reference(x, w, b, case["stride"], case["padding"], case["output_padding"],
                                  case["dilation"])
     np.testing.assert_allclose(out.data, ref, rtol=1e-12, atol=1e-12)
 
@@ -143,8 +104,8 @@ def test_batch_of_several_copy_blocks(n_last):
     with layout(n_last):
         out = conv2d(t64(x), t64(w), stride=(2, 1), padding=1)
         back = conv_transpose2d(out, t64(w), stride=(2, 1), padding=1)
-    np.testing.assert_allclose(out.data, naive_conv2d(x, w, None, (2, 1), (1, 1), (1, 1)), rtol=1e-12, atol=1e-12)
-    ref = naive_conv_transpose2d(out.data, w, None, (2, 1), (1, 1), (0, 0), (1, 1))
+    np.testing.assert_allclose(out.data, conv2d_reference(x, w, None, (2, 1), (1, 1), (1, 1)), rtol=1e-12, atol=1e-12)
+    ref = conv_transpose2d_reference(out.data, w, None, (2, 1), (1, 1), (0, 0), (1, 1))
     np.testing.assert_allclose(back.data, ref, rtol=1e-12, atol=1e-12)
 
 
@@ -199,7 +160,7 @@ def test_max_pool2d_forward_and_gradcheck(case):
     # distinct values (a permutation), so every window has a unique maximum: no ties, no kinks
     x = np.random.default_rng(seed).permutation(np.prod(shape)).reshape(shape) / 10.0
     out = max_pool2d(t64(x), k, s, p)
-    np.testing.assert_array_equal(out.data, naive_pool(x, k, s or k, p, np.max, -np.inf))
+    np.testing.assert_array_equal(out.data, pool2d_reference(x, k, s or k, p, np.max))
     gradcheck(lambda t: max_pool2d(t, k, s, p), t64(x, True))
 
 
@@ -209,7 +170,7 @@ def test_avg_pool2d_forward_and_gradcheck(case):
     k, s, p, shape, seed = case
     x = np.random.default_rng(seed).standard_normal(shape)
     out = avg_pool2d(t64(x), k, s, p)
-    np.testing.assert_allclose(out.data, naive_pool(x, k, s or k, p, np.mean, 0.0), rtol=1e-12)
+    np.testing.assert_allclose(out.data, pool2d_reference(x, k, s or k, p, np.mean), rtol=1e-12)
     gradcheck(lambda t: avg_pool2d(t, k, s, p), t64(x, True))
 
 
@@ -298,11 +259,11 @@ def test_conv_errors_name_expected_and_actual_shapes():
 
 
 # ==================================================================== the checker can fail
-@pytest.mark.parametrize("helper", ["_conv2d_weight_grad", "_conv2d_input_grad"])
+@pytest.mark.parametrize("helper", ["conv2d_weight_grad", "conv2d_input_grad"])
 def test_gradcheck_rejects_a_broken_conv2d_backward(monkeypatch, helper):
     """A test of the test: scale one of conv2d's gradient routines by 1.01 and gradcheck must fail."""
-    original = getattr(conv, helper)
-    monkeypatch.setattr(conv, helper, lambda *args: 1.01 * original(*args))
+    original = getattr(fast, helper)
+    monkeypatch.setattr(fast, helper, lambda *args: 1.01 * original(*args))
     rng = np.random.default_rng(0)
     x, w = t64(rng.standard_normal((1, 2, 5, 5)), True), t64(rng.standard_normal((2, 2, 3, 3)), True)
     with pytest.raises(GradcheckError):
@@ -316,10 +277,10 @@ def test_col2im_is_the_adjoint_of_im2col(n_last):
     N, C, H, W, K, s, p, d = 2, 3, 6, 5, 3, 1, 1, 1
     OH, OW = (H + 2 * p - d * (K - 1) - 1) // s + 1, (W + 2 * p - d * (K - 1) - 1) // s + 1
     with layout(n_last):
-        g = conv._Geometry(N, C, H, W, K, K, s, s, p, p, d, d, OH, OW)
+        g = fast.Windows(N=N, C=C, IH=H, IW=W, KH=K, KW=K, sh=s, sw=s, ph=p, pw=p, dh=d, dw=d, GH=OH, GW=OW)
         x = rng.standard_normal((N, C, H, W))
-        cols = conv._im2col(x, g)
+        cols = fast.im2col(x, g)
         c = rng.standard_normal(cols.shape)
-        back = conv._col2im(c, g)
+        back = fast.col2im(c, g)
     assert cols.shape == (C * K * K, N * OH * OW) and back.shape == x.shape
     np.testing.assert_allclose(np.sum(cols * c), np.sum(x * back), rtol=1e-12)

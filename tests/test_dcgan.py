@@ -243,26 +243,17 @@ def test_cli_rejects_a_batch_larger_than_the_data(tmp_path, capsys):
 
 
 def test_warns_when_D_loss_stays_near_zero():
-    from cli.dcgan import D_WINS_WINDOW, check_d_wins
+    from models.dcgan import D_WINS_WINDOW, check_d_wins
 
-    class Bar:
-        def __init__(self):
-            self.lines = []
-
-        def write(self, line, file=None):
-            self.lines.append(line)
-    bar = Bar()
     state = {"iteration": D_WINS_WINDOW - 1, "d_loss": [0.01] * (D_WINS_WINDOW - 1), "warnings": [],
              "d_wins_warned": False}
-    check_d_wins(state, bar)
-    assert state["warnings"] == []                  # not a full window yet
+    assert check_d_wins(state) is None and state["warnings"] == []     # not a full window yet
     state["d_loss"].append(0.01)
     state["iteration"] += 1
-    check_d_wins(state, bar)
-    assert len(state["warnings"]) == 1 and "D is winning" in state["warnings"][0] and bar.lines
+    message = check_d_wins(state)
+    assert len(state["warnings"]) == 1 and "D is winning" in state["warnings"][0] == message
     state["d_loss"].append(0.01)
-    check_d_wins(state, bar)
-    assert len(state["warnings"]) == 1              # once is enough
+    assert check_d_wins(state) is None and len(state["warnings"]) == 1    # once is enough
     healthy = {"iteration": 200, "d_loss": [1.2] * 200, "warnings": [], "d_wins_warned": False}
-    check_d_wins(healthy, bar)
+    check_d_wins(healthy)
     assert healthy["warnings"] == []

@@ -1,6 +1,8 @@
 """Coupling flows (models/flow.py, scripts/cli/flow.py): invertibility, log-determinants against
 numerical Jacobians, gradient checks of the likelihood, sampling, and the `train.py flow` command."""
 import json
+import os
+import signal
 import math
 
 import numpy as np
@@ -221,7 +223,7 @@ def test_cli_writes_its_files(two_epochs):
     assert metrics["config"]["hidden"] == 8 and metrics["epochs"] == 2
     assert len(metrics["train_bits_per_dim"]) == len(metrics["val_bits_per_dim"]) == 2
     assert metrics["val_bits_per_dim"][1] < metrics["val_bits_per_dim"][0]
-    assert metrics["wall_seconds"] > 0 and metrics["epochs_per_second"] > 0
+    assert metrics["wall_seconds"] > 0
     samples = np.load(out / "samples.npz")
     for key in ("images", "images_t07"):
         assert samples[key].shape == (1000, 28, 28) and samples[key].dtype == np.float32
@@ -240,21 +242,21 @@ def test_cli_rejects_bad_flags(tmp_path, capsys):
 
 
 def test_resume_equals_an_uninterrupted_run(two_epochs, tmp_path, monkeypatch):
-    """Ctrl-C in the middle of epoch 2 saves a checkpoint; --resume then finishes the run. Same
-    weights, curves and samples as the uninterrupted run."""
+    """Ctrl-C in the middle of epoch 1: the epoch finishes, a checkpoint is saved, exit 130; --resume then
+    finishes the run. Same weights, curves and samples as the uninterrupted run."""
     import train
     straight, pieces = str(two_epochs), str(tmp_path / "pieces")
     clip, calls = nets.clip_grad_norm_, []
     def interrupted_clip(params, max_norm):
         calls.append(1)
-        if len(calls) == 5:                   # the second of the 3 batches of epoch 2
-            raise KeyboardInterrupt
+        if len(calls) == 2:                   # the second of the 3 batches of epoch 1
+            os.kill(os.getpid(), signal.SIGINT)
         return clip(params, max_norm)
     monkeypatch.setattr(nets, "clip_grad_norm_", interrupted_clip)
     with pytest.raises(SystemExit) as stopped:
         train.main(["flow", "--epochs", "2", *TINY, "--out", pieces])
     assert stopped.value.code == 130
-    assert json.loads(open(f"{pieces}/metrics.json").read())["epochs"] == 1
+    assert nets.load_checkpoint(f"{pieces}/checkpoint.npz")["meta"]["state"]["epoch"] == 1
     monkeypatch.setattr(nets, "clip_grad_norm_", clip)
     assert train.main(["flow", "--epochs", "2", "--resume", pieces]) == 0
 

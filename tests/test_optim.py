@@ -265,3 +265,27 @@ def test_adam_bias_correction_counts_each_parameters_own_steps():
     a.grad, b.grad = np.array([1.0, -2.0]), np.array([3.0, -0.5])
     opt.step()
     np.testing.assert_allclose(b.data, -0.1 * np.sign([3.0, -0.5]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_adam_in_cache_sized_pieces_equals_one_pass(monkeypatch, weight_decay):
+    """Adam runs its elementwise passes piece by piece (nets.optim._pieces): cutting a parameter into
+    pieces of 7 elements (with a short last piece) gives bit-for-bit the whole-array update."""
+    rng = np.random.default_rng(0)
+    p0, grads = rng.standard_normal((5, 9)), [rng.standard_normal((5, 9)) for _ in range(3)]
+    whole, _ = run(nets.Adam, grads=grads, p0=p0, lr=0.1, weight_decay=weight_decay)
+    monkeypatch.setattr(nets.optim, "_PIECE", 7)
+    pieces, opt = run(nets.Adam, grads=grads, p0=p0, lr=0.1, weight_decay=weight_decay)
+    p, m, v = p0.copy(), 0.0, 0.0                      # the update rule written out, whole arrays
+    for t, (g, a, b) in enumerate(zip(grads, whole, pieces), start=1):
+        g = g + weight_decay * p
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g ** 2
+        p = p - 0.1 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+        np.testing.assert_allclose(a, p, rtol=1e-12)
+        np.testing.assert_array_equal(a, b)
+    # a non-contiguous gradient (the transpose of a C-ordered array) is read correctly
+    p = nets.Parameter(p0.copy())
+    opt = nets.Adam([p], lr=0.1, weight_decay=weight_decay)
+    p.grad = np.ascontiguousarray(grads[0].T).T
+    opt.step()
+    np.testing.assert_array_equal(p.data, whole[0])

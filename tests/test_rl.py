@@ -10,13 +10,15 @@ import pytest
 
 import nets
 from autodiff import Tensor
-from rl.common import first_crossing, mlp_forward_numpy, running_average
+import rl.dqn
+from rl.common import (first_crossing, mlp_forward_numpy, report_env_seed, running_average, selection_env_seed,
+                       stream)
 from rl.dqn import DQN, DQNConfig, QNetwork, ReplayBuffer, copy_network, td_target, update_target
 from rl.es import ES, ESConfig, centered_ranks
 from rl.reinforce import Reinforce, ReinforceConfig, advantages_from, mlp, policy_loss, returns_to_go
 
 TINY_DQN = dict(hidden=(16,), batch_size=8, buffer_size=500, learning_starts=20, train_frequency=1,
-                eps_decay_steps=100)
+                eps_decay_steps=100, eval_interval=40, eval_episodes=2)
 
 
 # ==================================================================== returns and targets
@@ -159,6 +161,92 @@ def test_centered_ranks_and_crossing():
     assert first_crossing(returns[:50], 1) == (None, None)               # needs a full window
 
 
+# ==================================================================== seeds: named streams, disjoint env seeds
+def test_named_streams_are_distinct_and_reproducible():
+    draws = {(seed, purpose, *pos): stream(seed, purpose, *pos).integers(2**62)
+             for seed in (0, 1, 2) for purpose in ("init", "explore") for pos in ((), (0,), (1,))}
+    assert len(set(draws.values())) == len(draws)                       # no two streams coincide
+    assert stream(1, "init", 0).integers(2**62) == draws[(1, "init", 0)]
+    with pytest.raises(ValueError, match="non-negative"):
+        stream(-1, "init")
+
+
+def test_selection_env_seeds_never_meet_reporting_seeds():
+    seeds = range(200)
+    report = {report_env_seed(s) for s in seeds}
+    selection = {selection_env_seed(s, k) for s in seeds for k in range(50)}
+    assert len(report) == 200 and len(selection) == 200 * 50             # fresh starts for every k
+    assert not report & selection
+    assert all(0 <= x < 2**31 for x in report | selection)
+    assert report_env_seed(7) == report_env_seed(7) and report_env_seed(7) != report_env_seed(8)
+
+
+# ==================================================================== keep-best (delivered vs final)
+def _fake_greedy_runs(monkeypatch, scores):
+    """Replace the greedy evaluation in rl.dqn by one returning the next score; records the env seeds."""
+    seeds, scores = [], list(scores)
+
+    def fake(act, n_episodes, seed):
+        seeds.append(seed)
+        return [scores.pop(0)] * n_episodes
+    monkeypatch.setattr(rl.dqn, "run_greedy_episodes", fake)
+    return seeds
+
+
+def test_keep_best_keeps_the_strictly_better_network_and_selects_on_selection_seeds(monkeypatch):
+    agent = DQN(DQNConfig(episodes=1, **TINY_DQN), seed=4)
+    seeds = _fake_greedy_runs(monkeypatch, [10.0, 30.0, 30.0, 20.0])
+    snapshots = []
+    for _ in range(4):
+        snapshots.append([p.data.copy() for p in agent.q_net.parameters()])
+        agent.select()
+        for p in agent.q_net.parameters():                                # training moves the network on
+            p.data += 0.5
+    assert [s["kept"] for s in agent.selections] == [True, True, False, False]   # a tie keeps the earlier
+    assert seeds == [selection_env_seed(4, k) for k in range(4)] and report_env_seed(4) not in seeds
+    for best, kept in zip(agent.best_net.parameters(), snapshots[1]):
+        np.testing.assert_array_equal(best.data, kept)
+    assert agent.delivered == "best_eval" and agent.extra_metrics()["best_selection_mean"] == 30.0
+
+    obs = np.array([0.1, -0.2, 0.03, 0.4], np.float32)
+    assert agent.delivered_action(obs) == int(mlp_forward_numpy(agent.best_net.net, obs).argmax())
+    assert agent.greedy_action(obs) == int(mlp_forward_numpy(agent.q_net.net, obs).argmax())
+
+
+def test_delivered_is_best_or_final(monkeypatch):
+    on = _run(DQN, DQNConfig(episodes=12, **TINY_DQN), seed=2)
+    assert on.delivered == "best_eval" and on.selections and on.selections[-1]["episode"] == 12   # end: evaluated
+    assert all(s["env_step"] >= 40 * (k + 1) for k, s in enumerate(on.selections[:-1]))
+    off = _run(DQN, DQNConfig(episodes=12, **dict(TINY_DQN, keep_best=False)), seed=2)
+    assert off.delivered == "final" and off.selections == [] and off.best_net is None
+    assert off.episode_returns == on.episode_returns          # selection never touches training's generators
+    # the delivered network is the final one when keep_best is off; the kept copy otherwise
+    seeds = _fake_greedy_runs(monkeypatch, [])
+    calls = []
+    monkeypatch.setattr(rl.dqn, "run_greedy_episodes", lambda act, n, seed: calls.append(act) or [1.0] * n)
+    off.evaluate(3, 0), off.evaluate_final(3, 0), on.evaluate(3, 0), on.evaluate_final(3, 0)
+    assert [c.__name__ for c in calls] == ["delivered_action", "greedy_action"] * 2 and not seeds
+
+
+def test_dqn_resume_is_bit_exact_with_the_kept_network():
+    cfg = DQNConfig(episodes=14, **TINY_DQN)
+    full = _run(DQN, cfg, seed=9)
+    part = DQN(cfg, seed=9)
+    for _ in range(7):
+        part.train_step()
+    meta, sections = part.state_dict()
+    assert "best_net" in sections and part.selections
+    meta = json.loads(json.dumps(meta))                          # the checkpoint's meta is JSON
+    resumed = DQN(cfg, seed=9)
+    resumed.load_state_dict(meta, {k: {n: np.array(a) for n, a in v.items()} for k, v in sections.items()})
+    while not resumed.finished():
+        resumed.train_step()
+    assert resumed.episode_returns == full.episode_returns and resumed.selections == full.selections
+    for net in ("q_net", "target_net", "best_net"):
+        for a, b in zip(getattr(resumed, net).parameters(), getattr(full, net).parameters()):
+            np.testing.assert_array_equal(a.data, b.data)
+
+
 # ==================================================================== whole (tiny) runs
 def _run(agent_cls, cfg, seed):
     agent = agent_cls(cfg, seed)
@@ -180,7 +268,7 @@ def test_same_seed_same_returns(agent_cls, cfg):
 
 def test_short_runs_beat_a_random_policy():
     """A uniformly random policy averages about 22 on CartPole; a few seconds of training do better."""
-    es = _run(ES, ESConfig(generations=4, population_pairs=6, hidden=()), seed=0)
+    es = _run(ES, ESConfig(generations=8, population_pairs=8, hidden=(), sigma=0.3, alpha=0.5), seed=0)
     assert np.mean(es.evaluate(20, seed=123)) > 60
     pg = _run(Reinforce, ReinforceConfig(episodes=60, hidden=(16,), lr=2e-2), seed=0)
     assert np.mean(pg.evaluate(20, seed=123)) > 40
@@ -248,7 +336,7 @@ def test_cli_writes_contract_and_resumes_exactly(model, tmp_path, monkeypatch):
     assert resumed["episode_returns"] == metrics["episode_returns"]
     assert resumed["greedy_eval_returns"] == metrics["greedy_eval_returns"]
     a, b = np.load(full / "checkpoint.npz"), np.load(part / "checkpoint.npz")
-    weights = [k for k in a.files if k.startswith(("q_net/", "target_net/", "policy/", "value/"))]
+    weights = [k for k in a.files if k.startswith(("q_net/", "target_net/", "best_net/", "policy/", "value/"))]
     assert weights
     for k in weights:
         np.testing.assert_array_equal(a[k], b[k])

@@ -844,3 +844,47 @@ def test_engine_imports_with_numpy_alone():
 def test_nets_and_models_do_not_import_matplotlib():
     tops = _modules_after("import nets, models")
     assert not tops & {"matplotlib", "torch", "jax", "scipy"}, tops
+
+
+# ==================================================================== memory behaviour of backward
+def test_gradient_accumulation_never_writes_into_a_shared_array():
+    """x feeds three additions: its first gradient is the caller's array itself (no copy), the
+    second is added into a new array that x owns, the third in place into that one. The caller's
+    array must be left untouched and x.grad must be 3 g."""
+    x = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    g = np.full((2, 3), 0.5)
+    (x + x + x).backward(g)
+    np.testing.assert_array_equal(g, np.full((2, 3), 0.5))
+    np.testing.assert_array_equal(x.grad, 3 * g)
+    user = np.ones((2, 3))                             # a gradient the user assigned is not ours
+    x.grad = user
+    (x * 2.0).sum().backward()
+    np.testing.assert_array_equal(user, np.ones((2, 3)))
+    np.testing.assert_array_equal(x.grad, np.full((2, 3), 3.0))
+
+
+def test_slices_accumulate_into_one_gradient():
+    """The two halves of h (as a coupling layer cuts its network's output) scatter their gradients
+    into one array; the overlap of two slices adds up."""
+    h = Tensor(np.arange(8.0).reshape(2, 4), requires_grad=True)
+    (h[:, :2] * 2.0 + h[:, 2:] * 3.0).sum().backward()
+    np.testing.assert_array_equal(h.grad, [[2, 2, 3, 3], [2, 2, 3, 3]])
+    h.grad = None
+    (h[:, :3].sum() + h[:, 1:].sum()).backward()
+    np.testing.assert_array_equal(h.grad, [[1, 2, 2, 1], [1, 2, 2, 1]])
+
+
+def test_matmul_with_a_transposed_weight_gives_a_contiguous_weight_gradient():
+    """y = x W^T (a Linear layer): W^T is a column-major view, and its gradient is computed in that
+    layout, so W.grad comes back C-contiguous (the optimizer reads it many times) and equals x^T g
+    transposed. gradcheck covers both layouts of both operands."""
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((5, 3)), requires_grad=True)
+    w = Tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    g = rng.standard_normal((5, 4))
+    (x @ w.T).backward(g)
+    assert w.grad.flags.c_contiguous
+    np.testing.assert_allclose(w.grad, g.T @ x.data, rtol=1e-12)
+    np.testing.assert_allclose(x.grad, g @ w.data, rtol=1e-12)
+    a = Tensor(np.asfortranarray(rng.standard_normal((3, 4))), requires_grad=True)
+    gradcheck(lambda x, w, a: (x @ w.T) @ a.T @ a, x, w, a)

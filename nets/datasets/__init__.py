@@ -19,10 +19,12 @@ from .mnist import (
     download_mnist,
     load_mnist,
 )
-from .transforms import binarize_dynamic, binarize_fixed, flatten, one_hot, to_signed, to_unit
+from .transforms import (EVAL_BINARIZATION_SEED, binarize_dynamic, binarize_fixed, fixed_binarization, flatten,
+                         one_hot, to_signed, to_unit)
 
 __all__ = [
     "DEFAULT_MIRRORS",
+    "EVAL_BINARIZATION_SEED",
     "EMBEDDED_SHA256",
     "MNIST_MD5",
     "VALID_SPLITS",
@@ -31,6 +33,7 @@ __all__ = [
     "binarize_dynamic",
     "binarize_fixed",
     "download_mnist",
+    "fixed_binarization",
     "flatten",
     "iterate_minibatches",
     "load_mnist",

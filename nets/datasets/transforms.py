@@ -53,6 +53,15 @@ def binarize_dynamic(x, rng: np.random.Generator | int | None = None) -> np.ndar
     return (as_generator(rng).random(probabilities.shape) < probabilities).astype(np.float32)
 
 
+EVAL_BINARIZATION_SEED = 0     # the one fixed Bernoulli draw of the test images, independent of any run's seed
+
+
+def fixed_binarization(images) -> np.ndarray:
+    """Test images as ONE seeded Bernoulli draw of their grey levels, the same in every evaluation
+    (VAE, CVAE, MADE, PixelCNN: their likelihoods on binary images sit in one column): (N, D) float32 0/1."""
+    return binarize_dynamic(flatten(images), rng=EVAL_BINARIZATION_SEED)
+
+
 def flatten(x) -> np.ndarray:
     """(N, ...) -> (N, prod(...)); e.g. (N, 1, 28, 28) -> (N, 784) for a fully connected layer."""
     x = np.asarray(x)

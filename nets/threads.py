@@ -1,0 +1,88 @@
+"""How many threads the BLAS library (OpenBLAS or MKL, under NumPy's matrix products) may use.
+
+Why it matters. OpenBLAS splits a large product over its threads and the threads busy-wait for each
+other. When another process holds one of the cores (a browser, a second training run), the thread
+on that core runs late and the others spin waiting for it: with two threads on a two-core laptop and
+one core busy, VAE training took 2.4x its quiet time; with one thread, about 1.1x (issue 14).
+
+The policy (`configure_threads`), in order:
+    1. an explicit request wins: the `threads` argument (the --threads flag) or, if it is None, the
+       environment variable NUMPY_DL_LAB_THREADS; an integer >= 1, or "auto";
+    2. "auto": the cores this process may run on, minus the cores other processes keep busy
+       (the 1-minute load average, rounded), and at least 1.
+Small products are not split anyway: OpenBLAS runs products below its size threshold on one
+thread, whatever the setting. The setting lasts for the process (threadpoolctl changes the library's
+thread count at run time; no restart, no environment variable needed before NumPy is imported).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+ENV_VAR = "NUMPY_DL_LAB_THREADS"
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it, else all cores)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def busy_cores() -> int:
+    """Cores that other processes keep busy: the 1-minute load average, rounded (0 if unknown).
+    Read before training starts, so it counts the others, not this run."""
+    try:
+        return int(round(os.getloadavg()[0]))
+    except (AttributeError, OSError):
+        return 0
+
+
+def choose_threads(requested=None) -> int:
+    """The thread count by the policy above. `requested`: None (then NUMPY_DL_LAB_THREADS, then
+    "auto"), "auto", or an integer >= 1 (also as a string)."""
+    source = "threads"
+    if requested is None:
+        requested, source = os.environ.get(ENV_VAR, "auto"), ENV_VAR
+    if isinstance(requested, str) and requested.strip().lower() == "auto":
+        return max(1, available_cores() - busy_cores())
+    try:
+        threads = int(requested)
+    except (TypeError, ValueError):
+        threads = 0
+    if threads < 1 or isinstance(requested, bool):
+        raise ValueError(f"{source}: expected a number of threads >= 1 or 'auto', got {requested!r}")
+    return threads
+
+
+def configure_threads(requested=None, verbose: bool = False) -> int:
+    """Set the BLAS thread count for this process by the policy above and return it.
+    Without threadpoolctl installed it changes nothing and returns the count it would have set."""
+    threads = choose_threads(requested)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return threads
+    threadpool_limits(limits=threads, user_api="blas")
+    if verbose:
+        print(f"BLAS threads: {threads} ({available_cores()} cores, {busy_cores()} busy; "
+              f"override with --threads or {ENV_VAR})")
+    return threads
+
+
+def current_threads() -> dict:
+    """{library: thread count} of the BLAS libraries NumPy loaded, e.g. {'openblas': 2}."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {}
+    return {info["internal_api"]: info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+
+
+@contextlib.contextmanager
+def blas_threads(threads: int):
+    """Inside the block the BLAS library uses `threads` threads (for benchmarks and tests)."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield

@@ -1,0 +1,251 @@
+r"""Advantage actor-critic (A2C) on CartPole-v1, on our own autodiff engine.
+
+REINFORCE weighs log pi(a_t|s_t) by the sampled return G_t, which is noisy and arrives only when the
+episode ends. Actor-critic replaces G_t by an estimate built from a learned critic V_phi(s):
+    actor   pi_theta(a|s)  the policy (a network of logits), trained by the policy gradient;
+    critic  V_phi(s)       the value of s under pi, trained by regression; it supplies the advantage.
+The critic's one-step TD error is an unbiased-in-expectation advantage when V = V^pi:
+    delta_t = r_t + gamma * (1 - terminated_t) * V(s_{t+1}) - V(s_t)
+            (E[delta_t | s_t, a_t] = Q(s_t, a_t) - V(s_t) = A(s_t, a_t)).
+GAE(lambda) (Schulman et al., 2016) averages the k-step estimates with weights (1 - lambda) lambda^(k-1):
+    A_t = delta_t + gamma * lambda * (1 - done_t) * A_{t+1}
+lambda = 0 is the one-step TD error (low variance, biased by V's errors), lambda = 1 the n-step return
+minus V (bootstrapped at the rollout's end; unbiased, noisier). The critic's target is R_t = A_t + V(s_t).
+
+Bootstrapping and the 500-step cap: `terminated` (the pole fell) means s_{t+1} has no future, so the TD
+error drops gamma V(s_{t+1}). `truncated` (the time limit) ends the episode but the pole was still up,
+so delta_t still bootstraps from V of that episode's last observation. Either way the recursion stops at
+the episode's end (`done_t`): the next row of the rollout belongs to a new episode.
+
+The loss of one update, a mean over the rollout's T x N steps (advantages and targets are constants):
+    loss = - mean log pi(a_t|s_t) A_t                   policy gradient (REINFORCE's loss, A from the critic)
+           + mean (V(s_t) - R_t)^2                      value regression
+           - entropy_coef * mean H(pi(.|s_t))           entropy bonus: keeps exploring, delays a
+                                                        premature near-deterministic policy
+The two networks share no parameters, so one backward through the sum gives each its own gradient;
+each has its own Adam and learning rate (a weight on the value term would only rescale what Adam
+normalises away).
+
+Several environments (n_envs) are stepped in lockstep: one update sees n_envs x n_steps transitions
+from decorrelated episodes. They are a plain list (what gymnasium's SyncVectorEnv does, by hand), so the
+last observation of an ending episode (needed to bootstrap a truncation) and each environment's state
+(for checkpoints between updates, which fall in the middle of episodes) are in plain sight.
+`episode_returns` lists complete episodes in the order they end; `env_steps` counts every env's steps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import autodiff.functional as F
+import nets
+from autodiff import Tensor, no_grad
+from nets.losses import mse_loss
+from rl.common import WINDOW, budget_progress, hp, make_env, run_greedy_episodes
+from rl.reinforce import advantages_from, mlp, most_likely_action, policy_loss, sample_action
+
+
+@dataclass
+class ActorCriticConfig:
+    # ---- budget (training stops at whichever runs out first, checked between updates; None = no limit)
+    steps: int | None = hp(300_000, "environment steps (summed over the environments)")
+    episodes: int | None = hp(None, "training episodes")
+    stop_avg: float = hp(0.0, "also stop once the 100-episode average of training returns reaches this "
+                              "(0 = use the whole budget)")
+    # ---- the rollout
+    n_envs: int = hp(8, "environments stepped together; one update uses n_envs x n_steps transitions")
+    n_steps: int = hp(16, "steps of each environment between updates")
+    # ---- the advantage
+    gamma: float = hp(0.99, "discount factor")
+    gae_lambda: float = hp(0.95, "GAE lambda: 0 = one-step TD error, 1 = n-step return minus V")
+    normalize_advantages: bool = hp(True, "A <- (A - mean A) / std A over each update's batch")
+    entropy_coef: float = hp(0.01, "weight of the entropy bonus")
+    # ---- networks and optimisers
+    hidden: tuple = hp((64, 64), "hidden layer widths of the policy and of the value network, ReLU")
+    lr: float = hp(1e-3, "Adam learning rate of the policy")
+    value_lr: float = hp(1e-3, "Adam learning rate of the value network")
+    max_grad_norm: float = hp(0.5, "clip each network's gradient to this global L2 norm (0 = no clipping)")
+
+
+# ==================================================================== the pieces of the update
+def gae(rewards, values, next_values, terminated, dones, gamma: float, lam: float) -> np.ndarray:
+    r"""A_t = delta_t + gamma lam (1 - done_t) A_{t+1},  delta_t = r_t + gamma (1 - terminated_t) V(s'_t) - V(s_t).
+    Arrays (T, N): step t of environment n; next_values[t] = V of the observation that followed step t
+    (the episode's last one if it ended there). The last row bootstraps from next_values alone."""
+    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
+    advantages = np.zeros_like(deltas)
+    running = np.zeros_like(deltas[0])
+    for t in range(len(deltas) - 1, -1, -1):
+        running = deltas[t] + gamma * lam * (1.0 - dones[t]) * running
+        advantages[t] = running
+    return advantages
+
+
+def entropy(policy, obs: np.ndarray) -> Tensor:
+    """mean_t H(pi(.|s_t)),  H = - sum_a pi(a|s) log pi(a|s)."""
+    log_probs = F.log_softmax(policy(Tensor(obs)), axis=1)
+    return -(F.exp(log_probs) * log_probs).sum(axis=1).mean()
+
+
+def actor_critic_loss(policy, value, obs, actions, advantages, returns, entropy_coef: float):
+    """loss = policy gradient term + value term - entropy_coef * entropy; returns (loss, the three terms).
+    obs (B, obs_dim), actions (B,), advantages and returns (B,): constants."""
+    pg = policy_loss(policy, obs, actions, advantages)                   # - mean log pi(a|s) A
+    v = mse_loss(value(Tensor(obs))[:, 0], Tensor(returns))             # mean (V(s) - R)^2
+    h = entropy(policy, obs)                                             # mean H(pi(.|s))
+    return pg + v - entropy_coef * h, {"policy_loss": pg, "value_loss": v, "entropy": h}
+
+
+# ==================================================================== the agent and its training loop
+def _env_seeds(seed: int, n: int) -> list[int]:
+    """One reset seed per environment, derived from the run's seed by NumPy's SeedSequence (never seed + i)."""
+    return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(n)]
+
+
+class ActorCritic:
+    """`train_step()` plays n_steps in each of n_envs environments and takes one update of both networks."""
+
+    name = "actor-critic"
+    delivered = "final"
+
+    def __init__(self, cfg: ActorCriticConfig, seed: int = 0):
+        if cfg.n_envs < 1 or cfg.n_steps < 1:
+            raise ValueError(f"n_envs and n_steps must be >= 1, got {cfg.n_envs} and {cfg.n_steps}")
+        if not 0.0 <= cfg.gae_lambda <= 1.0:
+            raise ValueError(f"gae_lambda must be in [0, 1], got {cfg.gae_lambda}")
+        self.cfg, self.seed = cfg, seed
+        # ---- seeding: initial weights, the action-sampling generator, one reset seed per environment
+        nets.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.envs = [make_env() for _ in range(cfg.n_envs)]
+        self.obs = np.stack([env.reset(seed=s)[0] for env, s in zip(self.envs, _env_seeds(seed, cfg.n_envs))])
+        obs_dim, n_actions = self.obs.shape[1], int(self.envs[0].action_space.n)
+
+        self.policy = mlp((obs_dim, *cfg.hidden), n_actions)            # logits of pi(a | s)
+        self.value = mlp((obs_dim, *cfg.hidden), 1)                     # V(s)
+        self.optimizer = nets.Adam(self.policy.parameters(), lr=cfg.lr)
+        self.value_optimizer = nets.Adam(self.value.parameters(), lr=cfg.value_lr)
+
+        self.env_steps = 0
+        self.updates = 0
+        self.running_returns = np.zeros(cfg.n_envs)     # return so far of each environment's current episode
+        self.episode_returns: list[float] = []
+        self.curves: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": []}
+
+    def finished(self) -> bool:
+        cfg = self.cfg
+        reached = (cfg.stop_avg > 0 and len(self.episode_returns) >= WINDOW
+                   and np.mean(self.episode_returns[-WINDOW:]) >= cfg.stop_avg)
+        return bool(reached or (cfg.episodes and len(self.episode_returns) >= cfg.episodes)
+                    or (cfg.steps and self.env_steps >= cfg.steps))
+
+    def progress(self) -> float:
+        return budget_progress(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
+
+    def _step_envs(self, actions) -> tuple:
+        """One step of every environment; an ending episode is recorded and its environment reset.
+        Returns (rewards, next observations as seen by the TD error, terminated, done) for this step."""
+        rewards, next_obs = np.zeros(len(self.envs)), np.zeros_like(self.obs)
+        terminated, dones = np.zeros(len(self.envs)), np.zeros(len(self.envs))
+        for i, env in enumerate(self.envs):
+            obs, reward, term, trunc, _ = env.step(int(actions[i]))
+            rewards[i], next_obs[i], terminated[i], dones[i] = reward, obs, term, term or trunc
+            self.running_returns[i] += reward
+            if term or trunc:
+                self.episode_returns.append(float(self.running_returns[i]))
+                self.running_returns[i] = 0.0
+                obs, _ = env.reset()                                     # continues this env's generator
+            self.obs[i] = obs
+        self.env_steps += len(self.envs)
+        return rewards, next_obs, terminated, dones
+
+    def collect_rollout(self) -> dict:
+        """n_steps in every environment with the current policy: arrays (n_steps, n_envs[, obs_dim])."""
+        T, N = self.cfg.n_steps, self.cfg.n_envs
+        obs = np.zeros((T, *self.obs.shape), np.float32)
+        next_obs = np.zeros_like(obs)
+        actions = np.zeros((T, N), np.int64)
+        rewards, terminated, dones = (np.zeros((T, N), np.float32) for _ in range(3))
+        for t in range(T):
+            obs[t] = self.obs
+            actions[t] = [sample_action(self.policy, o, self.rng) for o in self.obs]
+            rewards[t], next_obs[t], terminated[t], dones[t] = self._step_envs(actions[t])
+        return {"obs": obs, "actions": actions, "rewards": rewards, "next_obs": next_obs,
+                "terminated": terminated, "dones": dones}
+
+    def train_step(self) -> dict:
+        cfg = self.cfg
+        # ---- ALGO LOGIC: roll out n_steps in every environment with the current policy
+        r = self.collect_rollout()
+        T, N = r["actions"].shape
+
+        # ---- ALGO LOGIC: the critic's values and the GAE advantages A_t, value targets R_t = A_t + V(s_t)
+        with no_grad():
+            v = self.value(Tensor(np.concatenate([r["obs"], r["next_obs"]]).reshape(2 * T * N, -1))).data[:, 0]
+        values, next_values = v[:T * N].reshape(T, N), v[T * N:].reshape(T, N)
+        adv = gae(r["rewards"], values, next_values, r["terminated"], r["dones"], cfg.gamma, cfg.gae_lambda)
+        returns = (adv + values).reshape(-1).astype(np.float32)
+        advantages = advantages_from(adv.reshape(-1), None, "none", cfg.normalize_advantages)
+
+        # ---- ALGO LOGIC: one gradient step of each network on the actor-critic loss
+        loss, terms = actor_critic_loss(self.policy, self.value, r["obs"].reshape(T * N, -1),
+                                        r["actions"].reshape(-1), advantages, returns, cfg.entropy_coef)
+        self.optimizer.zero_grad()
+        self.value_optimizer.zero_grad()
+        loss.backward()
+        if cfg.max_grad_norm > 0:
+            nets.clip_grad_norm_(self.optimizer.params, cfg.max_grad_norm)
+            nets.clip_grad_norm_(self.value_optimizer.params, cfg.max_grad_norm)
+        self.optimizer.step()
+        self.value_optimizer.step()
+        self.updates += 1
+        for name, term in terms.items():
+            self.curves[name].append(float(term))
+        return {name: float(term) for name, term in terms.items()}
+
+    def greedy_action(self, obs) -> int:
+        return most_likely_action(self.policy, obs)
+
+    def evaluate(self, n_episodes: int, env_seed: int) -> list[float]:
+        return run_greedy_episodes(self.greedy_action, n_episodes, env_seed)
+
+    def losses(self) -> dict:
+        return self.curves
+
+    def extra_metrics(self) -> dict:
+        return {"updates": self.updates}
+
+    # ---------------------------------------------------------------- checkpoint (between updates)
+    def state_dict(self) -> tuple[dict, dict]:
+        """Updates fall in the middle of episodes, so each environment's whole state is saved: its
+        generator, CartPole's physical state, and the time limit's step count."""
+        envs = [{"rng": env.unwrapped.np_random.bit_generator.state, "elapsed": env._elapsed_steps,
+                 "beyond": env.unwrapped.steps_beyond_terminated} for env in self.envs]
+        meta = {"env_steps": self.env_steps, "updates": self.updates, "rng": self.rng.bit_generator.state,
+                "envs": envs, "episode_returns": self.episode_returns, "curves": self.curves}
+        sections = {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "value": self.value.state_dict(), "value_optimizer": self.value_optimizer.state_dict(),
+                    "envs": {"obs": self.obs.copy(), "running_returns": self.running_returns.copy(),
+                             "physics": np.stack([env.unwrapped.state for env in self.envs])}}
+        return meta, sections
+
+    def load_state_dict(self, meta: dict, sections: dict) -> None:
+        if len(meta["envs"]) != len(self.envs):
+            raise ValueError(f"checkpoint has {len(meta['envs'])} environments, the config {len(self.envs)}")
+        self.policy.load_state_dict(sections["policy"])
+        self.optimizer.load_state_dict(sections["optimizer"])
+        self.value.load_state_dict(sections["value"])
+        self.value_optimizer.load_state_dict(sections["value_optimizer"])
+        self.env_steps, self.updates = int(meta["env_steps"]), int(meta["updates"])
+        self.rng.bit_generator.state = meta["rng"]
+        self.episode_returns = [float(r) for r in meta["episode_returns"]]
+        self.curves = {k: [float(x) for x in v] for k, v in meta["curves"].items()}
+        saved = sections["envs"]
+        self.obs = np.asarray(saved["obs"], np.float32).copy()
+        self.running_returns = np.asarray(saved["running_returns"], np.float64).copy()
+        for env, state, physics in zip(self.envs, meta["envs"], saved["physics"]):
+            env.unwrapped.np_random.bit_generator.state = state["rng"]
+            env.unwrapped.state = np.asarray(physics, np.float64).copy()
+            env.unwrapped.steps_beyond_terminated = state["beyond"]
+            env._elapsed_steps = int(state["elapsed"])

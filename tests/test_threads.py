@@ -1,0 +1,40 @@
+"""nets.threads: the BLAS thread policy (explicit request, environment variable, load-aware "auto")."""
+import numpy as np
+import pytest
+
+from nets import threads
+
+
+def test_explicit_request_and_environment_variable(monkeypatch):
+    monkeypatch.setenv(threads.ENV_VAR, "3")
+    assert threads.choose_threads() == 3                 # the environment variable when no argument
+    assert threads.choose_threads(1) == 1                # an explicit request wins
+    assert threads.choose_threads("2") == 2
+    monkeypatch.setenv(threads.ENV_VAR, "many")
+    with pytest.raises(ValueError, match=r"NUMPY_DL_LAB_THREADS.*>= 1 or 'auto'.*'many'"):
+        threads.choose_threads()
+    with pytest.raises(ValueError, match=r"threads.*got 0"):
+        threads.choose_threads(0)
+
+
+def test_auto_leaves_the_busy_cores_alone(monkeypatch):
+    monkeypatch.delenv(threads.ENV_VAR, raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    for load, expected in [(0.1, 4), (1.2, 3), (2.6, 1), (9.0, 1)]:
+        monkeypatch.setattr(threads.os, "getloadavg", lambda load=load: (load, load, load))
+        assert threads.choose_threads() == expected
+        assert threads.choose_threads("auto") == expected
+
+
+def test_configure_threads_sets_the_blas_library():
+    pytest.importorskip("threadpoolctl")
+    before = threads.current_threads()
+    if not before:
+        pytest.skip("no BLAS library that threadpoolctl can control")
+    try:
+        assert threads.configure_threads(1) == 1
+        assert set(threads.current_threads().values()) == {1}
+        a = np.ones((64, 64), np.float32)
+        assert (a @ a)[0, 0] == 64                       # products still work
+    finally:
+        threads.configure_threads(max(before.values()))
