@@ -29,9 +29,11 @@ def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
         raise ValueError(f"leaky_relu: slope must be in [0, 1], got {slope}")
     out = Tensor._make(np.maximum(x.data, x.data * slope), (x,), "leaky_relu")   # = x or slope x, 0 <= slope <= 1
     def _backward():
-        grad = np.multiply(out.grad, slope, out=np.empty_like(out.grad))   # slope g, and g where x > 0
-        np.copyto(grad, out.grad, where=x.data > 0)
-        x._accumulate(grad)
+        derivative = np.greater(x.data, 0).astype(x.dtype)   # 1 where x > 0, else 0 ...
+        derivative *= 1 - slope
+        derivative += slope                                 # ... -> 1 where x > 0, else slope
+        derivative *= out.grad                              # (in place: no second big array)
+        x._accumulate(derivative)
     out._backward = _backward
     return out
 

@@ -15,7 +15,9 @@ Gradients of leaf tensors accumulate across calls, as in PyTorch: two forward-ba
 `backward(retain_graph=True)` followed by `backward()` on the same graph) add the gradients. Set
 `t.grad = None` (or use an optimizer's `zero_grad()`) between steps. Gradients of intermediate
 (non-leaf) nodes are recomputed from scratch on every `backward()`. Gradient arrays may be shared
-between nodes: treat `.grad` as read-only, or assign a new array.
+between nodes: treat `.grad` as read-only, or assign a new array. A tensor that receives several
+gradients adds them into one array it allocated itself (`_accumulate`), so a later backward() may
+update a leaf's `.grad` in place, as in PyTorch.
 
 Memory. Each `_backward` closure refers to its own output, a reference cycle that only Python's slow
 cycle collector would free. So `backward()` frees the graph it walked (replaces each closure by one
@@ -376,7 +378,7 @@ def _product(a: np.ndarray, b: np.ndarray, like: np.ndarray) -> np.ndarray:
     column-major, such as the view W.T of a Linear layer's weight, gets its gradient computed as
     (b^T a^T)^T, so that transposing it back gives W's gradient as a contiguous array (which the
     optimizer's elementwise passes read several times)."""
-    if like.ndim == 2 and like.flags.f_contiguous and not like.flags.c_contiguous:
+    if a.ndim == b.ndim == like.ndim == 2 and like.flags.f_contiguous and not like.flags.c_contiguous:
         return (b.T @ a.T).T
     return a @ b
 

@@ -24,7 +24,8 @@ The loss is the mean cross-entropy of the next character (nets.losses.cross_entr
 train with truncated BPTT: the training text is cut into `batch_size` parallel streams; each step takes
 the next `seq_len` characters of every stream, starts from the state the previous chunk left (detached,
 so the gradient stops at the chunk boundary: nets.recurrent.detach_state), clips the global gradient
-norm (nets.optim.clip_grad_norm_) and takes an Adam step. The MLP trains on random windows. Adam's
+norm (nets.optim.clip_grad_norm_) and takes an Adam step. The MLP trains on batch_size x seq_len random
+windows per step (as many predicted characters as a recurrent step). Adam's
 learning rate follows a cosine from `lr` down to `lr * lr_final` over the run.
 """
 from __future__ import annotations
@@ -50,12 +51,13 @@ MODELS = ("bigram", "mlp", "rnn", "lstm", "gru")
 class CharLMConfig:
     model: str = hp("lstm", "which language model", choices=MODELS)
     text: str = hp("", "train on this UTF-8 text file instead of the embedded Shakespeare plays")
-    steps: int = hp(1500, "training steps (Adam updates; one chunk of every stream each)", check="positive")
+    steps: int = hp(2000, "training steps (Adam updates; one chunk of every stream each)", check="positive")
     eval_every: int = hp(250, "steps between held-out evaluations (the curves)", check="positive")
-    batch_size: int = hp(64, "parallel streams (recurrent) or windows (mlp) per step", check="positive")
+    batch_size: int = hp(64, "parallel streams per step (the mlp takes batch-size x seq-len windows)",
+                         check="positive")
     seq_len: int = hp(64, "characters per truncated-BPTT chunk", check="positive")
     embed: int = hp(64, "character embedding size E", check="positive")
-    hidden: int = hp(256, "hidden units H", check="positive")
+    hidden: int = hp(128, "hidden units H", check="positive")
     num_layers: int = hp(1, "stacked recurrent layers", check="positive")
     context: int = hp(8, "characters the mlp sees (k)", check="positive")
     lr: float = hp(3e-3, "Adam learning rate at the start", check="positive")

@@ -1,4 +1,4 @@
-r"""A convolutional autoencoder / variational autoencoder for small square frames (the homework's MyVAE).
+r"""A convolutional autoencoder / variational autoencoder for small square frames.
 
 Shapes: N batch, C image channels (1 gray, 3 RGB), S image size (S x S), L = len(hidden_dims) blocks,
 s = S / 2^L the bottleneck's spatial size, D = hidden_dims[-1] * s * s the flattened width, Z latent_dim.
@@ -15,13 +15,13 @@ s = S / 2^L the bottleneck's spatial size, D = hidden_dims[-1] * s * s the flatt
               such ConvTranspose2d(h_1 -> h_1) back to S x S, and Conv2d(h_1 -> C, k3, p1) -> sigmoid,
               so the reconstruction is in [0, 1] like the frames.
 
-Which components run when (the homework's first question):
+Which components run when:
     forward pass (training)  encoder -> bottleneck (z_simple, or z_mu + z_logvar + reparameterise)
                              -> decoder. Every parameter gets a gradient.
     sampling                 z ~ N(0, I) -> decoder only. The encoder and the bottleneck heads are
                              not used at all: they exist to train the decoder.
 
-What differs between the AE and the VAE (the second question): the AE maps a frame to one point z and
+What differs between the AE and the VAE: the AE maps a frame to one point z and
 is trained on reconstruction alone, so nothing says where in R^Z its codes lie -- decoding z ~ N(0, I)
 gives shapes the decoder never saw (`sample` on an AE shows it). The VAE maps a frame to a Gaussian
 q(z|x) = N(mu, sigma^2), decodes a *sample* of it, and pays KL(q(z|x) || N(0, I)) for moving away from

@@ -51,7 +51,7 @@ def _conv_out(size: int, kernel: int) -> int:
 
 def build_discriminator(channels: tuple = (32, 64), hidden: int = 1024, image_size: int = 28,
                         dtype=np.float32, rng=None) -> nets.Sequential:
-    """D: (N, 1, 28, 28) image -> (N, 1) logit. The defaults are the homework's architecture:
+    """D: (N, 1, 28, 28) image -> (N, 1) logit. The defaults (the CS231n DCGAN):
         conv 1->32 k5 -> LeakyReLU(0.01) -> max-pool 2       28 -> 24 -> 12
         conv 32->64 k5 -> LeakyReLU(0.01) -> max-pool 2      12 -> 8 -> 4
         flatten (64*4*4 = 1024) -> linear 1024->1024 -> LeakyReLU(0.01) -> linear 1024->1
@@ -73,7 +73,7 @@ def build_discriminator(channels: tuple = (32, 64), hidden: int = 1024, image_si
 
 def build_generator(noise_dim: int = NOISE_DIM, hidden: int = 1024, channels: tuple = (128, 64),
                     start_size: int = 7, dtype=np.float32, rng=None) -> nets.Sequential:
-    """G: (N, noise_dim) noise -> (N, 1, 28, 28) image in [-1, 1]. The defaults are the homework's:
+    """G: (N, noise_dim) noise -> (N, 1, 28, 28) image in [-1, 1]. The defaults (the CS231n DCGAN):
         linear 96->1024 -> ReLU -> BatchNorm1d
         linear 1024->7*7*128 -> ReLU -> BatchNorm1d -> reshape (128, 7, 7)
         convT 128->64 k4 s2 p1 -> ReLU -> BatchNorm2d           7 -> 14
@@ -159,8 +159,8 @@ def train_step(D: nets.Module, G: nets.Module, opt_D, opt_G, real: np.ndarray, n
 
     G(noise) is computed ONCE, with its graph. Phase (1) trains D on that batch detached; phase (2)
     runs the UPDATED D on the same batch and backpropagates through the kept graph of G. G has not
-    changed in between, so this is the homework's loop (which generates a second batch from fresh
-    noise for phase (2)) at half the generator cost; BatchNorm's running statistics in G are updated
+    changed in between, so this equals the usual loop (a second batch from fresh noise for phase (2))
+    in distribution, at half the generator cost; BatchNorm's running statistics in G are updated
     once per iteration instead of twice."""
     fake = G(noise)                                   # (N, 1, 28, 28), graph kept for phase (2)
     # (1) update D on real and detached fake: minimise -log D(x) - log(1 - D(G(z)))

@@ -42,7 +42,7 @@ from nets.losses import binary_cross_entropy_with_logits
 
 @dataclass
 class MADEConfig:
-    epochs: int = hp(40, "passes over the 4,500 training digits (fresh binarisation each)", check="positive")
+    epochs: int = hp(100, "passes over the 4,500 training digits (fresh binarisation each)", check="positive")
     batch_size: int = hp(100, "images per Adam step", check="positive")
     lr: float = hp(1e-3, "Adam learning rate", check="positive")
     hidden: tuple = hp((500,), "widths of the masked hidden layers")

@@ -46,12 +46,12 @@ SIDE = 28                                      # MNIST images are SIDE x SIDE
 
 @dataclass
 class PixelCNNConfig:
-    epochs: int = hp(12, "passes over the 4,500 training digits (fresh binarisation each)", check="positive")
-    batch_size: int = hp(32, "images per Adam step", check="positive")
-    lr: float = hp(1e-3, "Adam learning rate", check="positive")
-    channels: int = hp(32, "2h: channels of the residual stream (the 3x3 convs have h = channels // 2)",
-                       check="positive")
-    blocks: int = hp(5, "residual blocks with a 3x3 type-B masked conv", check="non_negative")
+    epochs: int = hp(10, "passes over the 4,500 training digits (fresh binarisation each)", check="positive")
+    batch_size: int = hp(16, "images per Adam step", check="positive")
+    lr: float = hp(2e-3, "Adam learning rate", check="positive")
+    channels: int = hp(32, "2h: channels of the residual stream", check="positive")
+    inner: int = hp(16, "h: channels inside each residual block (its 3x3 masked conv)", check="positive")
+    blocks: int = hp(4, "residual blocks with a 3x3 type-B masked conv", check="non_negative")
     head: int = hp(32, "channels of the 1x1 output layers", check="positive")
     num_samples: int = hp(100, "images drawn into samples.npz", check="positive")
     limit: int | None = hp(None, "train on the first N digits only (class-balanced; for quick tests)",
@@ -68,11 +68,10 @@ def _conv_row(layer: nets.MaskedConv2d, padded: np.ndarray, r: int) -> Tensor:
 
 
 class ResidualBlock(nets.Module):
-    """h + expand(ReLU(masked(ReLU(reduce(ReLU(h)))))): 2h -> h (1x1), h -> h (3x3 type B), h -> 2h (1x1)."""
+    """x + expand(ReLU(masked(ReLU(reduce(ReLU(x)))))): 2h -> h (1x1), h -> h (3x3 type B), h -> 2h (1x1)."""
 
-    def __init__(self, channels: int, dtype=np.float32, rng=None):
+    def __init__(self, channels: int, inner: int, dtype=np.float32, rng=None):
         super().__init__()
-        inner = max(channels // 2, 1)
         self.reduce = nets.Conv2d(channels, inner, 1, dtype=dtype, rng=rng)                  # (N, h, H, W)
         self.masked = nets.MaskedConv2d(inner, inner, 3, "B", dtype=dtype, rng=rng)           # (N, h, H, W)
         self.expand = nets.Conv2d(inner, channels, 1, dtype=dtype, rng=rng)                   # (N, 2h, H, W)
@@ -89,16 +88,17 @@ class ResidualBlock(nets.Module):
 
 
 class PixelCNN(nets.Module):
-    """PixelCNN(channels=32, blocks=5, head=32): binary images (N, 1, H, W) -> logits (N, 1, H, W)."""
+    """PixelCNN(channels=32, inner=16, blocks=4, head=32): binary images (N, 1, H, W) -> logits (N, 1, H, W)."""
 
-    def __init__(self, channels: int = 32, blocks: int = 5, head: int = 32, dtype=np.float32, rng=None):
+    def __init__(self, channels: int = 32, inner: int = 16, blocks: int = 4, head: int = 32, dtype=np.float32,
+                 rng=None):
         super().__init__()
-        if channels < 2 or blocks < 0 or head < 1:
-            raise ValueError(f"PixelCNN: expected channels >= 2, blocks >= 0, head >= 1, got channels={channels}, "
-                             f"blocks={blocks}, head={head}")
-        self.channels = channels
+        if min(channels, inner, head) < 1 or blocks < 0:
+            raise ValueError(f"PixelCNN: expected channels, inner, head >= 1 and blocks >= 0, got channels={channels}, "
+                             f"inner={inner}, blocks={blocks}, head={head}")
+        self.channels, self.inner = channels, inner
         self.input_conv = nets.MaskedConv2d(1, channels, 7, "A", dtype=dtype, rng=rng)        # (N, 2h, H, W)
-        self.blocks = nets.ModuleList([ResidualBlock(channels, dtype, rng) for _ in range(blocks)])
+        self.blocks = nets.ModuleList([ResidualBlock(channels, inner, dtype, rng) for _ in range(blocks)])
         self.head_hidden = nets.Conv2d(channels, head, 1, dtype=dtype, rng=rng)             # (N, head, H, W)
         self.head_logits = nets.Conv2d(head, 1, 1, dtype=dtype, rng=rng)                    # (N, 1, H, W)
 
@@ -133,9 +133,8 @@ class PixelCNN(nets.Module):
     def new_cache(self, n: int, height: int = SIDE, width: int = SIDE) -> dict:
         """Zero-padded inputs of the row-spanning convs: "x" the image (3 rows of padding on top and
         bottom, the 7 x 7 conv's), "blocks" each 3 x 3 conv's input (1 row on top and bottom)."""
-        inner = max(self.channels // 2, 1)
         return {"x": np.zeros((n, 1, height + 6, width), self.dtype),
-                "blocks": [np.zeros((n, inner, height + 2, width), self.dtype) for _ in self.blocks]}
+                "blocks": [np.zeros((n, self.inner, height + 2, width), self.dtype) for _ in self.blocks]}
 
     def row_logits(self, cache: dict, r: int) -> np.ndarray:
         """Logits of row r (N, W), given the image's rows <= r in cache["x"] (rows 3 .. H + 2) and the
@@ -169,7 +168,7 @@ class PixelCNN(nets.Module):
 
 
 def build_model(cfg: PixelCNNConfig) -> PixelCNN:
-    return PixelCNN(cfg.channels, cfg.blocks, cfg.head)
+    return PixelCNN(cfg.channels, cfg.inner, cfg.blocks, cfg.head)
 
 
 # ==================================================================== training

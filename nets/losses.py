@@ -42,7 +42,8 @@ def binary_cross_entropy_with_logits(logits: Tensor, targets, reduction: str = "
     out = Tensor._make(value, (logits, t), "bce_with_logits")
     def _backward():
         logits._accumulate(out.grad * (F._stable_sigmoid(x) - t.data))
-        t._accumulate(-out.grad * x)
+        if t.requires_grad:                      # targets are usually constants: skip the product
+            t._accumulate(-out.grad * x)
     out._backward = _backward
     return _reduce(out, reduction)
 

@@ -83,7 +83,7 @@ class MaskedConv2d(Conv2d):
     KH and KW must be odd (the mask is centred); padding defaults to (KH // 2, KW // 2), so the output
     keeps the input's size and output (i, j) depends only on inputs before (i, j) (A) or up to it (B)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, mask_type: str = "B",
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, mask_type: str,
                  stride=1, padding=None, bias: bool = True, dtype=np.float32, rng=None):
         if mask_type not in MASK_TYPES:
             raise ValueError(f"MaskedConv2d: mask_type must be 'A' or 'B', got {mask_type!r}")

@@ -6,8 +6,11 @@ Input (T, N, I), or (N, T, I) with batch_first=True, or (T, I) unbatched; output
 Backpropagation through time (BPTT) is just backprop on the unrolled graph: `forward` below runs a
 Python loop over t, each step adds a few nodes to the graph, and `loss.backward()` walks them back from
 t = T-1 to 0 with nothing recurrent-specific in the engine. The per-step cells `*_cell_reference` are
-that lesson written with engine ops; the LSTM also has a fast path (`fused=True`, the default), the
-hand-differentiated cell `autodiff.recurrent.lstm_cell`, which must equal `lstm_cell_reference`.
+that lesson written with engine ops; the LSTM also has a fast path (`fused=True`, the default):
+`autodiff.recurrent.lstm_fused`, a layer's T steps as one node whose backward is the cell's derivative
+written out by hand; it must equal the loop over `lstm_cell_reference` (tests/test_recurrent.py).
+The input's share of the gates, x_t W_ih^T + b_ih, is computed for all T steps in one matmul before
+the loop (it does not depend on h), as cuDNN does.
 
 Truncated BPTT: carry the state from one chunk of the sequence into the next, but `detach_state` it
 first, so the next backward() stops at the chunk boundary. Clip the gradient with
@@ -99,12 +102,11 @@ class _RNNBase(Module):
         unbatched = x.ndim == 2
         x = x.reshape(x.shape[0], 1, x.shape[1]) if unbatched else x
         x = x.transpose(1, 0, 2) if self.batch_first and not unbatched else x
-        expected = (self.num_layers, x.shape[1], self.hidden_size)
+        expected = (self.num_layers, self.hidden_size) if unbatched else (self.num_layers, x.shape[1], self.hidden_size)
         for state in state_shapes:
-            shape = state.shape if not unbatched else (state.shape[0], 1, *state.shape[1:])
-            if tuple(shape) != expected:
-                raise ValueError(f"{name}: initial state must have shape {expected if not unbatched else (expected[0], expected[2])} "
-                                 f"(num_layers, N, hidden_size), got {state.shape}")
+            if tuple(state.shape) != expected:
+                raise ValueError(f"{name}: initial state must have shape {expected} (num_layers, "
+                                 f"{'' if unbatched else 'N, '}hidden_size), got {state.shape}")
         return x, unbatched
 
     def _initial(self, state, x: Tensor, unbatched: bool) -> list:

@@ -151,7 +151,7 @@ def run_seeds(script: str, argv: list[str], seeds, out: str, workers: int, rl: b
     todo = [s for s in seeds if read_metrics(dirs[s]) is None]
     env = dict(os.environ)
     if rl or workers > 1:                       # one BLAS thread per worker: no oversubscription
-        for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMPY_DL_LAB_THREADS"):
             env[variable] = "1"
     env.setdefault("NO_PROGRESS", "1")
     running, codes, stopping = {}, {}, {"flag": False}

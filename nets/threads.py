@@ -9,7 +9,7 @@ The policy (`configure_threads`), in order:
     1. an explicit request wins: the `threads` argument (the --threads flag) or, if it is None, the
        environment variable NUMPY_DL_LAB_THREADS; an integer >= 1, or "auto";
     2. "auto": the cores this process may run on, minus the cores other processes keep busy
-       (the 1-minute load average, rounded), and at least 1.
+       (measured over 0.1 s before training starts), and at least 1.
 Small products are not split anyway: OpenBLAS runs products below its size threshold on one
 thread, whatever the setting. The setting lasts for the process (threadpoolctl changes the library's
 thread count at run time; no restart, no environment variable needed before NumPy is imported).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 ENV_VAR = "NUMPY_DL_LAB_THREADS"
 
@@ -30,13 +31,29 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def busy_cores() -> int:
-    """Cores that other processes keep busy: the 1-minute load average, rounded (0 if unknown).
-    Read before training starts, so it counts the others, not this run."""
+def busy_cores(interval: float = 0.1) -> int:
+    """Cores that other processes keep busy right now, rounded: on Linux the non-idle share of all
+    cores over `interval` seconds (from /proc/stat); elsewhere the 1-minute load average (which
+    still counts a run that ended a minute ago); 0 if neither is available."""
     try:
-        return int(round(os.getloadavg()[0]))
+        first = _cpu_times()
+        time.sleep(interval)
+        second = _cpu_times()
+        total, idle = (b - a for a, b in zip(first, second))
+        return int((os.cpu_count() or 1) * (total - idle) / max(total, 1) + 0.5)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.getloadavg()[0] + 0.5)
     except (AttributeError, OSError):
         return 0
+
+
+def _cpu_times() -> tuple:
+    """(total, idle) jiffies of all cores since boot, from the first line of /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return sum(fields), fields[3] + fields[4]            # idle + iowait
 
 
 def choose_threads(requested=None) -> int:

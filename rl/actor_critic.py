@@ -42,30 +42,34 @@ import autodiff.functional as F
 import nets
 from autodiff import Tensor, no_grad
 from nets.losses import mse_loss
-from rl.common import WINDOW, budget_progress, hp, make_env, run_greedy_episodes
+from rl.common import WINDOW, budget_progress, hp, make_env, run_greedy_episodes, stream
 from rl.reinforce import advantages_from, mlp, most_likely_action, policy_loss, sample_action
 
 
 @dataclass
 class ActorCriticConfig:
     # ---- budget (training stops at whichever runs out first, checked between updates; None = no limit)
-    steps: int | None = hp(300_000, "environment steps (summed over the environments)")
-    episodes: int | None = hp(None, "training episodes")
+    steps: int | None = hp(300_000, "environment steps (summed over the environments)", check="positive")
+    episodes: int | None = hp(None, "training episodes", check="positive")
     stop_avg: float = hp(0.0, "also stop once the 100-episode average of training returns reaches this "
-                              "(0 = use the whole budget)")
+                              "(0 = use the whole budget)", check="non_negative")
     # ---- the rollout
-    n_envs: int = hp(8, "environments stepped together; one update uses n_envs x n_steps transitions")
-    n_steps: int = hp(16, "steps of each environment between updates")
+    n_envs: int = hp(8, "environments stepped together; one update uses n_envs x n_steps transitions",
+                     check="positive")
+    n_steps: int = hp(16, "steps of each environment between updates", check="positive")
     # ---- the advantage
-    gamma: float = hp(0.99, "discount factor")
-    gae_lambda: float = hp(0.95, "GAE lambda: 0 = one-step TD error, 1 = n-step return minus V")
+    gamma: float = hp(0.99, "discount factor", check="fraction")
+    gae_lambda: float = hp(0.95, "GAE lambda: 0 = one-step TD error, 1 = n-step return minus V", check="fraction")
     normalize_advantages: bool = hp(True, "A <- (A - mean A) / std A over each update's batch")
-    entropy_coef: float = hp(0.01, "weight of the entropy bonus")
+    entropy_coef: float = hp(0.01, "weight of the entropy bonus", check="non_negative")
     # ---- networks and optimisers
     hidden: tuple = hp((64, 64), "hidden layer widths of the policy and of the value network, ReLU")
-    lr: float = hp(1e-3, "Adam learning rate of the policy")
-    value_lr: float = hp(1e-3, "Adam learning rate of the value network")
-    max_grad_norm: float = hp(0.5, "clip each network's gradient to this global L2 norm (0 = no clipping)")
+    lr: float = hp(1e-3, "Adam learning rate of the policy", check="positive")
+    lr_final_fraction: float = hp(1.0, "the policy's lr decays linearly to lr * this at the end of the budget",
+                                  check="fraction")
+    value_lr: float = hp(1e-3, "Adam learning rate of the value network", check="positive")
+    max_grad_norm: float = hp(0.5, "clip each network's gradient to this global L2 norm (0 = no clipping)",
+                              check="non_negative")
 
 
 # ==================================================================== the pieces of the update
@@ -98,11 +102,6 @@ def actor_critic_loss(policy, value, obs, actions, advantages, returns, entropy_
 
 
 # ==================================================================== the agent and its training loop
-def _env_seeds(seed: int, n: int) -> list[int]:
-    """One reset seed per environment, derived from the run's seed by NumPy's SeedSequence (never seed + i)."""
-    return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(n)]
-
-
 class ActorCritic:
     """`train_step()` plays n_steps in each of n_envs environments and takes one update of both networks."""
 
@@ -115,15 +114,16 @@ class ActorCritic:
         if not 0.0 <= cfg.gae_lambda <= 1.0:
             raise ValueError(f"gae_lambda must be in [0, 1], got {cfg.gae_lambda}")
         self.cfg, self.seed = cfg, seed
-        # ---- seeding: initial weights, the action-sampling generator, one reset seed per environment
-        nets.manual_seed(seed)
-        self.rng = np.random.default_rng(seed)
+        # ---- seeding: named streams of one seed (initial weights, action sampling, each environment's resets)
+        self.rng = stream(seed, "actions")
         self.envs = [make_env() for _ in range(cfg.n_envs)]
-        self.obs = np.stack([env.reset(seed=s)[0] for env, s in zip(self.envs, _env_seeds(seed, cfg.n_envs))])
+        self.obs = np.stack([env.reset(seed=int(stream(seed, "training-env", i).integers(2**31)))[0]
+                             for i, env in enumerate(self.envs)])
         obs_dim, n_actions = self.obs.shape[1], int(self.envs[0].action_space.n)
 
-        self.policy = mlp((obs_dim, *cfg.hidden), n_actions)            # logits of pi(a | s)
-        self.value = mlp((obs_dim, *cfg.hidden), 1)                     # V(s)
+        init_rng = stream(seed, "init")
+        self.policy = mlp((obs_dim, *cfg.hidden), n_actions, init_rng)  # logits of pi(a | s)
+        self.value = mlp((obs_dim, *cfg.hidden), 1, init_rng)           # V(s)
         self.optimizer = nets.Adam(self.policy.parameters(), lr=cfg.lr)
         self.value_optimizer = nets.Adam(self.value.parameters(), lr=cfg.value_lr)
 
@@ -189,6 +189,7 @@ class ActorCritic:
         advantages = advantages_from(adv.reshape(-1), None, "none", cfg.normalize_advantages)
 
         # ---- ALGO LOGIC: one gradient step of each network on the actor-critic loss
+        self.optimizer.lr = cfg.lr * (1.0 - (1.0 - cfg.lr_final_fraction) * self.progress())
         loss, terms = actor_critic_loss(self.policy, self.value, r["obs"].reshape(T * N, -1),
                                         r["actions"].reshape(-1), advantages, returns, cfg.entropy_coef)
         self.optimizer.zero_grad()

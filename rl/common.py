@@ -22,8 +22,6 @@ import numpy as np
 from nets.harness import hp, stream     # noqa: F401  (the agents import them from here)
 
 ENV_ID = "CartPole-v1"
-EVAL_SEED_OFFSET = 10_000      # OLD reporting seed `seed + 10_000`, still read by scripts/cli/rl.py until its port
-#                                to report_env_seed lands; delete then
 WINDOW = 100                   # the homework's running average is over the last 100 episodes
 
 

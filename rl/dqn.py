@@ -45,33 +45,40 @@ class DQNConfig:
     episodes: int | None = hp(1000, "training episodes (the homework's budget)")
     steps: int | None = hp(None, "environment steps")
     # ---- the Q network and its optimiser
-    hidden: tuple = hp((64, 64), "hidden layer widths (ReLU): two layers of 64 fit CartPole and keep updates cheap")
+    hidden: tuple = hp((64, 64), "hidden layer widths (ReLU): two layers of 64 fit CartPole, updates stay cheap")
     lr: float = hp(1e-3, "Adam learning rate at the start of training", check="positive")
-    lr_final_fraction: float = hp(0.0, "lr decays linearly to lr * this at the end of the budget (annealing: "
-                                       "late updates refine the policy instead of overwriting it)", check="fraction")
-    max_grad_norm: float = hp(10.0, "clip the gradient's global L2 norm (one bad batch cannot wreck the net; 0 = off)", check="non_negative")
-    huber_delta: float = hp(1.0, "Huber loss: quadratic for |TD error| <= delta, linear beyond (bounded gradients)", check="positive")
+    lr_final_fraction: float = hp(0.0, "lr decays linearly to lr * this at the end of the budget (annealing: late "
+                                       "updates refine the policy instead of overwriting it)", check="fraction")
+    max_grad_norm: float = hp(10.0, "clip the gradient's global L2 norm: one bad batch cannot wreck the net (0 = off)",
+                              check="non_negative")
+    huber_delta: float = hp(1.0, "Huber loss: quadratic for |TD error| <= delta, linear beyond (bounded gradients)",
+                            check="positive")
     # ---- the TD target
     gamma: float = hp(0.99, "discount factor (horizon 1/(1 - gamma) = 100 steps)", check="fraction")
     double_dqn: bool = hp(True, "Double DQN target: online net picks a', target net scores it (less overestimation)")
     target_update_interval: int = hp(4, "move the target network every this many env steps", check="positive")
-    tau: float = hp(0.01, "Polyak: target <- tau * online + (1 - tau) * target (1.0 = hard copy); "
-                          "a smooth target has no jumps for the online net to chase", check="fraction")
+    tau: float = hp(0.01, "Polyak: target <- tau * online + (1 - tau) * target (1.0 = hard copy); a smooth "
+                          "target has no jumps for the online net to chase", check="fraction")
     # ---- replay
-    buffer_size: int = hp(500_000, "replay capacity in transitions: a whole run, so early failures stay replayed", check="positive")
+    buffer_size: int = hp(500_000, "replay capacity in transitions: a whole run, so early failures stay replayed",
+                          check="positive")
     batch_size: int = hp(128, "transitions per gradient step", check="positive")
     learning_starts: int = hp(1000, "env steps before the first update (the buffer fills first)", check="non_negative")
     train_frequency: int = hp(4, "train every this many env steps (gradient_steps updates each time)", check="positive")
-    gradient_steps: int = hp(1, "gradient steps each time we train (the target does not move within them)", check="positive")
+    gradient_steps: int = hp(1, "gradient steps each time we train (the target does not move within them)",
+                             check="positive")
     # ---- exploration
     eps_start: float = hp(1.0, "epsilon at step 0", check="fraction")
     eps_end: float = hp(0.05, "epsilon after the decay (keeps some failures coming into the buffer)", check="fraction")
-    eps_decay_steps: int = hp(10_000, "epsilon decays linearly from eps_start to eps_end over these env steps", check="non_negative")
+    eps_decay_steps: int = hp(10_000, "epsilon decays linearly from eps_start to eps_end over these env steps",
+                              check="non_negative")
     # ---- keep the best network (as Stable-Baselines3's EvalCallback): what we deliver
     keep_best: bool = hp(True, "deliver the network with the best selection evaluation, not the final one "
                                "(DQN's greedy score oscillates during training)")
-    eval_interval: int = hp(10_000, "env steps between selection evaluations (at the next episode boundary)", check="positive")
-    eval_episodes: int = hp(10, "greedy episodes per selection evaluation (env seeds disjoint from the reporting ones)", check="positive")
+    eval_interval: int = hp(10_000, "env steps between selection evaluations (at the next episode boundary)",
+                            check="positive")
+    eval_episodes: int = hp(10, "greedy episodes per selection evaluation (env seeds disjoint from the reporting "
+                                "ones)", check="positive")
 
 
 # ==================================================================== the Q network

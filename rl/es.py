@@ -183,3 +183,8 @@ class ES:
 
     def losses(self) -> dict:
         return {"update_norm": self.update_norms}
+
+    def extra_metrics(self) -> dict:
+        return {"generations": self.generation, "generation_mean_returns": self.generation_mean_returns,
+                "generation_max_returns": self.generation_max_returns,
+                "generation_min_returns": self.generation_min_returns}

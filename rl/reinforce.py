@@ -52,7 +52,8 @@ class ReinforceConfig:
     # ---- networks and optimisers
     hidden: tuple = hp((32,), "hidden layer widths of the policy (and value) network, ReLU")
     lr: float = hp(1e-2, "Adam learning rate of the policy", check="positive")
-    lr_final_fraction: float = hp(1.0, "the policy's lr decays linearly to lr * this at the end of the budget", check="fraction")
+    lr_final_fraction: float = hp(1.0, "the policy's lr decays linearly to lr * this at the end of the budget",
+                                  check="fraction")
     value_lr: float = hp(1e-2, "Adam learning rate of the value network (baseline value)", check="positive")
     max_grad_norm: float = hp(0.0, "clip the policy gradient's global L2 norm (0 = no clipping)", check="non_negative")
 

@@ -261,7 +261,10 @@ def rollout(env: BatchEnv, choose_action, max_steps: int):
     for _ in range(max_steps):
         a = choose_action(s)
         s_next, reward, terminated = env.step(s, a)
-        states.append(s), actions.append(a), rewards.append(np.where(active, reward, 0.0)), valid.append(active)
+        states.append(s)
+        actions.append(a)
+        rewards.append(np.where(active, reward, 0.0))
+        valid.append(active)
         active = active & ~terminated
         if not active.any():
             break

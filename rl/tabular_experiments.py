@@ -39,7 +39,7 @@ DEFAULT_EPISODES = {"random-walk": 100, "cliff": 500, "frozenlake": 3000, "taxi"
 class TabularConfig:
     experiment: str = hp("cliff", "which experiment", choices=EXPERIMENTS)
     runs: int | None = hp(None, "independent runs, averaged (default: random-walk 100, cliff 100, frozenlake 5 "
-                                "(Q-learning), taxi 10)", check="positive")
+                                "(Q-learning), taxi 10; blackjack: one run)", check="positive")
     episodes: int | None = hp(None, "training episodes per run (default: random-walk 100, cliff 500, "
                                     "frozenlake 3000, taxi 3000, blackjack 100000)", check="positive")
     eval_episodes: int = hp(1000, "greedy evaluation episodes on the gymnasium environment", check="positive")
@@ -102,6 +102,7 @@ def random_walk(cfg, seed, runs, episodes):
     initial_rms = float(np.sqrt(((0.5 - truth[1:-1]) ** 2).mean()))
     metrics = {"episodes": episodes, "runs": runs, "td_rms_error": td[best_td], "mc_rms_error": mc[best_mc],
                "td_best_alpha": best_td, "mc_best_alpha": best_mc, "initial_rms_error": initial_rms,
+               "td_rms_error_final": float(td[best_td][-1]), "mc_rms_error_final": float(mc[best_mc][-1]),
                "td_rms_error_by_alpha": {str(a): c for a, c in td.items()},
                "mc_rms_error_by_alpha": {str(a): c for a, c in mc.items()},
                "true_values": truth[1:-1]}
@@ -137,8 +138,7 @@ def cliff(cfg, seed, runs, episodes):
     env = gym.make("CliffWalking-v1")
     model = TabularModel.from_env(env)
     metrics = {"runs": runs, "episodes": episodes, "alpha": 0.5, "epsilon": 0.1, "gamma": 1.0,
-               "episode_step_cap": cfg.max_steps, "greedy_path_length": {}, "greedy_path_length_counts": {},
-               "mean_reward_last_100_episodes": {}}
+               "episode_step_cap": cfg.max_steps, "greedy_path_length": {}, "greedy_path_length_counts": {}}
     figure = {"curves": {}, "paths": {}, "shape": (4, 12)}
     for i, method in enumerate(CLIFF_METHODS):
         Q, returns = td_control(model, method, episodes, runs, alpha=0.5, epsilon=0.1, gamma=1.0,
@@ -152,9 +152,12 @@ def cliff(cfg, seed, runs, episodes):
         reached = [n for n in lengths if n is not None]
         mode = max(set(reached), key=reached.count) if reached else None
         metrics[f"{method}_rewards_per_episode"] = curve
-        metrics["greedy_path_length"][method] = mode            # the most common length over runs
+        if method in ("sarsa", "q_learning"):                   # the contract's two; the third has its own key
+            metrics["greedy_path_length"][method] = mode        # the most common length over runs
+        else:
+            metrics[f"{method}_greedy_path_length"] = mode
         metrics["greedy_path_length_counts"][method] = dict(sorted(counts.items()))
-        metrics["mean_reward_last_100_episodes"][method] = float(curve[-100:].mean())
+        metrics[f"{method}_mean_reward_last_100"] = float(curve[-100:].mean())
         figure["curves"][method] = curve
         figure["paths"][method] = paths[lengths.index(mode)] if mode is not None else None
     return metrics, figure
@@ -203,6 +206,7 @@ def frozenlake(cfg, seed, runs, episodes):
             float(finite_horizon_values(model, limit, np.eye(model.n_actions)[Q[r].argmax(1)])[start])
             for r in range(runs)]
         metrics[name] = result
+        metrics[f"success_rate_{name}_value_iteration"] = result["success_rate"]["value_iteration"]
         figure[name] = {"desc": env.unwrapped.desc.astype(str), "values": values, "actions": actions,
                         "success_rate": result["success_rate"]}
     return metrics, figure
@@ -211,7 +215,8 @@ def frozenlake(cfg, seed, runs, episodes):
 # ==================================================================== Taxi: Q-learning
 def taxi(cfg, seed, runs, episodes):
     """Q-learning (alpha 0.5, eps 0.1, gamma 0.99) for `runs` runs; every run's greedy policy is evaluated
-    on cfg.eval_episodes episodes; the optimal mean reward is computed exactly from the model."""
+    on cfg.eval_episodes episodes; the optimal policy's mean reward is computed exactly from the model
+    (value iteration, gamma = 1, then its expected return within the 200-step limit) and also measured."""
     env = gym.make("Taxi-v4")
     model, limit = TabularModel.from_env(env), env.spec.max_episode_steps
     alpha, epsilon, gamma = 0.5, 0.1, 0.99
@@ -221,10 +226,13 @@ def taxi(cfg, seed, runs, episodes):
                     for r in range(runs)]
     _, optimal_policy, _ = value_iteration(model, 1.0)
     optimal = float(finite_horizon_values(model, limit, optimal_policy) @ model.initial)
+    optimal_measured = greedy_returns(env, optimal_policy.argmax(1), cfg.eval_episodes,
+                                      stream(seed, "taxi/eval-optimal"))
     metrics = {"runs": runs, "episodes": episodes, "alpha": alpha, "epsilon": epsilon, "gamma": gamma,
                "q_learning_greedy_mean_reward": float(np.mean(greedy_means)),
                "q_learning_greedy_mean_reward_runs": greedy_means,
-               "optimal_mean_reward": optimal, "rewards_per_episode": returns.mean(axis=1)}
+               "optimal_mean_reward": optimal, "optimal_policy_greedy_mean_reward": float(optimal_measured.mean()),
+               "rewards_per_episode": returns.mean(axis=1)}
     return metrics, {"curve": returns.mean(axis=1), "optimal": optimal, "greedy_means": greedy_means}
 
 

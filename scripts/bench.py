@@ -10,7 +10,7 @@ Workloads (each is one training step: forward, backward, optimizer step, as the 
     flow    RealNVP, 6 affine couplings with MLPs 784-512-512-1568, batch 100, Adam
     convT   conv_transpose2d 128->64, k4 s2 p1, 7x7 -> 14x14, batch 128, forward + backward (no optimizer)
     dcgan   one DCGAN iteration, batch 128: G forward, D step on real and fake, G step through D
-    save    writing a checkpoint of the flow's parameters and Adam state (about 30 MB)
+    save    writing a checkpoint of the flow's parameters and Adam state (106 MB)
 
 For each: the median wall time of a step over --repeats (after warm-up), the minimum, the matmul/conv
 FLOPs of a step counted from the shapes, the achieved GFLOP/s and its fraction of a large float32
@@ -22,9 +22,11 @@ the fraction of the matmul rate is the number to compare between runs. Never imp
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +39,7 @@ import autodiff.functional as F                                     # noqa: E402
 import nets                                                          # noqa: E402
 from autodiff import Tensor                                          # noqa: E402
 from nets.losses import binary_cross_entropy_with_logits, gaussian_kl  # noqa: E402
+from nets.threads import configure_threads, current_threads           # noqa: E402
 
 
 # ==================================================================== FLOP counting
@@ -153,14 +156,17 @@ def make_dcgan(rng, N=128, noise=96):
 
 
 def make_save(rng):
-    """Checkpoint writing: a flow's worth of parameters and Adam moments (float32, ~3 x 10 MB)."""
-    arrays = {f"w{i}": rng.standard_normal((512, 1568), dtype=np.float32) for i in range(3)}
-    state = {f"{i}.m": a for i, a in enumerate(arrays.values())}
+    """Checkpoint writing: the flow's parameters and Adam moments (8.8 M float32 numbers each, 106 MB)."""
+    shapes = [(512, 784), (512,), (512, 512), (512,), (1568, 512), (1568,), (784,)] * 6
+    model = {f"p{i}": rng.standard_normal(shape, dtype=np.float32) for i, shape in enumerate(shapes)}
+    optimizer = {f"{i}.{moment}": rng.standard_normal(shape, dtype=np.float32)
+                 for i, shape in enumerate(shapes) for moment in ("m", "v")}
     folder = tempfile.mkdtemp(prefix="bench-save-")
+    atexit.register(shutil.rmtree, folder, True)
     path = os.path.join(folder, "checkpoint.npz")
 
     def step():
-        nets.save_checkpoint(path, {"epoch": 1}, model=arrays, optimizer=state)
+        nets.save_checkpoint(path, {"epoch": 1}, model=model, optimizer=optimizer)
     return step, 0
 
 
@@ -202,7 +208,7 @@ def measure(name: str, repeats: int, seed: int = 0) -> dict:
     return {"workload": name, "median_ms": 1e3 * median, "min_ms": 1e3 * min(times), "repeats": repeats,
             "cpu_ms": 1e3 * float(np.median(cpu)),
             "gflop_per_step": flops / 1e9, "gflops": rate, "matmul_gflops": peak,
-            "fraction_of_matmul": rate / peak, "peak_rss_mb": _peak_rss_mb()}
+            "fraction_of_matmul": rate / peak, "peak_rss_mb": _peak_rss_mb(), "threads": _threads()}
 
 
 def _peak_rss_mb() -> float:
@@ -211,11 +217,7 @@ def _peak_rss_mb() -> float:
 
 
 def _threads() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-        return ",".join(f"{i['internal_api']}:{i['num_threads']}" for i in threadpool_info()) or "?"
-    except ImportError:
-        return "?"
+    return ",".join(f"{library}:{count}" for library, count in current_threads().items()) or "?"
 
 
 def profile(name: str, repeats: int, top: int) -> None:
@@ -240,8 +242,12 @@ def main():
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--profile", action="store_true", help="cProfile the steps instead of timing them")
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
+    parser.add_argument("--threads", default=None,
+                        help="BLAS threads: a number or 'auto' (nets/threads.py's policy; default: the library's own)")
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads is not None:
+        configure_threads(args.threads)
     names = args.workloads or list(WORKLOADS)
     unknown = [name for name in names if name not in WORKLOADS]
     if unknown:
@@ -257,9 +263,10 @@ def main():
     results = []
     for name in names:                      # one process per workload: its own peak memory
         command = [sys.executable, os.path.abspath(__file__), name, "--repeats", str(args.repeats), "--in-process"]
+        command += [] if args.threads is None else ["--threads", str(args.threads)]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         results += json.loads(done.stdout)
-    report = {"numpy": np.__version__, "cores": os.cpu_count(), "threads": _threads(),
+    report = {"numpy": np.__version__, "cores": os.cpu_count(), "threads": results[0]["threads"],
               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "results": results}
     if args.json:
         print(json.dumps(report, indent=2, allow_nan=False))

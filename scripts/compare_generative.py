@@ -40,9 +40,9 @@ FAMILIES = {"made": "autoregressive", "pixelcnn": "autoregressive", "flow": "flo
 CAPTION = """\
 **Which numbers are comparable.** Rows share the test images (the test split of the data used) and the
 classifier. *Exact NLL* (MADE, PixelCNN) and the *-ELBO / -IWAE* bounds (VAE) are nats per image on the same
-fixed binarisation of those images, so they sit in one column: a bound is an upper bound on the NLL, and
--IWAE is the tighter one. The CVAE's bounds are on -log p(x | label): it is told the digit, so they are
-smaller than any unconditional NLL by up to log 10 = 2.3 nats and do not rank it against the others. The
+fixed binarisation of those images, so these two columns compare directly: a bound is an upper bound on
+the NLL, and -IWAE is the tighter one. The CVAE's bounds are on -log p(x | label), a different quantity: it is told the
+digit (for the true distribution, knowing the label is worth at most log 10 = 2.3 nats per image). The
 flow models grey levels dequantised to 256 levels, a continuous density: its bits/dim (converted to nats per
 image, 784 ln 2 per bit/dim) are not comparable with the binary-image column at all. The GAN has no
 likelihood. *Class entropy* and *Frechet distance* compare samples with the test images in the features of
@@ -51,7 +51,8 @@ comparable across rows, with three caveats: binary samples (MADE, PixelCNN) pay 
 "binarised training digits" row), the CVAE's samples have balanced labels by construction, and a Frechet
 distance from few samples is biased upwards (every row uses the same number). Training times and
 budgets differ per run (the "train s" column); the sampling times are single measurements on a shared
-machine and show the orders of magnitude (PixelCNN: one network pass per pixel; the others: one pass)."""
+machine and show the orders of magnitude (MADE and PixelCNN: one network pass per pixel, 784 in all; the
+others: one pass)."""
 
 
 # ==================================================================== sample quality
@@ -147,19 +148,18 @@ def load_sampler(run_dir: str, model: str):
             return lambda n, rng: net.sample(n, np.arange(n) % 10, rng=rng)
         return lambda n, rng: net.sample(n, rng=rng)
     if model == "flow":
-        from cli import flow as cli
-        net = cli.build_model(config)
+        from models.flow import FlowConfig, build
+        net = build(config_from(FlowConfig, config))
         net.load_state_dict(checkpoint["model"])
         return lambda n, rng: net.sample(n, rng=rng)
     if model == "dcgan":
-        from cli import dcgan as cli
-        from models.dcgan import NOISE_DIM, generate, sample_noise
-        _, generator = cli.build_models(config)
+        from cli.dcgan import to_unit
+        from models.dcgan import NOISE_DIM, build_generator, generate, sample_noise
+        generator = build_generator(NOISE_DIM)
         generator.load_state_dict(checkpoint["G"])
-        return lambda n, rng: cli.to_unit(generate(generator, sample_noise(n, NOISE_DIM, rng)))
-    family = importlib.import_module(f"models.{model}")          # made, pixelcnn: the harness's checkpoints
-    cfg = config_from(getattr(family, "MADEConfig" if model == "made" else "PixelCNNConfig"), config)
-    net = family.build_model(cfg, np.random.default_rng(0)) if model == "made" else family.build_model(cfg)
+        return lambda n, rng: to_unit(generate(generator, sample_noise(n, NOISE_DIM, rng)))
+    from cli import autoregressive as cli                          # made, pixelcnn
+    net = cli.build_model(model, config_from(cli.FAMILY[model][1], config), np.random.default_rng(0))
     net.load_state_dict(checkpoint["model"])                      # (MADE's masks are buffers: loaded too)
     return lambda n, rng: net.sample(n, rng)
 
@@ -209,7 +209,8 @@ def compare(run_dirs, test_images: np.ndarray, classifier, *, data_dir=None, see
         row = {"run": run_dir, "model": model, "family": FAMILIES[model],
                "train_seconds": metrics.get("wall_seconds"), "notes": []}
         try:
-            row.update(likelihood_columns(model, evaluate(run_dir, model, data_dir, seed)))
+            if model != "dcgan":                         # a GAN has no likelihood to evaluate
+                row.update(likelihood_columns(model, evaluate(run_dir, model, data_dir, seed)))
         except Exception as error:                   # one broken family must not hide the others' numbers
             row["notes"].append(f"no likelihood: {type(error).__name__}: {error}")
         row.update(sample_quality(images[:n], classifier, reference))
@@ -228,7 +229,7 @@ def compare(run_dirs, test_images: np.ndarray, classifier, *, data_dir=None, see
                                **sample_quality(np.asarray(images).reshape(-1, 28, 28), classifier, reference)})
     given = {row["model"] for row in rows}
     return {"rows": rows, "references": references, "num_samples": n, "n_test": len(test_images),
-            "data": data_dir or "embedded validation digits (500)", "seed": seed,
+            "data": data_dir or "the embedded validation digits", "seed": seed,
             "missing_families": [m for m in FAMILIES if m not in given], "caption": CAPTION}
 
 
@@ -236,6 +237,10 @@ def _number(value, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     return f"{value:.{digits}f}"
+
+
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.2g}" if value < 1 else f"{value:.1f}"
 
 
 def markdown(result: dict) -> str:
@@ -251,12 +256,12 @@ def markdown(result: dict) -> str:
         name = row["run"] if row["model"] == "data" else f"{row['model']} (`{folder}`)"
         lines.append(f"| {name} | {row['family']} | "
                      f"{_number(row.get('exact_nll_nats'))} | {bounds} | {flow} | "
-                     f"{_number(row['class_entropy_bits'], 2)} | {_number(row['frechet_distance'], 2)} | "
-                     f"{_number(row.get('train_seconds'), 0)} | {_number(row.get('sample_100_seconds'), 2)} |")
+                     f"{_number(row['class_entropy_bits'], 2)} | {_number(row['frechet_distance'])} | "
+                     f"{_number(row.get('train_seconds'), 0)} | {_seconds(row.get('sample_100_seconds'))} |")
     notes = [f"- {row['model']} (`{row['run']}`): {note}" for row in result["rows"] for note in row["notes"]]
     if result["missing_families"]:
         notes.append(f"- no run given for: {', '.join(result['missing_families'])}")
-    setup = (f"Test images: {result['data']} ({result['n_test']}); sample quality from the first "
+    setup = (f"Test images: {result['n_test']} ({result['data']}); sample quality from the first "
              f"{result['num_samples']} samples of each run.")
     return "\n".join(lines + ["", setup, "", result["caption"]] + ([""] + notes if notes else [])) + "\n"
 

@@ -61,6 +61,11 @@ def main(argv=None) -> int:
     try:
         if args.seeds is not None:
             return run_many(args, argv)
+        from nets.threads import configure_threads
+        try:
+            configure_threads(args.threads or ("1" if args.model in RL_COMMANDS else None))
+        except ValueError as error:
+            raise UsageError(f"--threads: {error}") from None
         args.run(args)
     except UsageError as error:
         print(f"train.py {args.model}: error: {error}", file=sys.stderr)

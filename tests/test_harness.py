@@ -99,6 +99,7 @@ def run_main(argv, capsys):
     return code, capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")       # the NaNs on the way are the point
 def test_a_diverging_run_stops_with_one_line_and_exit_3(tmp_path, capsys):
     code, err = run_main(["vae", "--lr", "1e4", "--epochs", "2", "--limit", "200", "--hidden", "16",
                           "--out", str(tmp_path / "v")], capsys)

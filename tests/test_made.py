@@ -149,3 +149,17 @@ def test_train_and_evaluate_write_the_contract_files(tmp_path, capsys):
     assert result["n_test"] == 500
     assert result["test_nll_nats"] == pytest.approx(metrics["test_nll_nats"], rel=1e-6)   # same fixed draw
     assert train.main(["made", "--resume", str(out), "--num-masks", "3"]) == 2           # refused, one line
+
+
+def test_resume_continues_exactly(tmp_path):
+    """1 epoch, then --resume to 2 epochs: the same weights, masks and optimizer state as 2 epochs at once."""
+    import train
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert train.main(["made", *TINY, "--seed", "4", "--out", str(straight)]) == 0
+    assert train.main(["made", *TINY, "--epochs", "1", "--seed", "4", "--out", str(resumed)]) == 0
+    assert train.main(["made", "--resume", str(resumed), "--epochs", "2"]) == 0
+    a, b = (nets.load_checkpoint(d / "checkpoint.npz") for d in (straight, resumed))
+    for section in ("model", "optimizer"):
+        for name, value in a[section].items():
+            np.testing.assert_array_equal(b[section][name], value, err_msg=name)
+    assert a["meta"]["state"]["history"] == b["meta"]["state"]["history"]

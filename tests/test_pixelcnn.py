@@ -15,7 +15,7 @@ from nets.data import load_mnist
 
 def small_pixelcnn(seed=0, channels=4, blocks=2, head=4, dtype=np.float64):
     nets.manual_seed(seed)
-    return pixelcnn.PixelCNN(channels, blocks, head, dtype=dtype)
+    return pixelcnn.PixelCNN(channels, max(channels // 2, 1), blocks, head, dtype=dtype)
 
 
 def dependence(model, x):
@@ -91,7 +91,7 @@ def test_samples_follow_the_model_distribution():
 def test_a_few_steps_lower_the_nll_of_the_batch():
     x = (load_mnist("train")[0][:16] > 0.5).astype(np.float32)
     nets.manual_seed(0)
-    model = pixelcnn.PixelCNN(8, 1, 8)
+    model = pixelcnn.PixelCNN(8, 4, 1, 8)
     optimizer = nets.Adam(model.parameters(), lr=1e-2)
     before = pixelcnn.evaluate(model, x)
     for _ in range(6):
@@ -112,7 +112,7 @@ def test_train_and_evaluate_write_the_contract_files(tmp_path, capsys):
     import evaluate as evaluate_script
     import train
     out = tmp_path / "pixelcnn"
-    args = ["pixelcnn", "--epochs", "1", "--channels", "4", "--blocks", "1", "--head", "4", "--limit", "40",
+    args = ["pixelcnn", "--epochs", "1", "--channels", "4", "--inner", "2", "--blocks", "1", "--head", "4", "--limit", "40",
             "--batch-size", "20", "--num-samples", "2", "--seed", "1", "--out", str(out)]
     assert train.main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())

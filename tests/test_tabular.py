@@ -6,7 +6,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from nets.harness import stream
 from rl.dynamic_programming import (TabularModel, bellman_optimality_residual, exact_policy_values,
                                     finite_horizon_values, policy_evaluation, policy_iteration, value_iteration)
 from rl.random_walk import RandomWalkEnv
@@ -58,6 +57,15 @@ def test_policy_and_value_iteration_agree_with_a_linear_solve_on_frozenlake(env_
     # both policies are optimal: the same values by a direct solve, even where they break ties differently
     np.testing.assert_allclose(exact_policy_values(model, pi_pi, 0.99), exact, atol=1e-9)
     assert V_vi[0] > 0.1 and V_vi[0] < 1.0
+
+
+def test_value_iteration_on_the_cliff_stops_at_terminal_outcomes():
+    # CliffWalking's goal state has ordinary (non-absorbing) rows in P: only the `terminated` flag of the
+    # transition into it ends the return. Undiscounted, the shortest path (13 steps of -1) is optimal.
+    model = TabularModel.from_env(gym.make("CliffWalking-v1"))
+    V, policy, _ = value_iteration(model, 1.0, theta=1e-12)
+    assert V[36] == pytest.approx(-13.0)
+    assert len(greedy_path(model, policy)) - 1 == 13
 
 
 def test_random_walk_values_by_policy_evaluation_and_env_dynamics():
@@ -227,44 +235,52 @@ def _tiny(experiment, **changes):
     return TabularConfig(experiment=experiment, **values)
 
 
-def test_experiments_tiny_runs_write_the_contract_keys():
-    metrics, _ = tabular_experiments.run_experiment(_tiny("random-walk", episodes=10), seed=0)
-    assert metrics["episodes"] == 10 and len(metrics["td_rms_error"]) == len(metrics["mc_rms_error"]) == 10
-    metrics, figure = tabular_experiments.run_experiment(_tiny("cliff"), seed=0)
-    assert metrics["runs"] == 3 and len(metrics["sarsa_rewards_per_episode"]) == 30
-    assert len(metrics["q_learning_rewards_per_episode"]) == 30
-    assert set(metrics["greedy_path_length"]) >= {"sarsa", "q_learning"}
-    metrics, _ = tabular_experiments.run_experiment(_tiny("frozenlake", runs=1, episodes=20), seed=0)
-    for name in ("4x4", "8x8"):
-        result = metrics[name]
-        assert result["gamma"] == 0.99 and len(result["value_iteration_values"]) == (16 if name == "4x4" else 64)
-        assert len(result["policy_iteration_values"]) == len(result["value_iteration_values"])
-        assert set(result["success_rate"]) == {"value_iteration", "policy_iteration", "q_learning"}
-        assert result["max_abs_diff_vs_linear_solve"]["value_iteration"] <= 1e-6
-    metrics, _ = tabular_experiments.run_experiment(_tiny("taxi", runs=2, episodes=5, eval_episodes=3), seed=0)
-    assert len(metrics["q_learning_greedy_mean_reward_runs"]) == 2
-    assert -200 <= metrics["q_learning_greedy_mean_reward"] <= 20
-    metrics, _ = tabular_experiments.run_experiment(_tiny("blackjack", episodes=300), seed=0)
-    assert np.shape(metrics["values_usable_ace_after_300"]) == (10, 10)
+TINY = {"random-walk": ["--runs", "2", "--episodes", "6"],
+        "cliff": ["--runs", "3", "--episodes", "8", "--max-steps", "100"],
+        "frozenlake": ["--runs", "1", "--episodes", "20", "--eval-episodes", "20"],
+        "taxi": ["--runs", "2", "--episodes", "5", "--eval-episodes", "3"],
+        "blackjack": ["--episodes", "300"]}
+
+
+@pytest.mark.parametrize("experiment", sorted(TINY))
+def test_cli_tiny_runs_write_the_contract_keys_and_a_figure(experiment, tmp_path):
+    import train
+    out = tmp_path / experiment
+    assert train.main(["tabular", "--experiment", experiment, "--seed", "3", "--out", str(out), *TINY[experiment]]) == 0
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert metrics["seed"] == 3 and (out / (experiment.replace("-", "_") + ".png")).stat().st_size > 0
+    if experiment == "random-walk":
+        assert metrics["episodes"] == 6 and len(metrics["td_rms_error"]) == len(metrics["mc_rms_error"]) == 6
+    elif experiment == "cliff":
+        assert metrics["runs"] == 3 and len(metrics["sarsa_rewards_per_episode"]) == 8
+        assert len(metrics["q_learning_rewards_per_episode"]) == 8
+        assert set(metrics["greedy_path_length"]) == {"sarsa", "q_learning"}
+    elif experiment == "frozenlake":
+        for name, n_states in (("4x4", 16), ("8x8", 64)):
+            result = metrics[name]
+            assert result["gamma"] == 0.99 and len(result["value_iteration_values"]) == n_states
+            assert len(result["policy_iteration_values"]) == n_states
+            assert set(result["success_rate"]) == {"value_iteration", "policy_iteration", "q_learning"}
+            assert result["max_abs_diff_vs_linear_solve"]["value_iteration"] <= 1e-6
+    elif experiment == "taxi":
+        assert len(metrics["q_learning_greedy_mean_reward_runs"]) == 2
+        assert -200 <= metrics["q_learning_greedy_mean_reward"] <= 20
+    else:
+        assert np.shape(metrics["values_usable_ace_after_300"]) == (10, 10)
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers():
-    a, _ = tabular_experiments.run_experiment(_tiny("cliff", episodes=10), seed=1)
-    b, _ = tabular_experiments.run_experiment(_tiny("cliff", episodes=10), seed=1)
-    c, _ = tabular_experiments.run_experiment(_tiny("cliff", episodes=10), seed=2)
+    tiny = _tiny("cliff", episodes=4, max_steps=100)
+    a, _ = tabular_experiments.run_experiment(tiny, seed=1)
+    b, _ = tabular_experiments.run_experiment(tiny, seed=1)
+    c, _ = tabular_experiments.run_experiment(tiny, seed=2)
     np.testing.assert_array_equal(a["sarsa_rewards_per_episode"], b["sarsa_rewards_per_episode"])
     assert not np.array_equal(a["sarsa_rewards_per_episode"], c["sarsa_rewards_per_episode"])
 
 
-def test_cli_writes_strict_metrics_and_figure(tmp_path, capsys):
+def test_cli_refuses_resume_and_bad_flags(tmp_path, capsys):
     import train
-    out = tmp_path / "walk"
-    code = train.main(["tabular", "--experiment", "random-walk", "--runs", "2", "--episodes", "5",
-                       "--seed", "3", "--out", str(out)])
-    assert code == 0
-    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(c))
-    assert metrics["seed"] == 3 and metrics["episodes"] == 5 and len(metrics["td_rms_error"]) == 5
-    assert (out / "random_walk.png").stat().st_size > 0
-    assert train.main(["tabular", "--experiment", "cliff", "--resume", str(out)]) == 2
+    assert train.main(["tabular", "--experiment", "cliff", "--resume", str(tmp_path)]) == 2
     assert "keep no checkpoint" in capsys.readouterr().err
     assert train.main(["tabular", "--experiment", "cliff", "--runs", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--runs: expected a number > 0, got 0" in capsys.readouterr().err

@@ -888,3 +888,5 @@ def test_matmul_with_a_transposed_weight_gives_a_contiguous_weight_gradient():
     np.testing.assert_allclose(x.grad, g @ w.data, rtol=1e-12)
     a = Tensor(np.asfortranarray(rng.standard_normal((3, 4))), requires_grad=True)
     gradcheck(lambda x, w, a: (x @ w.T) @ a.T @ a, x, w, a)
+    batch = Tensor(rng.standard_normal((2, 5, 3)), requires_grad=True)     # batched input, 2-D weight
+    gradcheck(lambda batch, w: batch @ w.T, batch, w)

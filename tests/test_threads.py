@@ -20,10 +20,23 @@ def test_explicit_request_and_environment_variable(monkeypatch):
 def test_auto_leaves_the_busy_cores_alone(monkeypatch):
     monkeypatch.delenv(threads.ENV_VAR, raising=False)
     monkeypatch.setattr(threads, "available_cores", lambda: 4)
-    for load, expected in [(0.1, 4), (1.2, 3), (2.6, 1), (9.0, 1)]:
-        monkeypatch.setattr(threads.os, "getloadavg", lambda load=load: (load, load, load))
+    for busy, expected in [(0, 4), (1, 3), (3, 1), (9, 1)]:
+        monkeypatch.setattr(threads, "busy_cores", lambda busy=busy: busy)
         assert threads.choose_threads() == expected
         assert threads.choose_threads("auto") == expected
+
+
+def test_busy_cores_reads_the_share_of_non_idle_time(monkeypatch):
+    """/proc/stat says 3 of 4 cores' time went to work during the interval: 3 busy cores."""
+    samples = iter([(1000, 600), (1400, 700)])           # (total, idle): 400 jiffies, 100 idle
+    monkeypatch.setattr(threads, "_cpu_times", lambda: next(samples))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    assert threads.busy_cores(interval=0) == 3
+    def unreadable():
+        raise OSError("no /proc/stat")
+    monkeypatch.setattr(threads, "_cpu_times", unreadable)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.6, 1.0, 1.0))
+    assert threads.busy_cores(interval=0) == 2                # the load average, rounded
 
 
 def test_configure_threads_sets_the_blas_library():

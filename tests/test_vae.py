@@ -242,3 +242,13 @@ def test_missing_data_and_bad_resume_give_clear_messages(cvae_run, tmp_path, cap
 
     assert evaluate_script.main([str(cvae_run), "--data-dir", str(empty)]) == 2
     assert "no MNIST images" in capsys.readouterr().err
+
+
+def test_evaluate_needs_only_the_test_files_of_a_data_dir(cvae_run, capsys, monkeypatch):
+    from conftest import SHARED_MNIST
+    monkeypatch.setattr(cli_vae, "EVAL_K", 2)                       # the files matter here, not the bound
+    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip("the real MNIST test set is not beside the repo")
+    assert evaluate_script.main([str(cvae_run), "--data-dir", str(SHARED_MNIST)]) == 0   # no train files there
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_test"] == 10000 and np.isfinite(result["test_iwae_nats_binarized"])

@@ -22,7 +22,7 @@ from models.char_lm import CharLMConfig
 from models.seq_memory import SeqMemoryConfig
 from nets.datasets.text import CharCorpus, load_text
 from nets.harness import Run, UsageError, add_config_flags, add_run_flags
-from cli.common import save_curves
+from cli.common import _pyplot, save_curves
 
 SUMMARY_METRICS = {"char-lm": {"test_nll_nats_per_char": "lower"},
                    "seq-memory": {"accuracy_lstm_T100": "higher", "accuracy_rnn_T100": "lower"}}
@@ -71,7 +71,8 @@ def run_char_lm(args) -> None:
         for step in run.loop(state["step"], cfg.steps, save, unit="step"):
             char_lm.set_lr(optimizer, cfg, step)
             if cfg.model == "mlp":
-                batch = char_lm.mlp_batch(corpus.train, cfg.context, cfg.batch_size, run.stream("train", step))
+                batch = char_lm.mlp_batch(corpus.train, cfg.context, cfg.batch_size * cfg.seq_len,
+                                          run.stream("train", step))
             else:
                 inputs, targets, new_pass = char_lm.chunk(data, step, cfg.seq_len)
                 batch, carry = (inputs, targets), (None if new_pass else carry)
@@ -93,8 +94,7 @@ def run_char_lm(args) -> None:
         "test_nll_nats_per_char": nll, "test_bits_per_char": nll / math.log(2),
         "corpus": cfg.text or "embedded Shakespeare (8 plays)", "vocab_size": corpus.vocab_size,
         "train_chars": len(corpus.train), "test_chars": len(corpus.test),
-        "steps_completed": state["step"], "chars_seen": state["step"] * cfg.batch_size * (
-            1 if cfg.model in ("bigram", "mlp") else cfg.seq_len),
+        "steps_completed": state["step"], "chars_seen": state["step"] * cfg.batch_size * cfg.seq_len,
         "parameters": sum(p.size for p in model.parameters()) if cfg.model != "bigram" else model.counts.size,
         "sample_known_word_fraction": known, "history": state["history"], "train_losses": state["losses"],
     })
@@ -163,6 +163,9 @@ def run_seq_memory(args) -> None:
         if T == max(cfg.lengths):
             batch = seq_memory.make_batch(cfg.batch_size, T, cfg, run.stream("grad_batch", T))
             state["grad_norms"][kind] = seq_memory.grad_norms(model, batch, cfg.clip)
+            if kind == "rnn":
+                state["grad_norms"]["rnn_exploding"] = seq_memory.grad_norms(seq_memory.exploding_rnn(cfg), batch,
+                                                                            cfg.clip)
         state["done"] = unit + 1
         run.show(**{f"{kind}@{T}": state["accuracy"][kind][str(T)]})
 
@@ -175,11 +178,28 @@ def run_seq_memory(args) -> None:
                 {m: (lengths, [state["accuracy"][m][str(T)] for T in lengths]) for m in models}
                 | {"chance": (lengths, [1 / cfg.symbols] * len(lengths))},
                 xlabel="sequence length T", ylabel="held-out accuracy", title="recall the first symbol")
-    curves = {}
-    for m, g in state["grad_norms"].items():
-        curves[f"{m}"] = g["raw"]
-        curves[f"{m}, clipped to {cfg.clip}"] = g["clipped"]
-    save_curves(run.path("grad_norms.png"), {k: [max(v, 1e-30) for v in c] for k, c in curves.items()},
-                xlabel="time step t", ylabel="mean ||dL/dh_t|| (log)", logy=True,
-                title=f"gradient reaching step t from the loss at T = {longest} (trained models)")
+    _grad_figure(run.path("grad_norms.png"), state["grad_norms"], cfg)
     print({"accuracy": metrics["accuracy"], "wall_seconds": metrics["wall_seconds"]})
+
+
+def _grad_figure(path: str, norms: dict, cfg: SeqMemoryConfig) -> None:
+    """||dL/dh_t|| against t, log scale: solid = the gradient, dashed = after clipping (drawn where it differs)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (name, g) in enumerate(norms.items()):
+        label = (f"rnn, untrained, W_hh spectral radius {cfg.explode_radius}" if name == "rnn_exploding"
+                 else f"{name}, trained")
+        t = np.arange(1, len(g["raw"]) + 1)
+        ax.plot(t, np.maximum(g["raw"], 1e-30), color=f"C{i}", label=label)
+        if not np.allclose(g["clipped"], g["raw"]):
+            ax.plot(t, np.maximum(g["clipped"], 1e-30), color=f"C{i}", linestyle="--",
+                    label=f"{label}, clipped to norm {cfg.clip}")
+    ax.set_yscale("log")
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("mean ||dL/dh_t||")
+    ax.set_title(f"the gradient reaching step t from the loss at t = {len(g['raw'])}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -11,15 +11,18 @@ from nets.checkpoint import save_npz_atomic
 from nets.harness import UsageError
 
 
-def load_mnist_splits(data_dir):
-    """(train_images, train_labels, test_images, test_labels) with a one-line error if files are missing."""
+def load_split(split: str, data_dir):
+    """(images, labels) of one MNIST split, with a one-line error if the files are missing or broken."""
     from nets.data import load_mnist
     try:
-        x_train, y_train = load_mnist("train", data_dir)
-        x_test, y_test = load_mnist("test", data_dir)
+        return load_mnist(split, data_dir)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
-    return x_train, y_train, x_test, y_test
+
+
+def load_mnist_splits(data_dir):
+    """(train_images, train_labels, test_images, test_labels)."""
+    return (*load_split("train", data_dir), *load_split("test", data_dir))
 
 
 def write_samples(directory: str, images: np.ndarray, labels=None, **extra) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import nets
 from models.flow import FlowConfig, build, mean_bits_per_dim, to_pixels, train_epoch
 from nets.harness import Run, add_config_flags, add_run_flags, config_from, read_checkpoint
-from cli.common import load_mnist_splits, print_summary, save_curves, save_image_grid, write_samples
+from cli.common import load_mnist_splits, load_split, print_summary, save_curves, save_image_grid, write_samples
 
 NUM_SAMPLES = 1000          # samples saved per temperature
 SUMMARY_METRICS = {"final_val_bits_per_dim": "lower"}
@@ -87,7 +87,7 @@ def evaluate(run_dir: str, model_name: str, data_dir, seed: int) -> dict:
     checkpoint = read_checkpoint(run_dir)
     model = build_model(config_from(FlowConfig, checkpoint["meta"]["config"]))
     model.load_state_dict(checkpoint["model"])
-    x_test = load_mnist_splits(data_dir)[2]
+    x_test = load_split("test", data_dir)[0]
     bpd = mean_bits_per_dim(model, x_test, np.random.default_rng(seed))
     return {"model": model_name, "test_bits_per_dim": bpd, "test_nll_nats": bpd * model.dim * math.log(2),
             "n_test": int(len(x_test)), "data": data_dir or "embedded validation digits",

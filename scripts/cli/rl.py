@@ -18,8 +18,9 @@ import argparse
 
 import numpy as np
 
-from nets.harness import Run, add_config_flags, add_run_flags, config_from, read_checkpoint
+from nets.harness import Run, UsageError, add_config_flags, add_run_flags, config_from, read_checkpoint
 from cli.common import print_summary, save_curves
+from rl.common import crossing_metrics, report_env_seed, running_average
 
 BUDGET_FIELDS = ("episodes", "steps", "generations")
 EVAL_EPISODES = 100
@@ -52,11 +53,6 @@ def register(subparsers) -> None:
         parser.set_defaults(run=run)
 
 
-def _report_seed(seed: int) -> int:
-    from rl import common
-    return common.report_env_seed(seed)
-
-
 def _position(agent, cfg) -> int:
     if getattr(cfg, "generations", None):
         return agent.generation
@@ -68,7 +64,6 @@ def run(args) -> None:
     run = Run(args.model, args, config_cls, may_change=BUDGET_FIELDS)
     cfg = run.config
     if not any(getattr(cfg, key, None) for key in BUDGET_FIELDS):
-        from nets.harness import UsageError
         raise UsageError("no training budget: give --episodes or --steps"
                          + (" or --generations" if hasattr(cfg, "generations") else ""))
     agent = agent_cls(cfg, run.seed)
@@ -87,8 +82,7 @@ def run(args) -> None:
     train_seconds = run.wall_seconds
 
     # ---- greedy evaluation on fresh episodes of the reporting env seed (never used to select)
-    from rl.common import crossing_metrics, running_average
-    seed = _report_seed(run.seed)
+    seed = report_env_seed(run.seed)
     eval_returns = agent.evaluate(EVAL_EPISODES, seed)
     final_returns = agent.evaluate_final(EVAL_EPISODES, seed) if hasattr(agent, "evaluate_final") else eval_returns
     returns = agent.episode_returns
@@ -108,6 +102,8 @@ def run(args) -> None:
                 xlabel="episode", ylabel="duration (steps)", title=f"{args.model} on CartPole-v1 (seed {run.seed})")
     save_curves(run.path("losses.png"), {k: np.asarray(v, dtype=np.float64) for k, v in agent.losses().items()},
                 xlabel=unit, ylabel="loss", title=f"{args.model} training losses")
+    for name, (title, xlabel, ylabel, curves) in (agent.figures() if hasattr(agent, "figures") else {}).items():
+        save_curves(run.path(name), curves, xlabel=xlabel, ylabel=ylabel, title=title)   # e.g. es_returns.png
     print_summary(run.dir, {k: metrics[k] for k in (
         "model", "episodes", "env_steps", "first_episode_avg300", "first_step_avg300", "first_episode_avg475",
         "first_step_avg475", "delivered", "greedy_eval_mean", "final_greedy_eval_mean", "wall_seconds",
@@ -121,6 +117,6 @@ def evaluate(run_dir: str, model_name: str, data_dir, seed: int) -> dict:
     meta = checkpoint.pop("meta")
     agent = agent_cls(config_from(config_cls, meta["config"]), int(meta["seed"]))
     agent.load_state_dict(meta["state"]["agent"], checkpoint)
-    returns = agent.evaluate(EVAL_EPISODES, _report_seed(seed))
+    returns = agent.evaluate(EVAL_EPISODES, report_env_seed(seed))
     return {"model": model_name, "greedy_eval_mean": float(np.mean(returns)),
             "greedy_eval_min": float(np.min(returns)), "greedy_eval_episodes": len(returns)}

@@ -19,6 +19,11 @@ from nets.harness import Run, UsageError, add_config_flags, add_run_flags
 from rl import tabular_experiments
 from rl.tabular_experiments import TabularConfig
 
+# headline numbers for `--seeds` summaries (each experiment writes its own; the others stay null)
+SUMMARY_METRICS = {"td_rms_error_final": "lower", "mc_rms_error_final": "lower",
+                   "sarsa_mean_reward_last_100": "higher", "q_learning_mean_reward_last_100": "higher",
+                   "success_rate_4x4_value_iteration": "higher", "success_rate_8x8_value_iteration": "higher",
+                   "q_learning_greedy_mean_reward": "higher"}
 ARROWS = {0: (-1, 0), 1: (0, 1), 2: (1, 0), 3: (0, -1)}      # FrozenLake actions: left, down, right, up (dx, dy)
 
 
@@ -40,8 +45,7 @@ def run(args) -> None:
     name = run.config.experiment
     {"random-walk": _random_walk, "cliff": _cliff, "frozenlake": _frozenlake, "taxi": _taxi,
      "blackjack": _blackjack}[name](run.path(name.replace("-", "_") + ".png"), figure)
-    headline = {k: v for k, v in clean.items() if isinstance(v, (int, float, str)) or k in (
-        "greedy_path_length", "mean_reward_last_100_episodes")}
+    headline = {k: v for k, v in clean.items() if isinstance(v, (int, float, str)) or k == "greedy_path_length"}
     print(json.dumps({"out": run.dir, **headline}))
 
 
@@ -51,6 +55,12 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def _moving_average(curve, window: int):
+    """(episode numbers, mean of the last `window` values) for a curve; the window shrinks for short runs."""
+    window = max(1, min(window, len(curve)))
+    return np.arange(window, len(curve) + 1), np.convolve(curve, np.ones(window) / window, mode="valid")
 
 
 def _random_walk(path, fig_data):
@@ -79,8 +89,7 @@ def _cliff(path, fig_data):
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 8), gridspec_kw={"height_ratios": [3, 2]})
     for method, curve in fig_data["curves"].items():
-        smooth = np.convolve(curve, np.ones(10) / 10, mode="valid")          # 10-episode moving average
-        top.plot(np.arange(10, len(curve) + 1), smooth, label=method.replace("_", " "))
+        top.plot(*_moving_average(curve, 10), label=method.replace("_", " "))
     top.set(ylim=(-100, 0), xlabel="episodes", ylabel="sum of rewards during episode (mean over runs)",
             title="Cliff walking, epsilon = 0.1, alpha = 0.5 (10-episode moving average)")
     top.legend()
@@ -97,7 +106,8 @@ def _cliff(path, fig_data):
     bottom.text(0, 0, "S", ha="center", va="center", weight="bold")
     bottom.text(cols - 1, 0, "G", ha="center", va="center", weight="bold")
     bottom.grid(alpha=0.3)
-    bottom.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
+    if any(states is not None for states in fig_data["paths"].values()):
+        bottom.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -133,13 +143,12 @@ def _taxi(path, fig_data):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     curve = fig_data["curve"]
-    smooth = np.convolve(curve, np.ones(20) / 20, mode="valid")
-    ax.plot(np.arange(20, len(curve) + 1), smooth, label="Q-learning, training episodes (eps = 0.1)")
+    ax.plot(*_moving_average(curve, 20), label="Q-learning, training episodes (eps = 0.1)")
     ax.axhline(fig_data["optimal"], color="k", ls="--", label=f"optimal policy: {fig_data['optimal']:.2f}")
     ax.axhline(np.mean(fig_data["greedy_means"]), color="C2", ls=":",
                label=f"greedy, after training: {np.mean(fig_data['greedy_means']):.2f}")
-    ax.set(ylim=(-300, 20), xlabel="episodes", ylabel="sum of rewards (mean over runs, 20-episode average)",
-           title="Taxi-v4")
+    ax.set(ylim=(-300, 20), xlabel="episodes", ylabel="sum of rewards per episode",
+           title="Q-learning on Taxi-v4 (mean over runs, 20-episode moving average)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -25,7 +25,7 @@ import models.vae as vae
 from autodiff import no_grad
 from nets.data import fixed_binarization, EVAL_BINARIZATION_SEED, flatten
 from nets.harness import Run, add_config_flags, add_run_flags, config_from, read_checkpoint
-from cli.common import load_mnist_splits, print_summary, save_curves, save_image_grid, write_samples
+from cli.common import load_mnist_splits, load_split, print_summary, save_curves, save_image_grid, write_samples
 
 FAMILY = {"vae": (vae, vae.VAEConfig, "variational autoencoder"),
           "cvae": (cvae, cvae.CVAEConfig, "conditional VAE (label-conditioned)")}
@@ -172,7 +172,7 @@ def evaluate(run_dir: str, model_name: str, data_dir, seed: int) -> dict:
     model = build_model(model_name, config_from(FAMILY[model_name][1], checkpoint["meta"]["config"]))
     model.load_state_dict(checkpoint["model"])
     model.eval()
-    images, labels = load_mnist_splits(data_dir)[2:]
+    images, labels = load_split("test", data_dir)
     rng = np.random.default_rng(seed)
     grey = _bounds(model, flatten(images), labels, EVAL_K, rng)
     binary = _bounds(model, fixed_binarization(images), labels, EVAL_K, rng)
