@@ -70,6 +70,13 @@ class ActorCriticConfig:
     value_lr: float = hp(1e-3, "Adam learning rate of the value network", check="positive")
     max_grad_norm: float = hp(0.5, "clip each network's gradient to this global L2 norm (0 = no clipping)",
                               check="non_negative")
+    # ---- reusing each rollout (1 = plain A2C)
+    epochs: int = hp(1, "gradient passes over each rollout; with more than 1 the policy term is PPO's "
+                        "clipped surrogate, which keeps the policy near the one that collected the data",
+                     check="positive")
+    minibatches: int = hp(1, "each pass is split into this many shuffled minibatches", check="positive")
+    clip: float = hp(0.2, "PPO's clip range: pi/pi_old may move within [1 - clip, 1 + clip] (epochs > 1)",
+                     check="fraction")
 
 
 # ==================================================================== the pieces of the update
@@ -92,10 +99,25 @@ def entropy(policy, obs: np.ndarray) -> Tensor:
     return -(F.exp(log_probs) * log_probs).sum(axis=1).mean()
 
 
-def actor_critic_loss(policy, value, obs, actions, advantages, returns, entropy_coef: float):
+def clipped_policy_loss(policy, obs, actions, advantages, old_log_probs, clip: float) -> Tensor:
+    r"""PPO (Schulman et al., 2017): - mean_t min(rho_t A_t, clip(rho_t, 1 - eps, 1 + eps) A_t),
+    rho_t = pi(a_t|s_t) / pi_old(a_t|s_t). At rho = 1 (the first pass) its gradient is the policy gradient's;
+    later passes gain nothing by pushing rho beyond [1 - eps, 1 + eps]."""
+    log_probs = F.log_softmax(policy(Tensor(obs)), axis=1)
+    rho = F.exp(log_probs[np.arange(len(actions)), actions] - Tensor(old_log_probs))
+    A = Tensor(advantages)
+    return -F.minimum(rho * A, F.minimum(F.maximum(rho, 1.0 - clip), 1.0 + clip) * A).mean()
+
+
+def actor_critic_loss(policy, value, obs, actions, advantages, returns, entropy_coef: float,
+                      old_log_probs=None, clip: float = 0.2):
     """loss = policy gradient term + value term - entropy_coef * entropy; returns (loss, the three terms).
-    obs (B, obs_dim), actions (B,), advantages and returns (B,): constants."""
-    pg = policy_loss(policy, obs, actions, advantages)                   # - mean log pi(a|s) A
+    obs (B, obs_dim), actions (B,), advantages and returns (B,): constants. With old_log_probs (log pi_old
+    of the actions, when a rollout is reused) the policy term is the clipped surrogate."""
+    if old_log_probs is None:
+        pg = policy_loss(policy, obs, actions, advantages)               # - mean log pi(a|s) A
+    else:
+        pg = clipped_policy_loss(policy, obs, actions, advantages, old_log_probs, clip)
     v = mse_loss(value(Tensor(obs))[:, 0], Tensor(returns))             # mean (V(s) - R)^2
     h = entropy(policy, obs)                                             # mean H(pi(.|s))
     return pg + v - entropy_coef * h, {"policy_loss": pg, "value_loss": v, "entropy": h}
@@ -188,20 +210,31 @@ class ActorCritic:
         returns = (adv + values).reshape(-1).astype(np.float32)
         advantages = advantages_from(adv.reshape(-1), None, "none", cfg.normalize_advantages)
 
-        # ---- ALGO LOGIC: one gradient step of each network on the actor-critic loss
+        # ---- ALGO LOGIC: gradient steps of both networks on the actor-critic loss (one, for plain A2C)
         self.optimizer.lr = cfg.lr * (1.0 - (1.0 - cfg.lr_final_fraction) * self.progress())
-        loss, terms = actor_critic_loss(self.policy, self.value, r["obs"].reshape(T * N, -1),
-                                        r["actions"].reshape(-1), advantages, returns, cfg.entropy_coef)
-        self.optimizer.zero_grad()
-        self.value_optimizer.zero_grad()
-        loss.backward()
-        if cfg.max_grad_norm > 0:
-            nets.clip_grad_norm_(self.optimizer.params, cfg.max_grad_norm)
-            nets.clip_grad_norm_(self.value_optimizer.params, cfg.max_grad_norm)
-        self.optimizer.step()
-        self.value_optimizer.step()
+        obs, actions = r["obs"].reshape(T * N, -1), r["actions"].reshape(-1)
+        old_log_probs = None
+        if cfg.epochs > 1:
+            with no_grad():
+                log_probs = F.log_softmax(self.policy(Tensor(obs)), axis=1).data
+            old_log_probs = log_probs[np.arange(T * N), actions]
+        order_rng = stream(self.seed, "minibatches", self.updates)
+        for _ in range(cfg.epochs):
+            order = order_rng.permutation(T * N) if cfg.minibatches > 1 else np.arange(T * N)
+            for idx in np.array_split(order, cfg.minibatches):
+                loss, terms = actor_critic_loss(self.policy, self.value, obs[idx], actions[idx], advantages[idx],
+                                                returns[idx], cfg.entropy_coef,
+                                                None if old_log_probs is None else old_log_probs[idx], cfg.clip)
+                self.optimizer.zero_grad()
+                self.value_optimizer.zero_grad()
+                loss.backward()
+                if cfg.max_grad_norm > 0:
+                    nets.clip_grad_norm_(self.optimizer.params, cfg.max_grad_norm)
+                    nets.clip_grad_norm_(self.value_optimizer.params, cfg.max_grad_norm)
+                self.optimizer.step()
+                self.value_optimizer.step()
         self.updates += 1
-        for name, term in terms.items():
+        for name, term in terms.items():                  # the last minibatch's terms
             self.curves[name].append(float(term))
         return {name: float(term) for name, term in terms.items()}
 

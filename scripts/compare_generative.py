@@ -20,7 +20,6 @@ A family that is missing, or whose runs cannot be evaluated, is listed with the 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -109,12 +108,9 @@ def sample_quality(images: np.ndarray, classifier, reference: tuple) -> dict:
 
 # ==================================================================== likelihoods (scripts/evaluate.py's dispatch)
 def evaluate_run(run_dir: str, model: str, data_dir, seed: int) -> dict:
-    """What `python scripts/evaluate.py DIR` prints: the family's evaluate() from its CLI module."""
-    from train import COMMANDS
-    module = importlib.import_module(COMMANDS[model])
-    if not hasattr(module, "evaluate"):
-        raise UsageError(f"{COMMANDS[model]} has no evaluate()")
-    return module.evaluate(run_dir, model, data_dir, seed)
+    """What `python scripts/evaluate.py DIR` prints (its dispatch reads the model from DIR/metrics.json)."""
+    import evaluate
+    return evaluate.evaluate_run(run_dir, data_dir, seed)
 
 
 def likelihood_columns(model: str, result: dict) -> dict:

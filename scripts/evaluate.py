@@ -19,6 +19,21 @@ from nets.harness import UsageError  # noqa: E402
 from train import COMMANDS  # noqa: E402
 
 
+def evaluate_run(run_dir: str, data_dir=None, seed: int = 0) -> dict:
+    """The family's evaluate(...) for the run in run_dir (its metrics.json names the model)."""
+    metrics_path = os.path.join(run_dir, "metrics.json")
+    if not os.path.exists(metrics_path):
+        raise UsageError(f"{metrics_path} not found: DIR must be a folder written by scripts/train.py")
+    with open(metrics_path) as f:
+        model = json.load(f).get("model")
+    if model not in COMMANDS:
+        raise UsageError(f"{metrics_path} names model {model!r}; known models: {sorted(COMMANDS)}")
+    module = importlib.import_module(COMMANDS[model])
+    if not hasattr(module, "evaluate"):
+        raise UsageError(f"evaluate.py has nothing to measure for model {model!r}")
+    return module.evaluate(run_dir, model, data_dir, seed)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -27,17 +42,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed for the Monte-Carlo estimates")
     args = parser.parse_args(argv)
     try:
-        metrics_path = os.path.join(args.run_dir, "metrics.json")
-        if not os.path.exists(metrics_path):
-            raise UsageError(f"{metrics_path} not found: DIR must be a folder written by scripts/train.py")
-        with open(metrics_path) as f:
-            model = json.load(f).get("model")
-        if model not in COMMANDS:
-            raise UsageError(f"{metrics_path} names model {model!r}; known models: {sorted(COMMANDS)}")
-        module = importlib.import_module(COMMANDS[model])
-        if not hasattr(module, "evaluate"):
-            raise UsageError(f"evaluate.py has nothing to measure for model {model!r}")
-        result = module.evaluate(args.run_dir, model, args.data_dir, args.seed)
+        result = evaluate_run(args.run_dir, args.data_dir, args.seed)
     except UsageError as error:
         print(f"evaluate.py: error: {error}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ import pytest
 
 import nets
 from autodiff import Tensor
-from rl.actor_critic import ActorCritic, ActorCriticConfig, actor_critic_loss, gae
+from rl.actor_critic import ActorCritic, ActorCriticConfig, actor_critic_loss, clipped_policy_loss, gae
 from rl.reinforce import mlp
 
 TINY = dict(steps=600, n_envs=3, n_steps=8, hidden=(8,))
@@ -70,6 +70,31 @@ def test_loss_gradient_matches_the_hand_derived_one(term, rng):
                                         - entropy_coef * float(terms["entropy"]))
 
 
+def test_clipped_surrogate_is_the_policy_gradient_at_ratio_one_and_flat_beyond_the_clip(rng):
+    nets.manual_seed(1)
+    policy = mlp((4,), 2).double()
+    B, eps = 6, 0.2
+    obs = rng.standard_normal((B, 4))
+    actions = rng.integers(0, 2, B)
+    advantages = np.array([1.0, -1.0, 2.0, -0.5, 0.3, -2.0])
+    logits = obs @ policy[0].weight.data.T + policy[0].bias.data
+    log_pi = np.log(_softmax(logits))[np.arange(B), actions]
+    grads = {}
+    for name, old in (("at one", log_pi), ("shifted", log_pi + np.log([0.7, 0.7, 1.3, 1.3, 1.0, 1.0]))):
+        policy.zero_grad()
+        clipped_policy_loss(policy, obs, actions, advantages, old, eps).backward()
+        grads[name] = policy[0].weight.grad.copy()
+    hand = _hand_gradients(policy, mlp((4,), 1).double(), obs, actions, advantages, np.zeros(B))
+    np.testing.assert_allclose(grads["at one"], hand["policy_loss"]["policy"][0], rtol=1e-5, atol=1e-9)
+    # rho = 1/0.7 > 1 + eps with A > 0, or rho = 1/1.3 < 1 - eps with A < 0: clipped, no gradient; the
+    # other four still push (rho A is the smaller term there); rows 4, 5 at rho = 1 as before
+    score = (np.eye(2)[actions] - _softmax(logits))
+    rho = 1.0 / np.array([0.7, 0.7, 1.3, 1.3, 1.0, 1.0])
+    active = np.array([0, 1, 1, 0, 1, 1], bool)
+    expected = -((score * (rho * advantages * active)[:, None]).T @ obs) / B
+    np.testing.assert_allclose(grads["shifted"], expected, rtol=1e-5, atol=1e-9)
+
+
 # ==================================================================== GAE: where to bootstrap
 def test_gae_bootstraps_on_truncation_not_on_termination():
     """Two environments, two steps; env 0's episode is truncated at step 0, env 1's terminates there."""
@@ -127,8 +152,9 @@ def _train(agent, updates):
     return agent
 
 
-def test_resume_from_a_mid_episode_checkpoint_is_exact():
-    cfg = ActorCriticConfig(**TINY)
+@pytest.mark.parametrize("reuse", [{}, {"epochs": 2, "minibatches": 2}])
+def test_resume_from_a_mid_episode_checkpoint_is_exact(reuse):
+    cfg = ActorCriticConfig(**TINY, **reuse)
     full = _train(ActorCritic(cfg, seed=4), 12)
     first = _train(ActorCritic(cfg, seed=4), 5)
     meta, sections = first.state_dict()

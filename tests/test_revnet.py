@@ -4,7 +4,6 @@ reconstructed (and the test noticing), memory growth with depth, and the `train.
 import json
 
 import numpy as np
-import pytest
 
 import nets
 from autodiff import Tensor, gradcheck
