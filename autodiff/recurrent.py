@@ -53,7 +53,8 @@ def lstm_fused(gx: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Tensor:
         dgx = da,  dW_hh = sum_t da_t^T h_{t-1} (one matmul over all steps).
     """
     T, N, H = gx.shape[0], h0.shape[0], h0.shape[-1]
-    if h0.ndim != 2 or gx.ndim != 3 or gx.shape[1:] != (N, 4 * H) or c0.shape != (N, H) or weight_hh.shape != (4 * H, H):
+    if (h0.ndim != 2 or gx.ndim != 3 or gx.shape[1:] != (N, 4 * H) or c0.shape != (N, H)
+            or weight_hh.shape != (4 * H, H)):
         raise ValueError(f"lstm_fused: expected gx (T, {N}, {4 * H}), h0 and c0 ({N}, {H}), weight_hh "
                          f"({4 * H}, {H}); got {gx.shape}, {h0.shape}, {c0.shape}, {weight_hh.shape}")
     gates = np.empty_like(gx.data)                 # i, f, g, o after their nonlinearities

@@ -51,7 +51,7 @@ MODELS = ("bigram", "mlp", "rnn", "lstm", "gru")
 class CharLMConfig:
     model: str = hp("lstm", "which language model", choices=MODELS)
     text: str = hp("", "train on this UTF-8 text file instead of the embedded Shakespeare plays")
-    steps: int = hp(2000, "training steps (Adam updates; one chunk of every stream each)", check="positive")
+    steps: int = hp(2500, "training steps (Adam updates; one chunk of every stream each)", check="positive")
     eval_every: int = hp(250, "steps between held-out evaluations (the curves)", check="positive")
     batch_size: int = hp(64, "parallel streams per step (the mlp takes batch-size x seq-len windows)",
                          check="positive")
@@ -60,7 +60,7 @@ class CharLMConfig:
     hidden: int = hp(128, "hidden units H", check="positive")
     num_layers: int = hp(1, "stacked recurrent layers", check="positive")
     context: int = hp(8, "characters the mlp sees (k)", check="positive")
-    lr: float = hp(3e-3, "Adam learning rate at the start", check="positive")
+    lr: float = hp(4e-3, "Adam learning rate at the start", check="positive")
     lr_final: float = hp(0.1, "final learning rate as a fraction of --lr (cosine decay)", check="fraction")
     clip: float = hp(1.0, "clip the global gradient norm to this", check="positive")
     alpha: float = hp(1.0, "bigram add-alpha smoothing", check="non_negative")
@@ -194,7 +194,8 @@ def evaluate(model, ids: np.ndarray, cfg: CharLMConfig, context_ids: np.ndarray 
     with no_grad():
         if isinstance(model, MLPLM):
             k = cfg.context
-            before = context_ids[-k:] if context_ids is not None and len(context_ids) >= k else np.zeros(k, ids.dtype)
+            known = context_ids is not None and len(context_ids) >= k
+            before = context_ids[-k:] if known else np.zeros(k, ids.dtype)
             padded = np.concatenate([before, ids])
             total = 0.0
             for lo in range(1, len(ids), 4096):

@@ -9,9 +9,10 @@ sees position (i, j) of its input, which (after a type-A layer) already depends 
 
     x (N, 1, 28, 28) in {0, 1}
     -> MaskedConv2d A, 7 x 7, 1 -> 2h                              (N, 2h, 28, 28)
-    -> `blocks` residual blocks, each   h + [ReLU, 1x1 2h -> h, ReLU, MaskedConv2d B 3x3 h -> h,
+    -> `blocks` residual blocks, each   x + [ReLU, 1x1 2h -> h, ReLU, MaskedConv2d B 3x3 h -> h,
                                                ReLU, 1x1 h -> 2h]                (N, 2h, 28, 28)
     -> ReLU, 1x1 2h -> head, ReLU, 1x1 head -> 1                  logits (N, 1, 28, 28)
+(the paper's block; defaults 2h = `channels` = 32, h = `inner` = 16, 4 blocks, head 32.)
 Receptive field: the 7 x 7 A conv reaches 3 rows up, each 3 x 3 B conv one more row up (and one more
 column each side). Like every masked stack it has a blind spot (pixels up and to the right that no path
 reaches; the gated PixelCNN fixes that with two stacks; not done here).

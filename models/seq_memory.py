@@ -89,12 +89,12 @@ def make_batch(n: int, T: int, cfg: SeqMemoryConfig, rng: np.random.Generator) -
 class Recaller(Module):
     """One recurrent layer (batch_first) reading the sequence, then Linear(H, K) on its last state."""
 
-    def __init__(self, kind: str, cfg: SeqMemoryConfig):
+    def __init__(self, kind: str, cfg: SeqMemoryConfig, rng: np.random.Generator | None = None):
         super().__init__()
         self.kind = kind
         layer = {"rnn": RNN, "lstm": LSTM, "gru": GRU}[kind]
-        self.rnn = layer(cfg.symbols + cfg.distractors, cfg.hidden, batch_first=True)   # (N, T, K+D) -> (N, T, H)
-        self.out = Linear(cfg.hidden, cfg.symbols)                                      # h_T (N, H) -> (N, K)
+        self.rnn = layer(cfg.symbols + cfg.distractors, cfg.hidden, batch_first=True, rng=rng)   # -> (N, T, H)
+        self.out = Linear(cfg.hidden, cfg.symbols, rng=rng)                                     # h_T -> (N, K)
         if kind == "lstm":                              # forget gate open, input gate mostly closed
             self.rnn.bias_hh_l0.data[:cfg.hidden] += cfg.input_bias
             self.rnn.bias_hh_l0.data[cfg.hidden:2 * cfg.hidden] += cfg.forget_bias
@@ -116,9 +116,11 @@ def train_step(model: Recaller, optimizer, batch: tuple, cfg: SeqMemoryConfig) -
             "grad_norm": grad_norm}
 
 
-def train(kind: str, T: int, cfg: SeqMemoryConfig, rng: np.random.Generator) -> tuple:
-    """Train one model on length T until `stop_accuracy` or `steps`; -> (model, per-step stats)."""
-    model = Recaller(kind, cfg)
+def train(kind: str, T: int, cfg: SeqMemoryConfig, rng: np.random.Generator,
+          init_rng: np.random.Generator | None = None) -> tuple:
+    """Train one model (initial weights from `init_rng`) on length T until `stop_accuracy` or `steps`;
+    -> (model, per-step stats)."""
+    model = Recaller(kind, cfg, init_rng)
     optimizer = Adam(model.parameters(), lr=cfg.lr)
     history = []
     for _ in range(cfg.steps):
@@ -161,10 +163,10 @@ def grad_norms(model: Recaller, batch: tuple, clip: float) -> dict:
     return {"raw": raw, "clipped": [r * scale for r in raw], "param_grad_norm": total}
 
 
-def exploding_rnn(cfg: SeqMemoryConfig) -> Recaller:
+def exploding_rnn(cfg: SeqMemoryConfig, rng: np.random.Generator | None = None) -> Recaller:
     """A fresh RNN whose W_hh is rescaled to spectral radius `explode_radius`: above 1 the Jacobians'
     product grows, so ||dL/dh_t|| grows backwards in time (the case that clipping is for)."""
-    model = Recaller("rnn", cfg)
+    model = Recaller("rnn", cfg, rng)
     weight = model.rnn.weight_hh_l0.data
     weight *= cfg.explode_radius / np.abs(np.linalg.eigvals(weight)).max()
     return model

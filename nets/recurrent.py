@@ -102,7 +102,7 @@ class _RNNBase(Module):
         unbatched = x.ndim == 2
         x = x.reshape(x.shape[0], 1, x.shape[1]) if unbatched else x
         x = x.transpose(1, 0, 2) if self.batch_first and not unbatched else x
-        expected = (self.num_layers, self.hidden_size) if unbatched else (self.num_layers, x.shape[1], self.hidden_size)
+        expected = (self.num_layers, *(() if unbatched else (x.shape[1],)), self.hidden_size)
         for state in state_shapes:
             if tuple(state.shape) != expected:
                 raise ValueError(f"{name}: initial state must have shape {expected} (num_layers, "

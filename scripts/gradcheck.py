@@ -21,7 +21,6 @@ The exit status is 1 if any row fails, so scripts and CI can use it.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -37,8 +36,6 @@ from autodiff import Tensor, no_grad                 # noqa: E402
 from nets import losses as L                         # noqa: E402
 
 ATOL, RTOL = 1e-5, 1e-4
-HAS_CONV = importlib.util.find_spec("autodiff.conv") is not None
-HAS_NORM = importlib.util.find_spec("autodiff.norm") is not None
 
 
 # ============================================================================ the measurement
@@ -194,45 +191,43 @@ simple(FN, "split", "[1, 3] along axis 1", lambda a: F.split(a, [1, 3], axis=1),
 simple(FN, "pad", "((1,0),(2,1)), value -1", lambda a: F.pad(a, ((1, 0), (2, 1)), value=-1.0), lambda r: real(r, 2, 3))
 
 # ---------------------------------------------------------------- convolution, pooling, batch norm, dropout
-if HAS_CONV:
-    from autodiff.conv import avg_pool2d, conv2d, conv_transpose2d, max_pool2d
-    C = "conv"
-    simple(C, "conv2d", "N2 C2->3 k3, bias", lambda x, w, b: conv2d(x, w, b),
-           lambda r: real(r, 2, 2, 5, 5), lambda r: real(r, 3, 2, 3, 3), lambda r: real(r, 3))
-    simple(C, "conv2d", "k3 stride 2 padding 1", lambda x, w: conv2d(x, w, stride=2, padding=1),
-           lambda r: real(r, 1, 2, 5, 5), lambda r: real(r, 2, 2, 3, 3))
-    simple(C, "conv2d", "k2x3 stride (1,2) dilation 2", lambda x, w: conv2d(x, w, stride=(1, 2), dilation=2),
-           lambda r: real(r, 1, 1, 5, 6), lambda r: real(r, 2, 1, 2, 3))
-    simple(C, "conv_transpose2d", "C3->2 k3, bias", lambda x, w, b: conv_transpose2d(x, w, b),
-           lambda r: real(r, 2, 3, 3, 3), lambda r: real(r, 3, 2, 3, 3), lambda r: real(r, 2))
-    simple(C, "conv_transpose2d", "k4 stride 2 padding 1", lambda x, w: conv_transpose2d(x, w, stride=2, padding=1),
-           lambda r: real(r, 1, 2, 3, 3), lambda r: real(r, 2, 1, 4, 4))
-    simple(C, "conv_transpose2d", "k3 s2 p1 output_padding 1", lambda x, w: conv_transpose2d(x, w, stride=2, padding=1,
-                                                                                             output_padding=1),
-           lambda r: real(r, 1, 2, 3, 3), lambda r: real(r, 2, 2, 3, 3))
-    simple(C, "max_pool2d", "k2, no ties", lambda x: max_pool2d(x, 2), lambda r: distinct(r, 2, 2, 4, 4))
-    simple(C, "max_pool2d", "k3 stride 2 padding 1", lambda x: max_pool2d(x, 3, stride=2, padding=1),
-           lambda r: distinct(r, 1, 2, 5, 5))
-    simple(C, "avg_pool2d", "k2", lambda x: avg_pool2d(x, 2), lambda r: real(r, 2, 2, 4, 4))
-    simple(C, "avg_pool2d", "k3 stride 2 padding 1", lambda x: avg_pool2d(x, 3, stride=2, padding=1),
-           lambda r: real(r, 1, 2, 5, 5))
+from autodiff.conv import avg_pool2d, conv2d, conv_transpose2d, max_pool2d
+C = "conv"
+simple(C, "conv2d", "N2 C2->3 k3, bias", lambda x, w, b: conv2d(x, w, b),
+       lambda r: real(r, 2, 2, 5, 5), lambda r: real(r, 3, 2, 3, 3), lambda r: real(r, 3))
+simple(C, "conv2d", "k3 stride 2 padding 1", lambda x, w: conv2d(x, w, stride=2, padding=1),
+       lambda r: real(r, 1, 2, 5, 5), lambda r: real(r, 2, 2, 3, 3))
+simple(C, "conv2d", "k2x3 stride (1,2) dilation 2", lambda x, w: conv2d(x, w, stride=(1, 2), dilation=2),
+       lambda r: real(r, 1, 1, 5, 6), lambda r: real(r, 2, 1, 2, 3))
+simple(C, "conv_transpose2d", "C3->2 k3, bias", lambda x, w, b: conv_transpose2d(x, w, b),
+       lambda r: real(r, 2, 3, 3, 3), lambda r: real(r, 3, 2, 3, 3), lambda r: real(r, 2))
+simple(C, "conv_transpose2d", "k4 stride 2 padding 1", lambda x, w: conv_transpose2d(x, w, stride=2, padding=1),
+       lambda r: real(r, 1, 2, 3, 3), lambda r: real(r, 2, 1, 4, 4))
+simple(C, "conv_transpose2d", "k3 s2 p1 output_padding 1", lambda x, w: conv_transpose2d(x, w, stride=2, padding=1,
+                                                                                         output_padding=1),
+       lambda r: real(r, 1, 2, 3, 3), lambda r: real(r, 2, 2, 3, 3))
+simple(C, "max_pool2d", "k2, no ties", lambda x: max_pool2d(x, 2), lambda r: distinct(r, 2, 2, 4, 4))
+simple(C, "max_pool2d", "k3 stride 2 padding 1", lambda x: max_pool2d(x, 3, stride=2, padding=1),
+       lambda r: distinct(r, 1, 2, 5, 5))
+simple(C, "avg_pool2d", "k2", lambda x: avg_pool2d(x, 2), lambda r: real(r, 2, 2, 4, 4))
+simple(C, "avg_pool2d", "k3 stride 2 padding 1", lambda x: avg_pool2d(x, 3, stride=2, padding=1),
+       lambda r: real(r, 1, 2, 5, 5))
 
-if HAS_NORM:
-    from autodiff.norm import batch_norm, dropout
-    BN = "norm"
-    simple(BN, "batch_norm", "train (N,C) = (5,3)",
-           lambda x, g, b: batch_norm(x, g, b, np.zeros(3), np.ones(3), True),
-           lambda r: real(r, 5, 3), lambda r: positive(r, 3), lambda r: real(r, 3))
-    simple(BN, "batch_norm", "train (N,C,H,W) = (2,3,2,2)",
-           lambda x, g, b: batch_norm(x, g, b, np.zeros(3), np.ones(3), True),
-           lambda r: real(r, 2, 3, 2, 2), lambda r: positive(r, 3), lambda r: real(r, 3))
-    simple(BN, "batch_norm", "train, no gamma/beta", lambda x: batch_norm(x, None, None, None, None, True),
-           lambda r: real(r, 4, 2, 2, 2))
-    simple(BN, "batch_norm", "eval (running stats)",
-           lambda x, g, b: batch_norm(x, g, b, np.array([0.1, -0.2, 0.3]), np.array([0.5, 1.5, 2.0]), False),
-           lambda r: real(r, 2, 3, 2, 2), lambda r: positive(r, 3), lambda r: real(r, 3))
-    simple(BN, "dropout", "p=0.5, fixed mask", lambda x: dropout(x, 0.5, True, np.random.default_rng(7)),
-           lambda r: real(r, 3, 4))
+from autodiff.norm import batch_norm, dropout
+BN = "norm"
+simple(BN, "batch_norm", "train (N,C) = (5,3)",
+       lambda x, g, b: batch_norm(x, g, b, np.zeros(3), np.ones(3), True),
+       lambda r: real(r, 5, 3), lambda r: positive(r, 3), lambda r: real(r, 3))
+simple(BN, "batch_norm", "train (N,C,H,W) = (2,3,2,2)",
+       lambda x, g, b: batch_norm(x, g, b, np.zeros(3), np.ones(3), True),
+       lambda r: real(r, 2, 3, 2, 2), lambda r: positive(r, 3), lambda r: real(r, 3))
+simple(BN, "batch_norm", "train, no gamma/beta", lambda x: batch_norm(x, None, None, None, None, True),
+       lambda r: real(r, 4, 2, 2, 2))
+simple(BN, "batch_norm", "eval (running stats)",
+       lambda x, g, b: batch_norm(x, g, b, np.array([0.1, -0.2, 0.3]), np.array([0.5, 1.5, 2.0]), False),
+       lambda r: real(r, 2, 3, 2, 2), lambda r: positive(r, 3), lambda r: real(r, 3))
+simple(BN, "dropout", "p=0.5, fixed mask", lambda x: dropout(x, 0.5, True, np.random.default_rng(7)),
+       lambda r: real(r, 3, 4))
 
 # ---------------------------------------------------------------- losses (nets/losses.py)
 LS = "loss"
@@ -290,6 +285,16 @@ class _FixedDropout(nets.Module):
         return nets.Dropout(self.p, rng=np.random.default_rng(7))(x)
 
 
+class _OutputOnly(nets.Module):
+    """A recurrent layer's output sequence (h_n is its last row, so it is checked through it)."""
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer(x)[0]
+
+
 layer_check("Linear", "3 -> 2, batch 4", lambda r: nets.Linear(3, 2, rng=r), lambda r: real(r, 4, 3))
 layer_check("Linear", "no bias, (2,2,3) input", lambda r: nets.Linear(3, 2, bias=False, rng=r), lambda r: real(r, 2, 2, 3))
 layer_check("Sequential", "Linear-Tanh-Linear-Sigmoid",
@@ -302,22 +307,30 @@ layer_check("Sigmoid", "(3,4)", lambda r: nets.Sigmoid(), lambda r: real(r, 3, 4
 layer_check("Softplus", "(3,4)", lambda r: nets.Softplus(), lambda r: real(r, 3, 4))
 layer_check("Flatten+Unflatten", "(2,3,2,2) -> (2,12) -> (2,4,3)",
             lambda r: nets.Sequential(nets.Flatten(), nets.Unflatten(1, (4, 3))), lambda r: real(r, 2, 3, 2, 2))
-if HAS_CONV:
-    layer_check("Conv2d", "2->3 k3 stride 2 padding 1", lambda r: nets.Conv2d(2, 3, 3, stride=2, padding=1, rng=r),
-                lambda r: real(r, 2, 2, 4, 4))
-    layer_check("ConvTranspose2d", "3->2 k4 stride 2 padding 1",
-                lambda r: nets.ConvTranspose2d(3, 2, 4, stride=2, padding=1, rng=r), lambda r: real(r, 1, 3, 2, 2))
-    layer_check("MaxPool2d", "k2, no ties", lambda r: nets.MaxPool2d(2), lambda r: distinct(r, 1, 2, 4, 4))
-    layer_check("AvgPool2d", "k2 stride 1", lambda r: nets.AvgPool2d(2, stride=1), lambda r: real(r, 1, 2, 3, 3))
-if HAS_NORM:
-    layer_check("BatchNorm1d", "train, (5,3)", lambda r: _with_affine(nets.BatchNorm1d(3), r), lambda r: real(r, 5, 3))
-    layer_check("BatchNorm1d", "eval, (2,3)", lambda r: _trained(nets.BatchNorm1d(3), r, (6, 3)).eval(),
-                lambda r: real(r, 2, 3))
-    layer_check("BatchNorm2d", "train, (2,3,2,2)", lambda r: _with_affine(nets.BatchNorm2d(3), r),
-                lambda r: real(r, 2, 3, 2, 2))
-    layer_check("BatchNorm2d", "eval, (1,3,2,2)", lambda r: _trained(nets.BatchNorm2d(3), r, (4, 3, 2, 2)).eval(),
-                lambda r: real(r, 1, 3, 2, 2))
-    layer_check("Dropout", "p=0.3, fixed mask", lambda r: _FixedDropout(0.3), lambda r: real(r, 3, 4))
+layer_check("Conv2d", "2->3 k3 stride 2 padding 1", lambda r: nets.Conv2d(2, 3, 3, stride=2, padding=1, rng=r),
+            lambda r: real(r, 2, 2, 4, 4))
+layer_check("ConvTranspose2d", "3->2 k4 stride 2 padding 1",
+            lambda r: nets.ConvTranspose2d(3, 2, 4, stride=2, padding=1, rng=r), lambda r: real(r, 1, 3, 2, 2))
+layer_check("MaxPool2d", "k2, no ties", lambda r: nets.MaxPool2d(2), lambda r: distinct(r, 1, 2, 4, 4))
+layer_check("AvgPool2d", "k2 stride 1", lambda r: nets.AvgPool2d(2, stride=1), lambda r: real(r, 1, 2, 3, 3))
+layer_check("BatchNorm1d", "train, (5,3)", lambda r: _with_affine(nets.BatchNorm1d(3), r), lambda r: real(r, 5, 3))
+layer_check("BatchNorm1d", "eval, (2,3)", lambda r: _trained(nets.BatchNorm1d(3), r, (6, 3)).eval(),
+            lambda r: real(r, 2, 3))
+layer_check("BatchNorm2d", "train, (2,3,2,2)", lambda r: _with_affine(nets.BatchNorm2d(3), r),
+            lambda r: real(r, 2, 3, 2, 2))
+layer_check("BatchNorm2d", "eval, (1,3,2,2)", lambda r: _trained(nets.BatchNorm2d(3), r, (4, 3, 2, 2)).eval(),
+            lambda r: real(r, 1, 3, 2, 2))
+layer_check("Dropout", "p=0.3, fixed mask", lambda r: _FixedDropout(0.3), lambda r: real(r, 3, 4))
+layer_check("MaskedLinear", "4 -> 3, random mask", lambda r: nets.MaskedLinear(4, 3, mask=r.random((3, 4)) < 0.5, rng=r),
+            lambda r: real(r, 2, 4))
+for kind in ("A", "B"):
+    layer_check("MaskedConv2d", f"type {kind}, 2->3 k5", lambda r, kind=kind: nets.MaskedConv2d(2, 3, 5, kind, rng=r),
+                lambda r: real(r, 1, 2, 5, 5))
+for name, config, make in (("RNN", "2 layers, batch-first", lambda: nets.RNN(2, 3, num_layers=2, batch_first=True)),
+                           ("LSTM", "fused, 2 layers, batch-first", lambda: nets.LSTM(2, 3, 2, batch_first=True)),
+                           ("LSTM", "composed cells", lambda: nets.LSTM(2, 3, fused=False)),
+                           ("GRU", "composed cells", lambda: nets.GRU(2, 3))):
+    layer_check(name, config + ", (2,4,2)", lambda r, make=make: _OutputOnly(make()), lambda r: real(r, 2, 4, 2))
 
 
 # ============================================================================ running and printing
@@ -346,8 +359,6 @@ def print_table(rows: list, seed: int, eps: float, seconds: float) -> None:
 
     print(f"Gradient check: backward pass vs central differences (eps={eps:g}), float64, seed {seed}.")
     print(f"max rel error = max |analytic - numeric| / (|numeric| + {ATOL / RTOL:g}); pass if <= {RTOL:g}.")
-    if not HAS_CONV or not HAS_NORM:
-        print("(autodiff/conv.py or autodiff/norm.py not found: those rows are skipped.)")
     print()
     print(fmt(header))
     print("  ".join("-" * w for w in widths))

@@ -103,7 +103,8 @@ def run_char_lm(args) -> None:
     if state["losses"]:
         curves = {"train loss (chunk)": state["losses"]}
         if state["history"]:
-            curves["held-out NLL"] = ([h["step"] for h in state["history"]], [h["test_nll"] for h in state["history"]])
+            curves["held-out NLL"] = ([h["step"] for h in state["history"]],
+                                      [h["test_nll"] for h in state["history"]])
         save_curves(run.path("loss.png"), curves, xlabel="step", ylabel="nats per character",
                     title=f"char-lm {cfg.model}: held-out {nll:.3f} nats/char")
     print({k: metrics[k] for k in ("model", "test_nll_nats_per_char", "test_bits_per_char", "wall_seconds")})
@@ -155,7 +156,7 @@ def run_seq_memory(args) -> None:
 
     for unit in run.loop(state["done"], len(jobs), lambda: run.save(state), unit="run"):
         kind, T = jobs[unit]
-        model, history = seq_memory.train(kind, T, cfg, run.stream("train", unit))
+        model, history = seq_memory.train(kind, T, cfg, run.stream("train", unit), run.stream("init", unit))
         run.check_finite(history[-1]["loss"], f"{kind} T={T}", hint="--lr")
         test = seq_memory.make_batch(cfg.test_size, T, cfg, run.stream("test", T))
         state["accuracy"].setdefault(kind, {})[str(T)] = seq_memory.accuracy(model, test)
@@ -164,8 +165,8 @@ def run_seq_memory(args) -> None:
             batch = seq_memory.make_batch(cfg.batch_size, T, cfg, run.stream("grad_batch", T))
             state["grad_norms"][kind] = seq_memory.grad_norms(model, batch, cfg.clip)
             if kind == "rnn":
-                state["grad_norms"]["rnn_exploding"] = seq_memory.grad_norms(seq_memory.exploding_rnn(cfg), batch,
-                                                                            cfg.clip)
+                exploding = seq_memory.exploding_rnn(cfg, run.stream("init_exploding"))
+                state["grad_norms"]["rnn_exploding"] = seq_memory.grad_norms(exploding, batch, cfg.clip)
         state["done"] = unit + 1
         run.show(**{f"{kind}@{T}": state["accuracy"][kind][str(T)]})
 
