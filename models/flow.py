@@ -137,9 +137,7 @@ class LogitTransform(nets.Module):
 # ==================================================================== coupling layers
 def coupling_network(dim: int, hidden: int, out: int, dtype, rng) -> nets.Sequential:
     """The MLP that reads the kept half: dim -> hidden -> hidden -> out, ReLU between."""
-    return nets.Sequential(nets.Linear(dim, hidden, dtype=dtype, rng=rng), nets.ReLU(),
-                           nets.Linear(hidden, hidden, dtype=dtype, rng=rng), nets.ReLU(),
-                           nets.Linear(hidden, out, dtype=dtype, rng=rng))
+    return nets.mlp((dim, hidden, hidden, out), dtype=dtype, rng=rng)
 
 
 class AdditiveCoupling(nets.Module):

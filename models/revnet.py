@@ -60,8 +60,7 @@ class RevNetConfig:
 # ==================================================================== the block
 def mlp(features: int, hidden: int, dtype=np.float32, rng=None) -> nets.Sequential:
     """F or G: (N, features) -> Linear(features, hidden) -> ReLU -> Linear(hidden, features)."""
-    return nets.Sequential(nets.Linear(features, hidden, dtype=dtype, rng=rng), nets.ReLU(),
-                           nets.Linear(hidden, features, dtype=dtype, rng=rng))
+    return nets.mlp((features, hidden, features), dtype=dtype, rng=rng)
 
 
 class RevBlock(nets.Module):

@@ -1,7 +1,7 @@
 """Layers, optimizers, losses and data on top of the autodiff engine (PyTorch's names and layouts)."""
 from .module import Module, Parameter, Sequential, ModuleList
 from .layers import (Linear, Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d,
-                     Dropout, Flatten, Unflatten, ReLU, LeakyReLU, Tanh, Sigmoid, Softplus, Identity)
+                     Dropout, Flatten, Unflatten, ReLU, LeakyReLU, Tanh, Sigmoid, Softplus, Identity, mlp)
 from .masked import MaskedLinear, MaskedConv2d
 from .recurrent import Embedding, RNN, LSTM, GRU, detach_state
 from .init import manual_seed, get_rng

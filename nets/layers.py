@@ -10,7 +10,7 @@ import numpy as np
 import autodiff.functional as F
 from autodiff import Tensor
 from . import init
-from .module import Module, Parameter
+from .module import Module, Parameter, Sequential
 
 
 def _pair(v) -> tuple:
@@ -217,3 +217,11 @@ class Softplus(Module):
 class Identity(Module):
     def forward(self, x):
         return x
+
+
+def mlp(sizes, dtype=np.float32, rng=None) -> Sequential:
+    """sizes = (in, h_1, ..., h_k, out): Linear(in, h_1) - ReLU - ... - Linear(h_k, out), weights from rng."""
+    layers = []
+    for i, (width, next_width) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [Linear(width, next_width, dtype=dtype, rng=rng)] + ([ReLU()] if i < len(sizes) - 2 else [])
+    return Sequential(*layers)

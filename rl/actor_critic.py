@@ -179,8 +179,7 @@ class ActorCritic:
         cfg = self.cfg
         reached = (cfg.stop_avg > 0 and len(self.episode_returns) >= WINDOW
                    and np.mean(self.episode_returns[-WINDOW:]) >= cfg.stop_avg)
-        return bool(reached or (cfg.episodes and len(self.episode_returns) >= cfg.episodes)
-                    or (cfg.steps and self.env_steps >= cfg.steps))
+        return bool(reached or self.progress() >= 1.0)
 
     def progress(self) -> float:
         return budget_progress(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)

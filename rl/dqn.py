@@ -87,12 +87,7 @@ class QNetwork(nets.Module):
 
     def __init__(self, obs_dim: int, n_actions: int, hidden=(64, 64), rng=None):
         super().__init__()
-        layers, width = [], obs_dim
-        for h in hidden:
-            layers += [nets.Linear(width, h, rng=rng), nets.ReLU()]
-            width = h
-        layers.append(nets.Linear(width, n_actions, rng=rng))
-        self.net = nets.Sequential(*layers)
+        self.net = nets.mlp((obs_dim, *hidden, n_actions), rng=rng)
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(obs)
@@ -267,9 +262,7 @@ class DQN:
 
     # ---------------------------------------------------------------- budget
     def finished(self) -> bool:
-        cfg = self.cfg
-        return bool((cfg.episodes and len(self.episode_returns) >= cfg.episodes)
-                    or (cfg.steps and self.env_steps >= cfg.steps))
+        return self.progress() >= 1.0
 
     def progress(self) -> float:
         return budget_progress(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rl.common import hp, make_env, run_greedy_episodes, stream, training_env_seed
+from rl.common import budget_progress, hp, make_env, run_greedy_episodes, stream, training_env_seed
 
 
 @dataclass
@@ -110,8 +110,7 @@ class ES:
     def finished(self) -> bool:
         cfg = self.cfg
         return bool((cfg.generations and self.generation >= cfg.generations)
-                    or (cfg.episodes and len(self.episode_returns) >= cfg.episodes)
-                    or (cfg.steps and self.env_steps >= cfg.steps))
+                    or budget_progress(len(self.episode_returns), self.env_steps, cfg.episodes, cfg.steps) >= 1.0)
 
     def episode_return(self, theta: np.ndarray, reset_seed: int) -> float:
         """F(theta): the return of one episode of the deterministic policy theta from reset(seed)."""

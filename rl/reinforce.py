@@ -60,12 +60,7 @@ class ReinforceConfig:
 
 def mlp(sizes, out: int, rng=None) -> nets.Sequential:
     """sizes[0] inputs -> hidden layers (ReLU) -> `out` outputs (initial weights drawn from rng)."""
-    layers, width = [], sizes[0]
-    for h in sizes[1:]:
-        layers += [nets.Linear(width, h, rng=rng), nets.ReLU()]
-        width = h
-    layers.append(nets.Linear(width, out, rng=rng))
-    return nets.Sequential(*layers)
+    return nets.mlp((*sizes, out), rng=rng)
 
 
 # ==================================================================== the pieces of the estimator
@@ -147,9 +142,7 @@ class Reinforce:
         self.value_losses: list[float] = []      # value-network MSE of each update (baseline=value)
 
     def finished(self) -> bool:
-        cfg = self.cfg
-        return bool((cfg.episodes and len(self.episode_returns) >= cfg.episodes)
-                    or (cfg.steps and self.env_steps >= cfg.steps))
+        return self.progress() >= 1.0
 
     def progress(self) -> float:
         return budget_progress(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)

@@ -41,7 +41,8 @@ def _algorithms():
 HELP = {"dqn": "Deep Q-Network (replay buffer, target network, Double DQN) on CartPole-v1",
         "reinforce": "REINFORCE with returns-to-go and a baseline (none, mean, value) on CartPole-v1",
         "es": "evolution strategies (antithetic, rank-normalised) on CartPole-v1",
-        "actor-critic": "advantage actor-critic (GAE, entropy bonus, parallel environments) on CartPole-v1"}
+        "actor-critic": "actor-critic (GAE, parallel environments, rollouts reused with PPO's clipped ratio; "
+                        "--epochs 1: plain A2C) on CartPole-v1"}
 
 
 def register(subparsers) -> None:
