@@ -246,6 +246,7 @@ class Run:
             manual_seed(int(stream(self.seed, "init").integers(2 ** 63)))   # the layers' initial weights
             already = 0.0
         self.resumed = self.state is not None
+        self.threads = getattr(args, "blas_threads", None)     # BLAS threads, saved so a resume uses the same
         self._started, self._already = time.perf_counter(), already
         self._stop_requested, self._bar = False, None
 
@@ -263,7 +264,8 @@ class Run:
         """Atomically write DIR/checkpoint.npz: `state` (JSON: counters, history) and named dicts of arrays
         (model=model.state_dict(), optimizer=...). The previous checkpoint stays intact until the rename."""
         meta = {"model": self.model, "seed": self.seed, "config": dataclasses.asdict(self.config),
-                "state": state, "wall_seconds": self.wall_seconds, "init_rng": get_rng().bit_generator.state}
+                "state": state, "wall_seconds": self.wall_seconds, "init_rng": get_rng().bit_generator.state,
+                "threads": self.threads}
         save_checkpoint(os.path.join(self.dir, CHECKPOINT), meta=meta, **sections)
 
     # ---------------------------------------------------------------- the loop

@@ -61,9 +61,13 @@ def main(argv=None) -> int:
     try:
         if args.seeds is not None:
             return run_many(args, argv)
+        from nets.harness import read_checkpoint
         from nets.threads import configure_threads
+        requested = args.threads or ("1" if args.model in RL_COMMANDS else None)
+        if requested is None and args.resume:     # the run's own count: BLAS sums depend on it, resume is exact
+            requested = read_checkpoint(args.resume)["meta"].get("threads")
         try:
-            configure_threads(args.threads or ("1" if args.model in RL_COMMANDS else None))
+            args.blas_threads = configure_threads(requested)
         except ValueError as error:
             raise UsageError(f"--threads: {error}") from None
         args.run(args)

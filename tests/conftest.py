@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("NO_PROGRESS", "1")
+os.environ.setdefault("NUMPY_DL_LAB_THREADS", "1")     # BLAS sums depend on the thread count: fix it
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 # numeric tests are slow per example: no deadline, few examples, no flakiness from timing

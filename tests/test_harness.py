@@ -153,3 +153,16 @@ def test_readme_notebook_example_runs(tmp_path, monkeypatch):
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert math.isfinite(namespace["stats"]["loss"]) and namespace["result"]["neg_iwae_nats"] > 0
+
+
+def test_the_blas_thread_count_is_saved_and_reused_on_resume(tmp_path, monkeypatch):
+    import nets.threads
+    out = str(tmp_path / "v")
+    args = ["vae", "--epochs", "1", "--limit", "100", "--hidden", "8", "--iwae-k", "2"]
+    assert train.main(args + ["--threads", "1", "--out", out]) == 0
+    import nets
+    assert nets.load_checkpoint(f"{out}/checkpoint.npz")["meta"]["threads"] == 1
+    asked = []
+    monkeypatch.setattr(nets.threads, "configure_threads", lambda requested=None: asked.append(requested) or 1)
+    assert train.main(["vae", "--resume", out, "--epochs", "2"]) == 0
+    assert asked == [1]                  # not "auto": the resumed run sums in the same order
