@@ -65,7 +65,10 @@ def main(argv=None) -> int:
         from nets.threads import configure_threads
         requested = args.threads or ("1" if args.model in RL_COMMANDS else None)
         if requested is None and args.resume:     # the run's own count: BLAS sums depend on it, resume is exact
-            requested = read_checkpoint(args.resume)["meta"].get("threads")
+            try:
+                requested = read_checkpoint(args.resume)["meta"].get("threads")
+            except UsageError:
+                pass                              # the command itself reports a bad --resume
         try:
             args.blas_threads = configure_threads(requested)
         except ValueError as error:
