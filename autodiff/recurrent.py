@@ -57,31 +57,53 @@ def lstm_fused(gx: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Tensor:
             or weight_hh.shape != (4 * H, H)):
         raise ValueError(f"lstm_fused: expected gx (T, {N}, {4 * H}), h0 and c0 ({N}, {H}), weight_hh "
                          f"({4 * H}, {H}); got {gx.shape}, {h0.shape}, {c0.shape}, {weight_hh.shape}")
-    gates = np.empty_like(gx.data)                 # i, f, g, o after their nonlinearities
-    hs, cs = np.empty((T + 1, N, H), gx.dtype), np.empty((T + 1, N, H), gx.dtype)   # h_0..h_T, c_0..c_T
-    tanh_cs = np.empty((T, N, H), gx.dtype)
+    dtype, quarters = gx.dtype, (slice(0, H), slice(H, 2 * H), slice(2 * H, 3 * H), slice(3 * H, 4 * H))
+    # sigmoid(a) = (1 + tanh(a/2)) / 2 never overflows, so the four gates are ONE tanh of a scaled a:
+    # gates = tanh(a * scale) * scale + shift, (scale, shift) = (1/2, 1/2) on i, f, o and (1, 0) on g
+    scale, shift = np.full(4 * H, 0.5, dtype), np.full(4 * H, 0.5, dtype)
+    scale[quarters[2]], shift[quarters[2]] = 1, 0
+    weight_hh_t = np.ascontiguousarray(weight_hh.data.T)               # (H, 4H)
+    gates = np.empty_like(gx.data)                # i, f, g, o after their nonlinearities, every step
+    hs, cs = np.empty((T + 1, N, H), dtype), np.empty((T + 1, N, H), dtype)   # h_0..h_T, c_0..c_T
+    tanh_cs, scratch = np.empty((T, N, H), dtype), np.empty((N, H), dtype)
     hs[0], cs[0] = h0.data, c0.data
-    for t in range(T):
-        a = gx.data[t] + hs[t] @ weight_hh.data.T
-        gates[t] = 0.5 + 0.5 * np.tanh(0.5 * a)    # sigmoid(a) = (1 + tanh(a/2)) / 2, never overflows
-        gates[t, :, 2 * H:3 * H] = np.tanh(a[:, 2 * H:3 * H])
-        i, f, g, o = np.split(gates[t], 4, axis=1)
-        cs[t + 1] = f * cs[t] + i * g
-        tanh_cs[t] = np.tanh(cs[t + 1])
-        hs[t + 1] = o * tanh_cs[t]
+    for t in range(T):                            # every op writes into a preallocated array (out=)
+        a = np.matmul(hs[t], weight_hh_t, out=gates[t])
+        a += gx.data[t]
+        a *= scale
+        np.tanh(a, out=a)
+        a *= scale
+        a += shift
+        i, f, g, o = (a[:, q] for q in quarters)
+        np.multiply(f, cs[t], out=cs[t + 1])                      # c' = f c + i g
+        cs[t + 1] += np.multiply(i, g, out=scratch)
+        np.tanh(cs[t + 1], out=tanh_cs[t])
+        np.multiply(o, tanh_cs[t], out=hs[t + 1])                 # h' = o tanh(c')
     out = Tensor._make(np.concatenate([hs[1:], cs[T:]]), (gx, h0, c0, weight_hh), "lstm_fused")
 
     def _backward():
-        da = np.empty_like(gates)
-        dh, dc = np.zeros((N, H), gx.dtype), out.grad[T].copy()
+        da, slope = np.empty_like(gates), np.empty((N, 4 * H), dtype)
+        dh, dc, dtanh = np.zeros((N, H), dtype), out.grad[T].copy(), np.empty((N, H), dtype)
         for t in reversed(range(T)):
-            i, f, g, o = np.split(gates[t], 4, axis=1)
-            tanh_c = tanh_cs[t]
+            gate, d = gates[t], da[t]
+            i, f, g, o = (gate[:, q] for q in quarters)
             dh += out.grad[t]
-            dc += dh * o * (1 - tanh_c ** 2)
-            da[t] = np.concatenate([dc * g * i * (1 - i), dc * cs[t] * f * (1 - f),
-                                    dc * i * (1 - g ** 2), dh * tanh_c * o * (1 - o)], axis=1)
-            dh, dc = da[t] @ weight_hh.data, dc * f
+            np.multiply(tanh_cs[t], tanh_cs[t], out=dtanh)          # dc += dh o (1 - tanh(c')^2)
+            np.subtract(1, dtanh, out=dtanh)
+            dtanh *= o
+            dtanh *= dh
+            dc += dtanh
+            np.multiply(dc, g, out=d[:, quarters[0]])               # d = [dc g, dc c, dc i, dh tanh(c')]
+            np.multiply(dc, cs[t], out=d[:, quarters[1]])
+            np.multiply(dc, i, out=d[:, quarters[2]])
+            np.multiply(dh, tanh_cs[t], out=d[:, quarters[3]])
+            np.subtract(1, gate, out=slope)                         # each gate's slope: s (1 - s) ...
+            slope *= gate
+            np.multiply(g, g, out=slope[:, quarters[2]])            # ... and 1 - g^2 for g
+            np.subtract(1, slope[:, quarters[2]], out=slope[:, quarters[2]])
+            d *= slope
+            np.matmul(d, weight_hh.data, out=dh)                    # dh <- da W_hh,  dc <- dc f
+            dc *= f
         gx._accumulate(da)
         h0._accumulate(dh)
         c0._accumulate(dc)

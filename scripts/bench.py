@@ -9,6 +9,8 @@ Workloads (each is one training step: forward, backward, optimizer step, as the 
     cvae    conditional VAE 784+10 -> 500 -> 20, batch 100, Adam
     flow    RealNVP, 6 affine couplings with MLPs 784-512-512-1568, batch 100, Adam
     convT   conv_transpose2d 128->64, k4 s2 p1, 7x7 -> 14x14, batch 128, forward + backward (no optimizer)
+    lstm    one LSTM layer 64 -> 256, 50 steps, batch 64, forward + backward, the fused op (fast path)
+    lstm-composed   the same with the composed reference cell (the speed-up is the ratio of the two)
     dcgan   one DCGAN iteration, batch 128: G forward, D step on real and fake, G step through D
     save    writing a checkpoint of the flow's parameters and Adam state (106 MB)
 
@@ -155,6 +157,22 @@ def make_dcgan(rng, N=128, noise=96):
     return step, 3 * d_flops + g_flops
 
 
+def make_lstm(rng, fused: bool, T=50, N=64, I=64, H=256):
+    """One LSTM layer over T steps, forward + backward (no optimizer): fused=True is the fast path
+    (autodiff.recurrent.lstm_fused), False the composed reference cell step by step."""
+    lstm = nets.LSTM(I, H, fused=fused, rng=rng)
+    x = Tensor(rng.standard_normal((T, N, I), dtype=np.float32), requires_grad=True)
+    g = rng.standard_normal((T, N, H), dtype=np.float32)
+
+    def step():
+        x.grad = None
+        for p in lstm.parameters():
+            p.grad = None
+        lstm(x)[0].backward(g)
+    # input projection (x and weight gradients) + per step h W_hh^T, dh W_hh and the weight gradient
+    return step, linear_flops(T * N, I, 4 * H) + 3 * 2 * T * N * H * 4 * H
+
+
 def make_save(rng):
     """Checkpoint writing: the flow's parameters and Adam moments (8.8 M float32 numbers each, 106 MB)."""
     shapes = [(512, 784), (512,), (512, 512), (512,), (1568, 512), (1568,), (784,)] * 6
@@ -171,7 +189,8 @@ def make_save(rng):
 
 
 WORKLOADS = {"vae": make_vae, "cvae": lambda rng: make_vae(rng, N=100, hidden=500, classes=10),
-             "flow": make_flow, "convT": make_conv_transpose, "dcgan": make_dcgan, "save": make_save}
+             "flow": make_flow, "convT": make_conv_transpose, "dcgan": make_dcgan, "save": make_save,
+             "lstm": lambda rng: make_lstm(rng, fused=True), "lstm-composed": lambda rng: make_lstm(rng, fused=False)}
 
 
 # ==================================================================== measuring
