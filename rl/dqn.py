@@ -45,10 +45,15 @@ class DQNConfig:
     episodes: int | None = hp(1000, "training episodes (the homework's budget)")
     steps: int | None = hp(None, "environment steps")
     # ---- the Q network and its optimiser
-    hidden: tuple = hp((64, 64), "hidden layer widths (ReLU): two layers of 64 fit CartPole, updates stay cheap")
-    lr: float = hp(1e-3, "Adam learning rate at the start of training", check="positive")
-    lr_final_fraction: float = hp(0.0, "lr decays linearly to lr * this at the end of the budget (annealing: late "
-                                       "updates refine the policy instead of overwriting it)", check="fraction")
+    hidden: tuple = hp((128, 128), "hidden layer widths (ReLU): two layers of 128 learn CartPole within 50k steps "
+                                   "more often than 64 (10 vs 9 of 10 tuning seeds) at about the same cost")
+    lr: float = hp(2.3e-3, "Adam learning rate at the start of training (rl-baselines3-zoo's tuned CartPole "
+                           "value: fast early learning)", check="positive")
+    lr_final_fraction: float = hp(0.1, "lr decays linearly to lr * this (annealing: late updates refine the policy "
+                                       "instead of overwriting it)", check="fraction")
+    lr_hold_steps: int = hp(0, "env steps at the full lr before the decay starts", check="non_negative")
+    lr_decay_steps: int | None = hp(50_000, "env steps of the lr decay, then it holds at lr * lr_final_fraction "
+                                            "(None: decay over the whole budget)")
     max_grad_norm: float = hp(10.0, "clip the gradient's global L2 norm: one bad batch cannot wreck the net (0 = off)",
                               check="non_negative")
     huber_delta: float = hp(1.0, "Huber loss: quadratic for |TD error| <= delta, linear beyond (bounded gradients)",
@@ -62,21 +67,22 @@ class DQNConfig:
     # ---- replay
     buffer_size: int = hp(500_000, "replay capacity in transitions: a whole run, so early failures stay replayed",
                           check="positive")
-    batch_size: int = hp(128, "transitions per gradient step", check="positive")
+    batch_size: int = hp(64, "transitions per gradient step", check="positive")
     learning_starts: int = hp(1000, "env steps before the first update (the buffer fills first)", check="non_negative")
-    train_frequency: int = hp(4, "train every this many env steps (gradient_steps updates each time)", check="positive")
-    gradient_steps: int = hp(1, "gradient steps each time we train (the target does not move within them)",
-                             check="positive")
+    train_frequency: int = hp(16, "train every this many env steps (gradient_steps updates each time)",
+                              check="positive")
+    gradient_steps: int = hp(8, "gradient steps each time we train: 8 batches of 64 per 16 steps replay each "
+                                "transition about 32 times (rl-zoo's ratio, in smaller bursts)", check="positive")
     # ---- exploration
     eps_start: float = hp(1.0, "epsilon at step 0", check="fraction")
-    eps_end: float = hp(0.05, "epsilon after the decay (keeps some failures coming into the buffer)", check="fraction")
-    eps_decay_steps: int = hp(10_000, "epsilon decays linearly from eps_start to eps_end over these env steps",
+    eps_end: float = hp(0.04, "epsilon after the decay (keeps some failures coming into the buffer)", check="fraction")
+    eps_decay_steps: int = hp(8_000, "epsilon decays linearly from eps_start to eps_end over these env steps",
                               check="non_negative")
     # ---- keep the best network (as Stable-Baselines3's EvalCallback): what we deliver
     keep_best: bool = hp(True, "deliver the network with the best selection evaluation, not the final one "
                                "(DQN's greedy score oscillates during training)")
-    eval_interval: int = hp(10_000, "env steps between selection evaluations (at the next episode boundary)",
-                            check="positive")
+    eval_interval: int = hp(2_500, "env steps between selection evaluations (at the next episode boundary): 20 "
+                                   "candidates in 50k steps", check="positive")
     eval_episodes: int = hp(10, "greedy episodes per selection evaluation (env seeds disjoint from the reporting "
                                 "ones)", check="positive")
 
@@ -85,7 +91,7 @@ class DQNConfig:
 class QNetwork(nets.Module):
     """obs (N, obs_dim) -> Q values (N, n_actions): Linear-ReLU-...-Linear."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden=(64, 64), rng=None):
+    def __init__(self, obs_dim: int, n_actions: int, hidden=(128, 128), rng=None):
         super().__init__()
         self.net = nets.mlp((obs_dim, *hidden, n_actions), rng=rng)
 
@@ -221,9 +227,10 @@ def copy_network(q_net: QNetwork, obs_dim: int, n_actions: int, hidden) -> QNetw
 
 # ==================================================================== keeping the best network
 def is_better(score: float, best: float | None) -> bool:
-    """Selection rule (as SB3's EvalCallback): a strictly higher mean greedy return replaces the best, so
-    among equal scores the earliest network stays."""
-    return best is None or score > best
+    """Selection rule: a mean greedy return at least as high as the best so far replaces it. SB3's
+    EvalCallback keeps the earliest of equal scores; we keep the latest, which has trained longer at a
+    lower learning rate (at CartPole's cap of 500 many candidates tie)."""
+    return best is None or score >= best
 
 
 # ==================================================================== the agent and its training loop
@@ -267,6 +274,13 @@ class DQN:
     def progress(self) -> float:
         return budget_progress(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
 
+    def lr_progress(self) -> float:
+        """How far the learning-rate decay has gone: over lr_decay_steps env steps after lr_hold_steps, or
+        over the whole budget."""
+        if self.cfg.lr_decay_steps:
+            return min(1.0, max(0.0, self.env_steps - self.cfg.lr_hold_steps) / self.cfg.lr_decay_steps)
+        return self.progress()
+
     # ---------------------------------------------------------------- one training episode
     def train_episode(self) -> dict:
         cfg = self.cfg
@@ -286,7 +300,7 @@ class DQN:
             # ---- ALGO LOGIC: every train_frequency steps, gradient_steps updates on replayed batches
             if learning and self.env_steps % cfg.train_frequency == 0:
                 # learning-rate schedule: linear decay to lr * lr_final_fraction at the end of the budget
-                self.optimizer.lr = cfg.lr * (1.0 - (1.0 - cfg.lr_final_fraction) * self.progress())
+                self.optimizer.lr = cfg.lr * (1.0 - (1.0 - cfg.lr_final_fraction) * self.lr_progress())
                 for _ in range(cfg.gradient_steps):       # the target network is fixed during a burst
                     batch = self.buffer.sample(cfg.batch_size, self.replay_rng)
                     losses.append(optimize(self.q_net, self.target_net, self.optimizer, batch, cfg))

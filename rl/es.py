@@ -183,6 +183,12 @@ class ES:
     def losses(self) -> dict:
         return {"update_norm": self.update_norms}
 
+    def figures(self) -> dict:
+        """{file: (title, xlabel, ylabel, curves)}: the population's returns per generation."""
+        curves = {"max": np.asarray(self.generation_max_returns), "mean": np.asarray(self.generation_mean_returns),
+                  "min": np.asarray(self.generation_min_returns)}
+        return {"es_returns.png": ("ES population returns on CartPole-v1", "generation", "episode return", curves)}
+
     def extra_metrics(self) -> dict:
         return {"generations": self.generation, "generation_mean_returns": self.generation_mean_returns,
                 "generation_max_returns": self.generation_max_returns,

@@ -3,6 +3,7 @@
     python scripts/bench.py                       # every workload, a table
     python scripts/bench.py vae flow --json       # some workloads, one JSON object on stdout
     python scripts/bench.py dcgan --profile       # where the time goes, by function (cProfile)
+    python scripts/bench.py --threads auto --busy 1   # one core kept busy by a spinning process
 
 Workloads (each is one training step: forward, backward, optimizer step, as the models run them):
     vae     MLP VAE 784-400-20, batch 128, Bernoulli decoder, Adam
@@ -263,6 +264,8 @@ def main():
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     parser.add_argument("--threads", default=None,
                         help="BLAS threads: a number or 'auto' (nets/threads.py's policy; default: the library's own)")
+    parser.add_argument("--busy", type=int, default=0,
+                        help="keep this many cores busy with spinning processes while measuring (a busy laptop)")
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads is not None:
@@ -280,22 +283,28 @@ def main():
         print(json.dumps([measure(name, args.repeats) for name in names]))
         return
     results = []
-    for name in names:                      # one process per workload: its own peak memory
-        command = [sys.executable, os.path.abspath(__file__), name, "--repeats", str(args.repeats), "--in-process"]
-        command += [] if args.threads is None else ["--threads", str(args.threads)]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        results += json.loads(done.stdout)
-    report = {"numpy": np.__version__, "cores": os.cpu_count(), "threads": results[0]["threads"],
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        time.sleep(0.5 if spinners else 0)       # let them show up in the 'auto' policy's busy-core count
+        for name in names:                      # one process per workload: its own peak memory
+            command = [sys.executable, os.path.abspath(__file__), name, "--repeats", str(args.repeats), "--in-process"]
+            command += [] if args.threads is None else ["--threads", str(args.threads)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            results += json.loads(done.stdout)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+    report = {"numpy": np.__version__, "cores": os.cpu_count(), "threads": results[0]["threads"], "busy": args.busy,
               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "results": results}
     if args.json:
         print(json.dumps(report, indent=2, allow_nan=False))
         return
     print(f"numpy {report['numpy']}, {report['cores']} cores, BLAS threads {report['threads']}, "
-          f"load average {report['load_average']}")
-    print(f"{'workload':8s} {'median ms':>10s} {'min ms':>9s} {'cpu ms':>9s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'matmul':>8s} "
+          f"{args.busy} kept busy, load average {report['load_average']}")
+    print(f"{'workload':13s} {'median ms':>10s} {'min ms':>9s} {'cpu ms':>9s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'matmul':>8s} "
           f"{'fraction':>8s} {'RSS MB':>7s}")
     for r in results:
-        print(f"{r['workload']:8s} {r['median_ms']:10.1f} {r['min_ms']:9.1f} {r['cpu_ms']:9.1f} {r['gflop_per_step']:7.2f} "
+        print(f"{r['workload']:13s} {r['median_ms']:10.1f} {r['min_ms']:9.1f} {r['cpu_ms']:9.1f} {r['gflop_per_step']:7.2f} "
               f"{r['gflops']:8.1f} {r['matmul_gflops']:8.1f} {r['fraction_of_matmul']:8.2f} {r['peak_rss_mb']:7.0f}")
 
 

@@ -193,7 +193,7 @@ def _fake_greedy_runs(monkeypatch, scores):
     return seeds
 
 
-def test_keep_best_keeps_the_strictly_better_network_and_selects_on_selection_seeds(monkeypatch):
+def test_keep_best_keeps_the_latest_of_the_best_networks_and_selects_on_selection_seeds(monkeypatch):
     agent = DQN(DQNConfig(episodes=1, **TINY_DQN), seed=4)
     seeds = _fake_greedy_runs(monkeypatch, [10.0, 30.0, 30.0, 20.0])
     snapshots = []
@@ -202,9 +202,9 @@ def test_keep_best_keeps_the_strictly_better_network_and_selects_on_selection_se
         agent.select()
         for p in agent.q_net.parameters():                                # training moves the network on
             p.data += 0.5
-    assert [s["kept"] for s in agent.selections] == [True, True, False, False]   # a tie keeps the earlier
+    assert [s["kept"] for s in agent.selections] == [True, True, True, False]    # a tie keeps the later
     assert seeds == [selection_env_seed(4, k) for k in range(4)] and report_env_seed(4) not in seeds
-    for best, kept in zip(agent.best_net.parameters(), snapshots[1]):
+    for best, kept in zip(agent.best_net.parameters(), snapshots[2]):
         np.testing.assert_array_equal(best.data, kept)
     assert agent.delivered == "best_eval" and agent.extra_metrics()["best_selection_mean"] == 30.0
 
@@ -279,6 +279,20 @@ def test_short_runs_beat_a_random_policy():
 def test_dqn_step_budget_counts_partial_episode():
     agent = _run(DQN, DQNConfig(episodes=None, steps=57, **TINY_DQN), seed=0)
     assert agent.env_steps == 57 and sum(agent.episode_returns) == 57
+
+
+@pytest.mark.parametrize("hold, decay, expected", [(0, 40, [1.0, 0.55, 0.1, 0.1]), (20, 40, [1.0, 1.0, 0.4375, 0.1]),
+                                                   (0, None, None)])
+def test_dqn_learning_rate_decays_over_env_steps_then_holds(hold, decay, expected):
+    """lr = lr0 * (1 - 0.9 * progress), progress = (steps - hold) / decay clipped to [0, 1]; without
+    lr_decay_steps the progress is the budget's."""
+    agent = DQN(DQNConfig(episodes=None, steps=100, lr=1.0, lr_final_fraction=0.1, lr_hold_steps=hold,
+                          lr_decay_steps=decay, **TINY_DQN), seed=0)
+    lrs = []
+    for steps in (0, 20, 45, 80):
+        agent.env_steps = steps
+        lrs.append(1.0 - 0.9 * agent.lr_progress())
+    np.testing.assert_allclose(lrs, expected if expected else [1.0, 0.82, 0.595, 0.28])
 
 
 def test_dqn_burst_training_counts_updates():
