@@ -66,7 +66,9 @@ def stream(seed: int, purpose: str, *position: int) -> np.random.Generator:
 # ==================================================================== configuration and flags
 def hp(default, help: str, *, check: str | None = None, choices: tuple | None = None):
     """A hyperparameter: a dataclass field with its default, one help line, and an optional range
-    `check` ("positive", "non_negative", "fraction" = in [0, 1]) or `choices` that its flag enforces."""
+    `check` ("positive", "non_negative", "fraction" = in [0, 1]) or `choices` that its flag enforces.
+    Tuple fields (layer widths) take one or more positive integers; check="may_be_empty" also allows none
+    (e.g. `--hidden` alone: no hidden layer)."""
     return dataclasses.field(default=default, metadata={"help": help, "check": check, "choices": choices})
 
 
@@ -109,7 +111,8 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls, skip: tuple = 
         if kind == "bool":
             parser.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, default=None, help=text)
         elif kind == "tuple":
-            parser.add_argument(_flag(field.name), type=positive_ints, nargs="+", default=None, metavar="N",
+            nargs = "*" if meta.get("check") == "may_be_empty" else "+"
+            parser.add_argument(_flag(field.name), type=positive_ints, nargs=nargs, default=None, metavar="N",
                                 help=text)
         else:
             convert = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float,
@@ -133,7 +136,7 @@ def config_from(config_cls, values: dict):
     config = config_cls(**values)
     for name, field in fields.items():
         value, check = getattr(config, name), field.metadata.get("check")
-        if check and value is not None:
+        if check and check != "may_be_empty" and value is not None:
             ok, expected = _CHECKS[check]
             if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
                 raise UsageError(f"{_flag(name)}: expected {expected}, got {value}")

@@ -79,7 +79,8 @@ class ActorCriticConfig:
                                    "sampled policy must become nearly deterministic to average 475)",
                              check="non_negative")
     # ---- networks and optimisers
-    hidden: tuple = hp((64, 64), "hidden layer widths of the policy and of the value network, ReLU")
+    hidden: tuple = hp((64, 64), "hidden layer widths of the policy and of the value network, ReLU",
+                        check="may_be_empty")
     lr: float = hp(2e-3, "Adam learning rate of the policy", check="positive")
     lr_final_fraction: float = hp(1.0, "the policy's lr decays linearly to lr * this at the end of the budget",
                                   check="fraction")

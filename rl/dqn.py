@@ -46,7 +46,8 @@ class DQNConfig:
     steps: int | None = hp(None, "environment steps")
     # ---- the Q network and its optimiser
     hidden: tuple = hp((128, 128), "hidden layer widths (ReLU): two layers of 128 learn CartPole within 50k steps "
-                                   "more often than 64 (10 vs 9 of 10 tuning seeds) at about the same cost")
+                                   "more often than 64 (10 vs 9 of 10 tuning seeds) at about the same cost",
+                                   check="may_be_empty")
     lr: float = hp(2.3e-3, "Adam learning rate at the start of training (rl-baselines3-zoo's tuned CartPole "
                            "value: fast early learning)", check="positive")
     lr_final_fraction: float = hp(0.1, "lr decays linearly to lr * this (annealing: late updates refine the policy "

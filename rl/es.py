@@ -35,7 +35,8 @@ class ESConfig:
     episodes: int | None = hp(None, "training episodes (all population members count)")
     steps: int | None = hp(None, "environment steps")
     # ---- the policy: obs -> tanh hidden layers -> logits, action = argmax
-    hidden: tuple = hp((16,), "hidden layer widths (tanh); () = a linear policy")
+    hidden: tuple = hp((16,), "hidden layer widths (tanh); none (`--hidden` alone) = a linear policy",
+                        check="may_be_empty")
     init_std: float = hp(0.1, "initial parameters ~ N(0, init_std^2)", check="positive")
     # ---- Algorithm 1
     population_pairs: int = hp(16, "m: mirrored pairs per generation (n = 2m episodes)", check="positive")

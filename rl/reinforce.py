@@ -50,7 +50,8 @@ class ReinforceConfig:
                        choices=BASELINES)
     normalize_advantages: bool = hp(True, "A <- (A - mean A) / std A: a constant baseline plus a scale")
     # ---- networks and optimisers
-    hidden: tuple = hp((32,), "hidden layer widths of the policy (and value) network, ReLU")
+    hidden: tuple = hp((32,), "hidden layer widths of the policy (and value) network, ReLU",
+                        check="may_be_empty")
     lr: float = hp(1e-2, "Adam learning rate of the policy", check="positive")
     lr_final_fraction: float = hp(1.0, "the policy's lr decays linearly to lr * this at the end of the budget",
                                   check="fraction")

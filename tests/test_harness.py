@@ -166,3 +166,19 @@ def test_the_blas_thread_count_is_saved_and_reused_on_resume(tmp_path, monkeypat
     monkeypatch.setattr(nets.threads, "configure_threads", lambda requested=None: asked.append(requested) or 1)
     assert train.main(["vae", "--resume", out, "--epochs", "2"]) == 0
     assert asked == [1]                  # not "auto": the resumed run sums in the same order
+
+
+def test_tuple_flags_take_no_widths_only_where_the_field_allows_it():
+    """`es --hidden` alone is a linear policy (check="may_be_empty"); `made --hidden` alone is refused
+    by the parser, with the flag's name, before anything runs."""
+    import argparse
+    from nets.harness import add_config_flags
+    from models.made import MADEConfig
+    from rl.es import ESConfig
+    es = argparse.ArgumentParser()
+    add_config_flags(es, ESConfig)
+    assert es.parse_args(["--hidden"]).hidden == [] and es.parse_args(["--hidden", "4"]).hidden
+    made = argparse.ArgumentParser(exit_on_error=False)
+    add_config_flags(made, MADEConfig)
+    with pytest.raises(argparse.ArgumentError, match="--hidden"):
+        made.parse_args(["--hidden"])
