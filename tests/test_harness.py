@@ -3,7 +3,6 @@ resume policy, strict JSON, a diverging run, a corrupt checkpoint, the seed-list
 statistics, a multi-seed run whose summary agrees with its per-seed metrics, and README's notebook example."""
 import json
 import math
-import os
 import re
 from pathlib import Path
 
