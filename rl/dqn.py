@@ -92,7 +92,7 @@ class DQNConfig:
 class QNetwork(nets.Module):
     """obs (N, obs_dim) -> Q values (N, n_actions): Linear-ReLU-...-Linear."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden=(128, 128), rng=None):
+    def __init__(self, obs_dim: int, n_actions: int, hidden: tuple, rng=None):
         super().__init__()
         self.net = nets.mlp((obs_dim, *hidden, n_actions), rng=rng)
 
@@ -300,7 +300,7 @@ class DQN:
 
             # ---- ALGO LOGIC: every train_frequency steps, gradient_steps updates on replayed batches
             if learning and self.env_steps % cfg.train_frequency == 0:
-                # learning-rate schedule: linear decay to lr * lr_final_fraction at the end of the budget
+                # learning-rate schedule: linear decay to lr * lr_final_fraction (see lr_progress)
                 self.optimizer.lr = cfg.lr * (1.0 - (1.0 - cfg.lr_final_fraction) * self.lr_progress())
                 for _ in range(cfg.gradient_steps):       # the target network is fixed during a burst
                     batch = self.buffer.sample(cfg.batch_size, self.replay_rng)
