@@ -37,6 +37,7 @@ from autodiff import Tensor, no_grad
 from nets.losses import huber_loss
 from rl.common import (budget_progress, env_rng_state, hp, linear_schedule, make_env, mlp_forward_numpy,
                        run_greedy_episodes, selection_env_seed, set_env_rng_state, stream, training_env_seed)
+from rl.replay import NStepWindow, ReplayBuffer
 
 
 @dataclass
@@ -62,6 +63,8 @@ class DQNConfig:
     # ---- the TD target
     gamma: float = hp(0.99, "discount factor (horizon 1/(1 - gamma) = 100 steps)", check="fraction")
     double_dqn: bool = hp(True, "Double DQN target: online net picks a', target net scores it (less overestimation)")
+    n_step: int = hp(1, "n-step returns: bootstrap after n rewards (1 = the DQN paper's one-step target)",
+                     check="positive")
     target_update_interval: int = hp(4, "move the target network every this many env steps", check="positive")
     tau: float = hp(0.01, "Polyak: target <- tau * online + (1 - tau) * target (1.0 = hard copy); a smooth "
                           "target has no jumps for the online net to chase", check="fraction")
@@ -100,57 +103,6 @@ class QNetwork(nets.Module):
         return self.net(obs)
 
 
-# ==================================================================== the replay buffer
-class ReplayBuffer:
-    """A preallocated ring of the last `capacity` transitions (NumPy arrays, no Python objects).
-
-    `pos` is where the next transition goes; it wraps to 0 after capacity, overwriting the oldest.
-    `size` counts filled slots (<= capacity): sampling draws only from slots [0, size)."""
-
-    def __init__(self, capacity: int, obs_dim: int):
-        if capacity <= 0:
-            raise ValueError(f"ReplayBuffer: capacity must be positive, got {capacity}")
-        self.capacity, self.pos, self.size = capacity, 0, 0
-        self.obs = np.zeros((capacity, obs_dim), np.float32)
-        self.actions = np.zeros(capacity, np.int64)
-        self.rewards = np.zeros(capacity, np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), np.float32)
-        self.terminated = np.zeros(capacity, np.float32)     # 1.0 = no bootstrap (truncation is NOT stored)
-
-    def add(self, obs, action: int, reward: float, next_obs, terminated: bool) -> None:
-        i = self.pos
-        self.obs[i], self.actions[i], self.rewards[i] = obs, action, reward
-        self.next_obs[i], self.terminated[i] = next_obs, float(terminated)
-        self.pos = (i + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-
-    def sample(self, batch_size: int, rng: np.random.Generator) -> dict:
-        """A batch of transitions drawn uniformly (with replacement) from the filled slots."""
-        if self.size == 0:
-            raise ValueError("ReplayBuffer.sample: the buffer is empty")
-        idx = rng.integers(0, self.size, size=batch_size)
-        return {"obs": self.obs[idx], "actions": self.actions[idx], "rewards": self.rewards[idx],
-                "next_obs": self.next_obs[idx], "terminated": self.terminated[idx]}
-
-    def __len__(self):
-        return self.size
-
-    # -- checkpointing: only the filled slots (saved uncompressed: about 44 bytes per transition)
-    def state_dict(self) -> dict:
-        n = self.size
-        return {"obs": self.obs[:n], "actions": self.actions[:n], "rewards": self.rewards[:n],
-                "next_obs": self.next_obs[:n], "terminated": self.terminated[:n],
-                "pos": np.asarray(self.pos), "size": np.asarray(n)}
-
-    def load_state_dict(self, state: dict) -> None:
-        n = int(state["size"])
-        if n > self.capacity:
-            raise ValueError(f"ReplayBuffer: checkpoint holds {n} transitions, capacity is {self.capacity}")
-        for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
-            getattr(self, name)[:n] = state[name]
-        self.pos, self.size = int(state["pos"]), n
-
-
 # ==================================================================== acting
 def epsilon_at(step: int, cfg: DQNConfig) -> float:
     """The exploration schedule: linear from eps_start to eps_end over the first eps_decay_steps env
@@ -175,10 +127,11 @@ def greedy_action(q_net: QNetwork, obs) -> int:
 
 
 # ==================================================================== learning
-def td_target(rewards, terminated, next_q_target, gamma: float, next_q_online=None) -> np.ndarray:
+def td_target(rewards, terminated, next_q_target, gamma, next_q_online=None) -> np.ndarray:
     """y = r + gamma * (1 - terminated) * Q_target(s', a*), with
     a* = argmax_a Q_target(s', a) (DQN) or argmax_a Q_online(s', a) when next_q_online is given (Double DQN).
-    Shapes: rewards, terminated (N,); next_q_* (N, n_actions). Truncated transitions have terminated = 0
+    Shapes: rewards, terminated (N,); next_q_* (N, n_actions); gamma a scalar, or (N,) holding gamma ** k
+    for k-step transitions (rl/replay.py: then r is the discounted sum of k rewards). Truncated transitions have terminated = 0
     and therefore bootstrap."""
     if next_q_online is None:
         best = next_q_target.max(axis=1)
@@ -196,7 +149,8 @@ def optimize(q_net: QNetwork, target_net: QNetwork, optimizer, batch: dict, cfg:
     with no_grad():
         next_q_target = target_net(next_obs).data
         next_q_online = q_net(next_obs).data if cfg.double_dqn else None
-    y = td_target(batch["rewards"], batch["terminated"], next_q_target, cfg.gamma, next_q_online)
+    gamma_k = cfg.gamma ** batch["horizon"].astype(np.float32)           # gamma ** k, k = steps to s'
+    y = td_target(batch["rewards"], batch["terminated"], next_q_target, gamma_k, next_q_online)
 
     q_taken = q_net(Tensor(batch["obs"]))[np.arange(n), batch["actions"]]       # Q(s_i, a_i), shape (N,)
     loss = huber_loss(q_taken, Tensor(y), delta=cfg.huber_delta)
@@ -255,6 +209,7 @@ class DQN:
         self.target_net = copy_network(self.q_net, self.obs_dim, self.n_actions, cfg.hidden)
         self.optimizer = nets.Adam(self.q_net.parameters(), lr=cfg.lr)
         self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim)
+        self.window = NStepWindow(cfg.n_step, cfg.gamma)     # empty between episodes (checkpoints)
 
         self.env_steps = 0           # environment steps taken in training
         self.updates = 0             # gradient steps taken
@@ -293,9 +248,12 @@ class DQN:
             epsilon = epsilon_at(self.env_steps, cfg)
             action = select_action(self.q_net, obs, epsilon, self.explore_rng)
             next_obs, reward, terminated, truncated, _ = self.env.step(action)
-            self.buffer.add(obs, action, reward, next_obs, terminated)    # truncation is not stored
-            obs, total, done = next_obs, total + float(reward), terminated or truncated
             self.env_steps += 1
+            out_of_budget = bool(cfg.steps) and self.env_steps >= cfg.steps
+            episode_over = terminated or truncated or out_of_budget
+            for transition in self.window.push(obs, action, reward, next_obs, terminated, episode_over):
+                self.buffer.add(*transition)                              # truncation is not stored
+            obs, total, done = next_obs, total + float(reward), terminated or truncated
             learning = self.env_steps > cfg.learning_starts
 
             # ---- ALGO LOGIC: every train_frequency steps, gradient_steps updates on replayed batches
@@ -311,7 +269,7 @@ class DQN:
             if learning and self.env_steps % cfg.target_update_interval == 0:
                 update_target(self.target_net, self.q_net, cfg.tau)
 
-            if cfg.steps and self.env_steps >= cfg.steps:
+            if out_of_budget:
                 break                   # step budget exhausted mid-episode: count the partial episode
         self.episode_returns.append(total)
         self.episode_losses.append(float(np.mean(losses)) if losses else float("nan"))

@@ -13,7 +13,8 @@ from autodiff import Tensor
 import rl.dqn
 from rl.common import (first_crossing, mlp_forward_numpy, report_env_seed, running_average, selection_env_seed,
                        stream)
-from rl.dqn import DQN, DQNConfig, QNetwork, ReplayBuffer, copy_network, td_target, update_target
+from rl.dqn import DQN, DQNConfig, QNetwork, copy_network, td_target, update_target
+from rl.replay import NStepWindow, ReplayBuffer
 from rl.es import ES, ESConfig, centered_ranks
 from rl.reinforce import Reinforce, ReinforceConfig, advantages_from, mlp, policy_loss, returns_to_go
 
@@ -84,6 +85,36 @@ def test_replay_buffer_wraps_and_samples_filled_slots_only():
     batch = buffer.sample(500, np.random.default_rng(1))
     assert set(batch["rewards"].tolist()) == {3.0, 4.0, 5.0, 6.0, 7.0}
     np.testing.assert_array_equal(batch["next_obs"][:, 0], batch["obs"][:, 0] + 1)   # rows stay together
+
+
+def test_n_step_window_sums_discounted_rewards_and_flushes_at_the_end():
+    window = NStepWindow(n=3, gamma=0.5)
+    emitted = []
+    for t in range(5):                                  # rewards 1, 2, 4, 8, 16; the pole falls at t = 4
+        last = t == 4
+        emitted += window.push([t], t % 2, 2.0 ** t, [t + 1], terminated=last, episode_over=last)
+        if t == 1:
+            assert emitted == []                        # the window is not full yet
+    assert [e[5] for e in emitted] == [3, 3, 3, 2, 1]   # k: full windows, then the flush
+    np.testing.assert_allclose([e[2] for e in emitted], [1 + 1 + 1, 2 + 2 + 2, 4 + 4 + 4, 8 + 8, 16])
+    assert [int(e[0][0]) for e in emitted] == [0, 1, 2, 3, 4] and [e[1] for e in emitted] == [0, 1, 0, 1, 0]
+    np.testing.assert_array_equal([e[3] for e in emitted[:2]], [[3], [4]])       # s_{t+3}
+    assert [e[4] for e in emitted] == [False, False, True, True, True]           # all that reach the fall
+    assert window.pending == []
+
+
+def test_n_step_transitions_bootstrap_with_gamma_to_the_k():
+    gamma, n = 0.9, 3
+    agent = DQN(DQNConfig(episodes=1, n_step=n, gamma=gamma, **TINY_DQN), seed=0)
+    agent.env = FakeEnv(truncate_at=5)
+    agent.train_episode()
+    size = agent.buffer.size
+    assert size == 5 and agent.buffer.terminated[:5].sum() == 0          # truncated: every one bootstraps
+    np.testing.assert_array_equal(agent.buffer.horizon[:5], [3, 3, 3, 2, 1])
+    np.testing.assert_allclose(agent.buffer.rewards[:5], [1 + gamma + gamma ** 2] * 3 + [1 + gamma, 1], rtol=1e-6)
+    next_q = np.array([[1.0, 2.0]] * 2, np.float32)
+    y = td_target(np.ones(2, np.float32), np.zeros(2, np.float32), next_q, gamma ** np.array([3.0, 1.0]))
+    np.testing.assert_allclose(y, [1 + 2 * gamma ** 3, 1 + 2 * gamma], rtol=1e-6)
 
 
 def test_target_network_is_a_copy_not_an_alias():
