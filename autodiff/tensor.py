@@ -48,6 +48,8 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 def _broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
+    if a == b:                      # the common case, without NumPy's general (slower) routine
+        return a
     try:
         return np.broadcast_shapes(a, b)
     except ValueError:
@@ -323,7 +325,8 @@ class Tensor:
                              f"{self.shape[-1]} (last axis of the left) != {other.shape[-2]} "
                              f"(second-to-last axis of the right)")
         try:
-            np.broadcast_shapes(self.shape[:-2], other.shape[:-2])
+            if self.ndim > 2 or other.ndim > 2:
+                np.broadcast_shapes(self.shape[:-2], other.shape[:-2])
         except ValueError:
             raise ValueError(f"matmul: shapes {self.shape} and {other.shape}: batch axes {self.shape[:-2]} "
                              f"and {other.shape[:-2]} cannot be broadcast together") from None

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import nets
-from autodiff import Tensor, no_grad
+from autodiff import Tensor
 from nets.losses import huber_loss
 from rl.common import (budget_progress, env_rng_state, hp, linear_schedule, make_env, mlp_forward_numpy,
                        run_greedy_episodes, selection_env_seed, set_env_rng_state, stream, training_env_seed)
@@ -145,10 +145,9 @@ def optimize(q_net: QNetwork, target_net: QNetwork, optimizer, batch: dict, cfg:
     """One TD update on a replayed batch; returns the loss.
         loss = mean_i Huber(Q(s_i, a_i) - y_i),  y computed without gradient (a fixed regression target)."""
     n = len(batch["actions"])
-    next_obs = Tensor(batch["next_obs"])
-    with no_grad():
-        next_q_target = target_net(next_obs).data
-        next_q_online = q_net(next_obs).data if cfg.double_dqn else None
+    # the target side needs no gradient: plain NumPy forwards (bit-identical to the engine's, no graph)
+    next_q_target = mlp_forward_numpy(target_net.net, batch["next_obs"])
+    next_q_online = mlp_forward_numpy(q_net.net, batch["next_obs"]) if cfg.double_dqn else None
     gamma_k = cfg.gamma ** batch["horizon"].astype(np.float32)           # gamma ** k, k = steps to s'
     y = td_target(batch["rewards"], batch["terminated"], next_q_target, gamma_k, next_q_online)
 

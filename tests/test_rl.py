@@ -140,6 +140,8 @@ def test_fast_forward_matches_the_engine(rng):
     q = QNetwork(4, 2, (16, 16))
     obs = rng.standard_normal(4).astype(np.float32)
     np.testing.assert_allclose(mlp_forward_numpy(q.net, obs), q(Tensor(obs[None])).data[0], rtol=1e-5, atol=1e-6)
+    batch = rng.standard_normal((32, 4)).astype(np.float32)     # a batch: the engine's own operations
+    np.testing.assert_array_equal(mlp_forward_numpy(q.net, batch), q(Tensor(batch)).data)
 
 
 # ==================================================================== REINFORCE
