@@ -11,7 +11,8 @@ import pytest
 import nets
 from autodiff import Tensor
 import rl.dqn
-from rl.common import (first_crossing, mlp_forward_numpy, report_env_seed, running_average, selection_env_seed,
+from rl.common import (first_crossing, mlp_forward_numpy, report_env_seed, run_greedy_episodes,
+                       run_greedy_episodes_side_by_side, running_average, selection_env_seed,
                        stream)
 from rl.dqn import DQN, DQNConfig, QNetwork, copy_network, td_target, update_target
 from rl.replay import NStepWindow, ReplayBuffer
@@ -216,18 +217,19 @@ def test_selection_env_seeds_never_meet_reporting_seeds():
 
 # ==================================================================== keep-best (delivered vs final)
 def _fake_greedy_runs(monkeypatch, scores):
-    """Replace the greedy evaluation in rl.dqn by one returning the next score; records the env seeds."""
+    """Replace the selection's greedy episodes in rl.dqn by a function returning the next score for every
+    episode of a call; records the env seeds of each call."""
     seeds, scores = [], list(scores)
 
-    def fake(act, n_episodes, seed):
-        seeds.append(seed)
-        return [scores.pop(0)] * n_episodes
-    monkeypatch.setattr(rl.dqn, "run_greedy_episodes", fake)
+    def fake(act_batch, env_seeds):
+        seeds.append(list(env_seeds))
+        return [scores.pop(0)] * len(env_seeds)
+    monkeypatch.setattr(rl.dqn, "run_greedy_episodes_side_by_side", fake)
     return seeds
 
 
 def test_keep_best_keeps_the_latest_of_the_best_networks_and_selects_on_selection_seeds(monkeypatch):
-    agent = DQN(DQNConfig(episodes=1, **TINY_DQN), seed=4)
+    agent = DQN(DQNConfig(episodes=1, **dict(TINY_DQN, confirm_episodes=0)), seed=4)
     seeds = _fake_greedy_runs(monkeypatch, [10.0, 30.0, 30.0, 20.0])
     snapshots = []
     for _ in range(4):
@@ -236,7 +238,8 @@ def test_keep_best_keeps_the_latest_of_the_best_networks_and_selects_on_selectio
         for p in agent.q_net.parameters():                                # training moves the network on
             p.data += 0.5
     assert [s["kept"] for s in agent.selections] == [True, True, True, False]    # a tie keeps the later
-    assert seeds == [selection_env_seed(4, k) for k in range(4)] and report_env_seed(4) not in seeds
+    assert seeds == [[selection_env_seed(4, k, i) for i in range(2)] for k in range(4)]
+    assert report_env_seed(4) not in sum(seeds, [])
     for best, kept in zip(agent.best_net.parameters(), snapshots[2]):
         np.testing.assert_array_equal(best.data, kept)
     assert agent.delivered == "best_eval" and agent.extra_metrics()["best_selection_mean"] == 30.0
@@ -244,6 +247,31 @@ def test_keep_best_keeps_the_latest_of_the_best_networks_and_selects_on_selectio
     obs = np.array([0.1, -0.2, 0.03, 0.4], np.float32)
     assert agent.delivered_action(obs) == int(mlp_forward_numpy(agent.best_net.net, obs).argmax())
     assert agent.greedy_action(obs) == int(mlp_forward_numpy(agent.q_net.net, obs).argmax())
+
+
+def test_a_tie_must_hold_on_more_episodes_before_it_replaces_the_best(monkeypatch):
+    agent = DQN(DQNConfig(episodes=1, **dict(TINY_DQN, eval_episodes=10, confirm_episodes=20)), seed=5)
+    # per call: screening (10 episodes), then confirmation (20) only when the screening matches the best
+    seeds = _fake_greedy_runs(monkeypatch, [500.0, 500.0,    # first network: 500 on all 30 -> kept
+                                            500.0, 400.0,    # second: lucky screening, 433.3 on 30 -> not kept
+                                            450.0,           # third: below 500 on the screening -> no confirmation
+                                            500.0, 500.0])   # fourth: holds -> kept (the latest of equals)
+    for _ in range(4):
+        agent.select()
+    assert [s["kept"] for s in agent.selections] == [True, False, False, True]
+    np.testing.assert_allclose([s["mean"] for s in agent.selections], [500, (10 * 500 + 20 * 400) / 30, 450, 500])
+    assert [len(s) for s in seeds] == [10, 20, 10, 20, 10, 10, 20]
+    assert seeds[0] + seeds[1] == [selection_env_seed(5, 0, i) for i in range(30)] == agent.selections[0]["env_seeds"]
+    assert len(set(sum(seeds, []))) == 30 + 30 + 10 + 30 and report_env_seed(5) not in sum(seeds, [])
+
+
+def test_side_by_side_episodes_equal_one_after_another():
+    def policy(obs):                                   # a fixed policy: push towards the lean (fails at different times)
+        return (obs[..., 2] > 0).astype(int)
+    env_seeds = [selection_env_seed(1, 0, i) for i in range(5)]
+    together = run_greedy_episodes_side_by_side(policy, env_seeds)
+    one_by_one = [run_greedy_episodes(lambda o: int(policy(o)), 1, s)[0] for s in env_seeds]
+    assert together == one_by_one and len(set(together)) > 1
 
 
 def test_delivered_is_best_or_final(monkeypatch):
@@ -361,7 +389,7 @@ def test_cli_writes_contract_and_resumes_exactly(model, tmp_path, monkeypatch):
     assert len(metrics["final_greedy_eval_returns"]) == 3 and metrics["report_env_seed"] == report_env_seed(3)
     if model == "dqn":                         # the final network was evaluated for keep-best, on other seeds
         assert metrics["delivered"] == "best_eval" and metrics["selection_evaluations"]
-        assert metrics["report_env_seed"] not in {s["env_seed"] for s in metrics["selection_evaluations"]}
+        assert metrics["report_env_seed"] not in {x for s in metrics["selection_evaluations"] for x in s["env_seeds"]}
     if model == "es":
         assert len(metrics["generation_mean_returns"]) == 2 == metrics["generations"]
         assert len(metrics["episode_returns"]) == 2 * 2 * 2
