@@ -52,9 +52,9 @@ class DQNConfig:
     episodes: int | None = hp(1000, "training episodes (the homework's budget)")
     steps: int | None = hp(None, "environment steps")
     # ---- the Q network and its optimiser
-    hidden: tuple = hp((128, 128), "hidden layer widths (ReLU): two layers of 128 learn CartPole within 50k steps "
-                                   "more often than 64 (10 vs 9 of 10 tuning seeds) at about the same cost",
-                                   check="may_be_empty")
+    hidden: tuple = hp((64, 64), "hidden layer widths (ReLU): with 3-step returns 64-64 learns as fast as 128-128 "
+                                 "(first greedy 500 at a median 20k vs 18k env steps, tuning seeds) at a lower "
+                                 "cost per update", check="may_be_empty")
     lr: float = hp(2.3e-3, "Adam learning rate at the start of training (rl-baselines3-zoo's tuned CartPole "
                            "value: fast early learning)", check="positive")
     lr_final_fraction: float = hp(0.1, "lr decays linearly to lr * this (annealing: late updates refine the policy "
@@ -69,7 +69,8 @@ class DQNConfig:
     # ---- the TD target
     gamma: float = hp(0.99, "discount factor (horizon 1/(1 - gamma) = 100 steps)", check="fraction")
     double_dqn: bool = hp(True, "Double DQN target: online net picks a', target net scores it (less overestimation)")
-    n_step: int = hp(1, "n-step returns: bootstrap after n rewards (1 = the DQN paper's one-step target)",
+    n_step: int = hp(3, "n-step returns: bootstrap after n rewards (1 = the DQN paper's one-step target); 3 "
+                        "halves the steps to a first greedy 500 (median 18k vs 38k on the tuning seeds)",
                      check="positive")
     target_update_interval: int = hp(4, "move the target network every this many env steps", check="positive")
     tau: float = hp(0.01, "Polyak: target <- tau * online + (1 - tau) * target (1.0 = hard copy); a smooth "

@@ -61,7 +61,7 @@ class FakeEnv:
 
 @pytest.mark.parametrize("ending", ["truncated", "terminated"])
 def test_dqn_stores_terminated_not_truncated(ending):
-    agent = DQN(DQNConfig(episodes=1, **TINY_DQN), seed=0)
+    agent = DQN(DQNConfig(episodes=1, n_step=1, **TINY_DQN), seed=0)       # one-step transitions
     agent.env = FakeEnv(**({"truncate_at": 3} if ending == "truncated" else {"terminate_at": 3}))
     agent.train_episode()
     assert agent.buffer.size == 3 and agent.episode_returns == [3.0]
