@@ -41,7 +41,8 @@ def selection_env_seed(seed: int, k: int, episode: int | None = None) -> int:
     """Env seed of the k-th selection evaluation (keep-best checkpoints), or of its episode-th episode
     when the episodes are played side by side. Always ODD: disjoint from report_env_seed; a fresh set
     of starts for each k."""
-    return _env_seed(seed, "selection-env", 1, k) if episode is None else _env_seed(seed, "selection-env", 1, k, episode)
+    position = (k,) if episode is None else (k, episode)
+    return _env_seed(seed, "selection-env", 1, *position)
 
 
 def training_env_seed(seed: int) -> int:

@@ -266,7 +266,7 @@ def test_a_tie_must_hold_on_more_episodes_before_it_replaces_the_best(monkeypatc
 
 
 def test_side_by_side_episodes_equal_one_after_another():
-    def policy(obs):                                   # a fixed policy: push towards the lean (fails at different times)
+    def policy(obs):                         # a fixed policy: push towards the lean (it fails at different times)
         return (obs[..., 2] > 0).astype(int)
     env_seeds = [selection_env_seed(1, 0, i) for i in range(5)]
     together = run_greedy_episodes_side_by_side(policy, env_seeds)
