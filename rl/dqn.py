@@ -99,6 +99,8 @@ class DQNConfig:
                                    "candidates in 50k steps", check="positive")
     eval_episodes: int = hp(10, "greedy episodes per selection evaluation (env seeds disjoint from the reporting "
                                 "ones)", check="positive")
+    replace_on_tie: bool = hp(True, "a network that only equals the best replaces it (the latest of equals is "
+                                    "delivered)")
     confirm_episodes: int = hp(20, "a network that matches the best on its eval_episodes plays this many more "
                                    "before it may replace it: at the cap of 500 many networks score 500 on 10 "
                                    "episodes, the fragile ones by luck", check="non_negative")
@@ -193,11 +195,10 @@ def copy_network(q_net: QNetwork, obs_dim: int, n_actions: int, hidden) -> QNetw
 
 
 # ==================================================================== keeping the best network
-def is_better(score: float, best: float | None) -> bool:
-    """Selection rule: a mean greedy return at least as high as the best so far replaces it. SB3's
-    EvalCallback keeps the earliest of equal scores; we keep the latest, which has trained longer at a
-    lower learning rate (at CartPole's cap of 500 many candidates tie)."""
-    return best is None or score >= best
+def is_better(score: float, best: float | None, replace_on_tie: bool = True) -> bool:
+    """Selection rule: a higher mean greedy return replaces the best so far; an equal one too if
+    replace_on_tie (the latest of equals is kept; SB3's EvalCallback keeps the earliest)."""
+    return best is None or score > best or (replace_on_tie and score == best)
 
 
 # ==================================================================== the agent and its training loop
@@ -302,11 +303,11 @@ class DQN:
         best = max((s["mean"] for s in self.selections), default=None)
         seeds = [selection_env_seed(self.seed, k, i) for i in range(cfg.eval_episodes + cfg.confirm_episodes)]
         returns = self.play_greedy(seeds[:cfg.eval_episodes])
-        if cfg.confirm_episodes and is_better(float(np.mean(returns)), best):
+        if cfg.confirm_episodes and is_better(float(np.mean(returns)), best, cfg.replace_on_tie):
             returns += self.play_greedy(seeds[cfg.eval_episodes:])
         mean = float(np.mean(returns))
         record = {"env_step": self.env_steps, "episode": len(self.episode_returns),
-                  "env_seeds": seeds[:len(returns)], "mean": mean, "kept": is_better(mean, best)}
+                  "env_seeds": seeds[:len(returns)], "mean": mean, "kept": is_better(mean, best, cfg.replace_on_tie)}
         if record["kept"]:
             self.best_net = copy_network(self.q_net, self.obs_dim, self.n_actions, self.cfg.hidden)
         self.selections.append(record)
