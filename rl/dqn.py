@@ -26,7 +26,8 @@ As Stable-Baselines3's EvalCallback does, every eval_interval steps the current 
 greedy episodes and a copy is kept if it beats the best so far; that copy is the delivered network
 (`delivered = "best_eval"`; keep_best=False delivers the final one). At the cap of 500 many networks tie,
 and a fragile one scores 500 on 10 episodes by luck often enough to be picked: so a network that matches
-the best on its 10 screening episodes plays 20 more and must still match it on all 30. The selection
+the best on its 10 screening episodes plays 20 more and must still match it on all 30 (and only a higher
+score replaces the best: the earliest of equals is kept, as SB3 does). The selection
 episodes start from `selection_env_seed(seed, k, i)`, never from the reporting seed: no network is chosen
 on its test episodes.
 
@@ -99,8 +100,9 @@ class DQNConfig:
                                    "candidates in 50k steps", check="positive")
     eval_episodes: int = hp(10, "greedy episodes per selection evaluation (env seeds disjoint from the reporting "
                                 "ones)", check="positive")
-    replace_on_tie: bool = hp(True, "a network that only equals the best replaces it (the latest of equals is "
-                                    "delivered)")
+    replace_on_tie: bool = hp(False, "a network that only equals the best replaces it (the latest of equals is "
+                                     "delivered). Off: the first to hold 500 on all its episodes stays, and no "
+                                     "confirmation is played after it (a third of the evaluation cost)")
     confirm_episodes: int = hp(20, "a network that matches the best on its eval_episodes plays this many more "
                                    "before it may replace it: at the cap of 500 many networks score 500 on 10 "
                                    "episodes, the fragile ones by luck", check="non_negative")

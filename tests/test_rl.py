@@ -229,7 +229,7 @@ def _fake_greedy_runs(monkeypatch, scores):
 
 
 def test_keep_best_keeps_the_latest_of_the_best_networks_and_selects_on_selection_seeds(monkeypatch):
-    agent = DQN(DQNConfig(episodes=1, **dict(TINY_DQN, confirm_episodes=0)), seed=4)
+    agent = DQN(DQNConfig(episodes=1, **dict(TINY_DQN, confirm_episodes=0, replace_on_tie=True)), seed=4)
     seeds = _fake_greedy_runs(monkeypatch, [10.0, 30.0, 30.0, 20.0])
     snapshots = []
     for _ in range(4):
@@ -250,7 +250,8 @@ def test_keep_best_keeps_the_latest_of_the_best_networks_and_selects_on_selectio
 
 
 def test_a_tie_must_hold_on_more_episodes_before_it_replaces_the_best(monkeypatch):
-    agent = DQN(DQNConfig(episodes=1, **dict(TINY_DQN, eval_episodes=10, confirm_episodes=20)), seed=5)
+    agent = DQN(DQNConfig(episodes=1, **dict(TINY_DQN, eval_episodes=10, confirm_episodes=20, replace_on_tie=True)),
+                seed=5)
     # per call: screening (10 episodes), then confirmation (20) only when the screening matches the best
     seeds = _fake_greedy_runs(monkeypatch, [500.0, 500.0,    # first network: 500 on all 30 -> kept
                                             500.0, 400.0,    # second: lucky screening, 433.3 on 30 -> not kept
@@ -263,6 +264,24 @@ def test_a_tie_must_hold_on_more_episodes_before_it_replaces_the_best(monkeypatc
     assert [len(s) for s in seeds] == [10, 20, 10, 20, 10, 10, 20]
     assert seeds[0] + seeds[1] == [selection_env_seed(5, 0, i) for i in range(30)] == agent.selections[0]["env_seeds"]
     assert len(set(sum(seeds, []))) == 30 + 30 + 10 + 30 and report_env_seed(5) not in sum(seeds, [])
+
+
+def test_by_default_the_earliest_of_equals_stays_and_no_confirmation_is_played_at_the_best(monkeypatch):
+    agent = DQN(DQNConfig(episodes=1, **dict(TINY_DQN, eval_episodes=10, confirm_episodes=20)), seed=6)
+    seeds = _fake_greedy_runs(monkeypatch, [300.0, 300.0,    # first network: kept (30 episodes)
+                                            300.0,           # an equal screening: not better, no confirmation
+                                            500.0, 500.0,    # better on all 30: kept
+                                            500.0])          # at the best: screening only
+    snapshots = []
+    for _ in range(4):
+        snapshots.append([p.data.copy() for p in agent.q_net.parameters()])
+        agent.select()
+        for p in agent.q_net.parameters():
+            p.data += 0.5
+    assert [s["kept"] for s in agent.selections] == [True, False, True, False]
+    assert [len(s) for s in seeds] == [10, 20, 10, 10, 20, 10]
+    for best, kept in zip(agent.best_net.parameters(), snapshots[2]):
+        np.testing.assert_array_equal(best.data, kept)
 
 
 def test_side_by_side_episodes_equal_one_after_another():
