@@ -25,9 +25,9 @@ with successes, and the failures that taught it become rare), so the final netwo
 As Stable-Baselines3's EvalCallback does, every eval_interval steps the current network plays a few
 greedy episodes and a copy is kept if it beats the best so far; that copy is the delivered network
 (`delivered = "best_eval"`; keep_best=False delivers the final one). At the cap of 500 many networks tie,
-and a fragile one scores 500 on 10 episodes by luck often enough to be picked: so a network that matches
-the best on its 10 screening episodes plays 20 more and must still match it on all 30 (and only a higher
-score replaces the best: the earliest of equals is kept, as SB3 does). The selection
+and a fragile one scores 500 on 10 episodes by luck often enough to be picked: so a network that beats
+the best on its 10 screening episodes plays 20 more and must still beat it on all 30 (the earliest of
+equals is kept, as SB3 does; replace_on_tie keeps the latest). The selection
 episodes start from `selection_env_seed(seed, k, i)`, never from the reporting seed: no network is chosen
 on its test episodes.
 
@@ -103,7 +103,7 @@ class DQNConfig:
     replace_on_tie: bool = hp(False, "a network that only equals the best replaces it (the latest of equals is "
                                      "delivered). Off: the first to hold 500 on all its episodes stays, and no "
                                      "confirmation is played after it (a third of the evaluation cost)")
-    confirm_episodes: int = hp(20, "a network that matches the best on its eval_episodes plays this many more "
+    confirm_episodes: int = hp(20, "a network that beats the best on its eval_episodes plays this many more "
                                    "before it may replace it: at the cap of 500 many networks score 500 on 10 "
                                    "episodes, the fragile ones by luck", check="non_negative")
 
@@ -299,8 +299,8 @@ class DQN:
 
     def select(self) -> dict:
         """Screen the current network greedily on eval_episodes fresh starts (the k-th selection env seeds,
-        never a reporting seed); if it matches the best so far, confirm it on confirm_episodes more, and keep
-        a copy if its mean over all of them is still at least the best's."""
+        never a reporting seed); if it beats the best so far (is_better), confirm it on confirm_episodes more,
+        and keep a copy if its mean over all of them still does."""
         cfg, k = self.cfg, len(self.selections)
         best = max((s["mean"] for s in self.selections), default=None)
         seeds = [selection_env_seed(self.seed, k, i) for i in range(cfg.eval_episodes + cfg.confirm_episodes)]
