@@ -140,24 +140,28 @@ class Adam(Optimizer):
         for p_, g_, m_, v_, step, decayed in _pieces(p.data, g, m, v, scratch=2):
             if self.weight_decay:                     # g + wd * p
                 g_ = np.add(g_, np.multiply(p_, self.weight_decay, out=decayed), out=decayed)
-            m_ *= beta1
-            m_ += np.multiply(g_, 1 - beta1, out=step)          # m = beta1 m + (1 - beta1) g
-            v_ *= beta2
-            v_ += np.multiply(np.square(g_, out=step), 1 - beta2, out=step)   # v = beta2 v + (1 - beta2) g^2
-            # p -= lr m_hat / (sqrt(v_hat) + eps)
-            np.sqrt(v_, out=step)
-            step /= math.sqrt(bias2)                  # sqrt(v_hat)
-            step += self.eps                          # sqrt(v_hat) + eps
-            np.divide(m_, step, out=step)             # m / (sqrt(v_hat) + eps)
-            step *= self.lr / bias1                   # lr m_hat / (sqrt(v_hat) + eps)
-            p_ -= step
+            p_ -= self._moments_and_step(g_, m_, v_, step, bias1, bias2)
 
+    def _moments_and_step(self, g, m, v, step, bias1: float, bias2: float) -> np.ndarray:
+        """The passes of one Adam step on matching arrays: m and v updated in place, and the scratch array
+        `step` filled with lr m_hat / (sqrt(v_hat) + eps), which the caller subtracts from p."""
+        beta1, beta2 = self.betas
+        m *= beta1
+        m += np.multiply(g, 1 - beta1, out=step)              # m = beta1 m + (1 - beta1) g
+        v *= beta2
+        v += np.multiply(np.square(g, out=step), 1 - beta2, out=step)   # v = beta2 v + (1 - beta2) g^2
+        np.sqrt(v, out=step)
+        step /= math.sqrt(bias2)                    # sqrt(v_hat)
+        step += self.eps                            # sqrt(v_hat) + eps
+        np.divide(m, step, out=step)                # m / (sqrt(v_hat) + eps)
+        step *= self.lr / bias1                     # lr m_hat / (sqrt(v_hat) + eps)
+        return step
 
     # ---------------------------------------------------------------- the same update, all parameters at once
     # For a small network (a DQN's 4.6k weights in 6 arrays) the cost of Adam is NumPy's per-call overhead:
     # 13 calls per parameter. Here m and v of all parameters live in two flat arrays (each state["m"] is a
-    # view into one), the gradients are concatenated, and the 13 passes run once: element by element the
-    # very same float operations as _update, so the results are identical (tests compare the two).
+    # view into one), the gradients are concatenated, and _moments_and_step runs once on them: element by
+    # element the very same float operations as _update, so the results are identical (tests compare the two).
     FLAT_MAX = 1 << 16            # total elements up to which the flat pass is used
 
     def _flat_applies(self) -> bool:
@@ -168,22 +172,19 @@ class Adam(Optimizer):
         return len(steps) == 1 and len({p.dtype for p in params}) == 1     # one step count, one dtype
 
     def _flat_buffers(self):
-        """(m, v, bounds), rebuilt when the state arrays are not (or no longer, after load_state_dict) views
-        into the flat buffers."""
+        """(m, v, bounds, m_views), rebuilt when the state arrays are not (or no longer, after
+        load_state_dict) views into the flat buffers."""
         flat = getattr(self, "_flat", None)
         if flat is None or any(st.get("m") is not view for st, view in zip(self.state, flat[3])):
             sizes = [p.size for p in self.params]
             bounds = np.concatenate([[0], np.cumsum(sizes)])
             m, v = (np.zeros(bounds[-1], self.params[0].dtype) for _ in range(2))
-            m_views, v_views = [], []
             for p, st, start, stop in zip(self.params, self.state, bounds[:-1], bounds[1:]):
                 m_view, v_view = m[start:stop].reshape(p.shape), v[start:stop].reshape(p.shape)
                 if "m" in st:
                     m_view[...], v_view[...] = st["m"], st["v"]
                 st["m"], st["v"] = m_view, v_view
-                m_views.append(m_view)
-                v_views.append(v_view)
-            flat = self._flat = (m, v, bounds, m_views)
+            flat = self._flat = (m, v, bounds, [st["m"] for st in self.state])
         return flat
 
     def _step_flat(self) -> None:
@@ -197,16 +198,7 @@ class Adam(Optimizer):
         g = np.concatenate([p.grad.astype(dtype, copy=False).reshape(-1) for p in self.params])
         if self.weight_decay:                                        # g + wd * p
             g += np.concatenate([p.data.reshape(-1) for p in self.params]) * dtype.type(self.weight_decay)
-        step = np.empty_like(g)
-        m *= beta1
-        m += np.multiply(g, 1 - beta1, out=step)                     # m = beta1 m + (1 - beta1) g
-        v *= beta2
-        v += np.multiply(np.square(g, out=step), 1 - beta2, out=step)   # v = beta2 v + (1 - beta2) g^2
-        np.sqrt(v, out=step)
-        step /= math.sqrt(bias2)                                     # sqrt(v_hat)
-        step += self.eps
-        np.divide(m, step, out=step)
-        step *= self.lr / bias1                                      # lr m_hat / (sqrt(v_hat) + eps)
+        step = self._moments_and_step(g, m, v, np.empty_like(g), bias1, bias2)
         for p, start, stop in zip(self.params, bounds[:-1], bounds[1:]):
             p.data -= step[start:stop].reshape(p.shape)
 

@@ -197,7 +197,7 @@ def copy_network(q_net: QNetwork, obs_dim: int, n_actions: int, hidden) -> QNetw
 
 
 # ==================================================================== keeping the best network
-def is_better(score: float, best: float | None, replace_on_tie: bool = True) -> bool:
+def is_better(score: float, best: float | None, replace_on_tie: bool) -> bool:
     """Selection rule: a higher mean greedy return replaces the best so far; an equal one too if
     replace_on_tie (the latest of equals is kept; SB3's EvalCallback keeps the earliest)."""
     return best is None or score > best or (replace_on_tie and score == best)
