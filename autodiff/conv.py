@@ -154,7 +154,7 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0, dilation
     if not out.requires_grad:
         return out
 
-    def _backward():
+    def _backward(out):
         g_matrix = fast.grid_matrix(out.grad, windows, tag="g")                 # (C_out, M)
         if w.requires_grad:
             w._accumulate(fast.conv2d_weight_grad(g_matrix, saved_cols, w.shape))
@@ -214,7 +214,7 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0
     if not out.requires_grad:
         return out
 
-    def _backward():
+    def _backward(out):
         if b is not None and b.requires_grad:
             b._accumulate(out.grad.reshape(N, C_out, -1).sum(axis=2).sum(axis=0))
         if not (x.requires_grad or w.requires_grad):
@@ -276,7 +276,7 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
         np.maximum(best, view, out=best)                       # one pass per kernel offset
     out = Tensor._make(best, (x,), op)
 
-    def _backward():
+    def _backward(out):
         grad = np.zeros(image.shape, out.grad.dtype)
         overlapping = sh < KH or sw < KW
         taken = np.zeros(best.shape, bool)                     # window already routed its gradient
@@ -308,7 +308,7 @@ def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
         total += view
     out = Tensor._make(total / np.asarray(KH * KW, x.dtype), (x,), op)
 
-    def _backward():
+    def _backward(out):
         share = out.grad / np.asarray(KH * KW, out.grad.dtype)
         grad = np.zeros(image.shape, out.grad.dtype)
         overlapping = sh < KH or sw < KW

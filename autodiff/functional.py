@@ -19,7 +19,7 @@ def _tensor(x) -> Tensor:
 def relu(x: Tensor) -> Tensor:
     """relu: f(x) = max(x, 0), f'(x) = 1 if x > 0 else 0."""
     out = Tensor._make(np.maximum(x.data, 0), (x,), "relu")
-    out._backward = lambda: x._accumulate(out.grad * (x.data > 0))
+    out._backward = lambda out: x._accumulate(out.grad * (x.data > 0))
     return out
 
 
@@ -28,7 +28,7 @@ def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
     if not 0 <= slope <= 1:
         raise ValueError(f"leaky_relu: slope must be in [0, 1], got {slope}")
     out = Tensor._make(np.maximum(x.data, x.data * slope), (x,), "leaky_relu")   # = x or slope x, 0 <= slope <= 1
-    def _backward():
+    def _backward(out):
         derivative = np.greater(x.data, 0).astype(x.dtype)   # 1 where x > 0, else 0 ...
         derivative *= 1 - slope
         derivative += slope                                 # ... -> 1 where x > 0, else slope
@@ -47,7 +47,7 @@ def _stable_sigmoid(a: np.ndarray) -> np.ndarray:
 def sigmoid(x: Tensor) -> Tensor:
     """sigmoid: f(x) = 1 / (1 + e^-x), f'(x) = f(x) (1 - f(x)). Finite for |x| = 1000."""
     out = Tensor._make(_stable_sigmoid(x.data), (x,), "sigmoid")
-    def _backward():
+    def _backward(out):
         derivative = np.subtract(1, out.data, out=np.empty_like(out.data))   # 1 - f, then f (1 - f) g
         derivative *= out.data
         derivative *= out.grad
@@ -59,14 +59,14 @@ def sigmoid(x: Tensor) -> Tensor:
 def softplus(x: Tensor) -> Tensor:
     """softplus: f(x) = log(1 + e^x) = max(x, 0) + log(1 + e^-|x|), f'(x) = sigmoid(x)."""
     out = Tensor._make(np.maximum(x.data, 0) + np.log1p(np.exp(-np.abs(x.data))), (x,), "softplus")
-    out._backward = lambda: x._accumulate(out.grad * _stable_sigmoid(x.data))
+    out._backward = lambda out: x._accumulate(out.grad * _stable_sigmoid(x.data))
     return out
 
 
 def tanh(x: Tensor) -> Tensor:
     """tanh: f(x) = tanh(x), f'(x) = 1 - f(x)^2 (reuse the output)."""
     out = Tensor._make(np.tanh(x.data), (x,), "tanh")
-    def _backward():
+    def _backward(out):
         derivative = np.square(out.data, out=np.empty_like(out.data))      # f^2, then (1 - f^2) g
         np.subtract(1, derivative, out=derivative)
         derivative *= out.grad
@@ -94,7 +94,7 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     total = shifted.sum(axis=axis, keepdims=True)
     value = np.log(total) + m
     out = Tensor._make(value if keepdims else _squeeze(value, axis), (x,), "logsumexp")
-    def _backward():
+    def _backward(out):
         g = out.grad if keepdims else _unsqueeze(out.grad, axis, x.ndim)
         x._accumulate(g * shifted / total)
     out._backward = _backward
@@ -107,7 +107,7 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     shifted = x.data - m
     value = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     out = Tensor._make(value, (x,), "log_softmax")
-    out._backward = lambda: x._accumulate(out.grad - np.exp(out.data) * out.grad.sum(axis=axis, keepdims=True))
+    out._backward = lambda out: x._accumulate(out.grad - np.exp(out.data) * out.grad.sum(axis=axis, keepdims=True))
     return out
 
 
@@ -115,7 +115,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """softmax: s_i = e^x_i / sum_j e^x_j, ds/dx applied to g = s * (g - sum(g * s))."""
     e = np.exp(x.data - np.max(x.data, axis=axis, keepdims=True))
     out = Tensor._make(e / e.sum(axis=axis, keepdims=True), (x,), "softmax")
-    out._backward = lambda: x._accumulate(
+    out._backward = lambda out: x._accumulate(
         out.data * (out.grad - (out.grad * out.data).sum(axis=axis, keepdims=True)))
     return out
 
@@ -127,7 +127,7 @@ def maximum(a, b) -> Tensor:
     _broadcast_shape("maximum", a.shape, b.shape)
     a_wins = a.data >= b.data
     out = Tensor._make(np.where(a_wins, a.data, b.data), (a, b), "maximum")
-    def _backward():
+    def _backward(out):
         a._accumulate(out.grad * a_wins)
         b._accumulate(out.grad * ~a_wins)
     out._backward = _backward
@@ -140,7 +140,7 @@ def minimum(a, b) -> Tensor:
     _broadcast_shape("minimum", a.shape, b.shape)
     a_wins = a.data <= b.data
     out = Tensor._make(np.where(a_wins, a.data, b.data), (a, b), "minimum")
-    def _backward():
+    def _backward(out):
         a._accumulate(out.grad * a_wins)
         b._accumulate(out.grad * ~a_wins)
     out._backward = _backward
@@ -152,7 +152,7 @@ def where(condition, a, b) -> Tensor:
     condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
     a, b = _tensor(a), _tensor(b)
     out = Tensor._make(np.where(condition, a.data, b.data), (a, b), "where")
-    def _backward():
+    def _backward(out):
         a._accumulate(out.grad * condition)
         b._accumulate(out.grad * ~condition)
     out._backward = _backward
@@ -169,7 +169,7 @@ def concatenate(tensors, axis: int = 0) -> Tensor:
         raise ValueError(f"concatenate(axis={axis}): shapes {[t.shape for t in tensors]} must match "
                          f"on every other axis") from None
     out = Tensor._make(data, tuple(tensors), "concatenate")
-    def _backward():
+    def _backward(out):
         ends = np.cumsum([t.shape[axis] for t in tensors])[:-1]
         for t, g in zip(tensors, np.split(out.grad, ends, axis=axis)):
             t._accumulate(g)
@@ -184,7 +184,7 @@ def stack(tensors, axis: int = 0) -> Tensor:
     if len(shapes) != 1:
         raise ValueError(f"stack: all tensors need the same shape, got {[t.shape for t in tensors]}")
     out = Tensor._make(np.stack([t.data for t in tensors], axis=axis), tuple(tensors), "stack")
-    def _backward():
+    def _backward(out):
         for i, t in enumerate(tensors):
             t._accumulate(np.take(out.grad, i, axis=axis))
     out._backward = _backward
@@ -211,7 +211,7 @@ def pad(x: Tensor, pad_width, value: float = 0.0) -> Tensor:
         else np.asarray(pad_width, dtype=int)
     out = Tensor._make(np.pad(x.data, widths, constant_values=value), (x,), "pad")
     centre = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, x.shape))
-    out._backward = lambda: x._accumulate(out.grad[centre])
+    out._backward = lambda out: x._accumulate(out.grad[centre])
     return out
 
 

@@ -86,7 +86,7 @@ def batch_norm(x: Tensor, gamma, beta, running_mean, running_var, training: bool
     if not out.requires_grad:
         return out
 
-    def _backward():
+    def _backward(out):
         g = out.grad
         dx_needed = x.requires_grad
         dgamma_needed = gamma is not None and gamma.requires_grad
@@ -125,5 +125,5 @@ def dropout(x: Tensor, p: float, training: bool, rng: np.random.Generator) -> Te
     keep = rng.random(x.shape) >= p
     scaled_mask = keep.astype(x.dtype) / np.asarray(1 - p, x.dtype)
     out = Tensor._make(x.data * scaled_mask, (x,), "dropout")
-    out._backward = lambda: x._accumulate(out.grad * scaled_mask)
+    out._backward = lambda out: x._accumulate(out.grad * scaled_mask)
     return out

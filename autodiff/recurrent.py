@@ -31,13 +31,13 @@ def unstack(x: Tensor, axis: int = 0) -> list:
     pieces = []
     for t in range(len(moved)):
         piece = Tensor._make(moved[t], (hub,), "unstack_step")
-        def _backward(piece=piece, t=t):
+        def _backward(piece, t=t):
             if hub.grad is None:
                 hub.grad = np.zeros_like(x.data)
             np.moveaxis(hub.grad, axis, 0)[t] += piece.grad
         piece._backward = _backward
         pieces.append(piece)
-    hub._backward = lambda: x._accumulate(hub.grad)
+    hub._backward = lambda hub: x._accumulate(hub.grad)
     return pieces
 
 
@@ -81,7 +81,7 @@ def lstm_fused(gx: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Tensor:
         np.multiply(o, tanh_cs[t], out=hs[t + 1])                 # h' = o tanh(c')
     out = Tensor._make(np.concatenate([hs[1:], cs[T:]]), (gx, h0, c0, weight_hh), "lstm_fused")
 
-    def _backward():
+    def _backward(out):
         da, slope = np.empty_like(gates), np.empty((N, 4 * H), dtype)
         dh, dc, dtanh = np.zeros((N, H), dtype), out.grad[T].copy(), np.empty((N, H), dtype)
         for t in reversed(range(T)):

@@ -2,7 +2,7 @@ r"""The Tensor: a NumPy array that remembers how it was computed.
 
 How reverse-mode autodiff works here, in four sentences.
 1. Every operation on Tensors returns a new Tensor that stores its inputs (`_parents`) and a closure
-   `_backward` that knows the operation's local derivative.
+   `_backward(out)` that knows the operation's local derivative.
 2. `loss.backward()` sorts the graph topologically (iteratively, with an explicit stack, so a
    5,000-step chain does not hit Python's recursion limit) and calls each node's `_backward` from
    the output towards the inputs.
@@ -19,10 +19,13 @@ between nodes: treat `.grad` as read-only, or assign a new array. A tensor that 
 gradients adds them into one array it allocated itself (`_accumulate`), so a later backward() may
 update a leaf's `.grad` in place, as in PyTorch.
 
-Memory. Each `_backward` closure refers to its own output, a reference cycle that only Python's slow
-cycle collector would free. So `backward()` frees the graph it walked (replaces each closure by one
-that raises if called again; pass retain_graph=True to keep it), and inside `no_grad()` no closure is
-stored at all. Then a step's graph is freed by reference counting as soon as the loss goes away.
+Memory. A closure gets its output as an argument (`out._backward = lambda out: ...`, called as
+`node._backward(node)`) instead of capturing it: a closure that captured its own output would form a
+reference cycle, which only Python's slow cycle collector frees, with every array the closure saved
+(an LSTM's unused final state kept ~47 MB per step alive that way). So a graph, and any branch of it
+that never reaches the loss, is freed by reference counting as soon as its last tensor goes.
+`backward()` also lets go of what the closures saved (replaces each by one that raises if called
+again; pass retain_graph=True to keep them), and inside `no_grad()` no closure is stored at all.
 """
 from __future__ import annotations
 
@@ -78,7 +81,7 @@ class Tensor:
         self.grad = None                 # np.ndarray of data's shape once backward() reached us
         self._parents = _parents         # the Tensors this one was computed from
         self._op = _op                   # name of the operation, for printing graphs
-        self._backward_fn = None         # closure: adds d(loss)/d(parent) into each parent's grad
+        self._backward_fn = None         # closure(self): adds d(loss)/d(parent) into each parent's grad
         self._grad_buffer = None         # the gradient array this tensor allocated itself (see _accumulate)
 
     @property
@@ -87,8 +90,14 @@ class Tensor:
 
     @_backward.setter
     def _backward(self, fn):
-        """Ops set `out._backward = closure`; kept only if `out` is part of a graph (see Memory)."""
+        """Ops set `out._backward = closure(out)`; kept only if `out` is part of a graph (see Memory)."""
         if self.requires_grad:
+            code = getattr(fn, "__code__", None)
+            if code is not None and code.co_argcount < 1:
+                raise TypeError(f"{self._op}: a backward closure takes its output: `lambda out: ...`")
+            if any(_holds(cell, self) for cell in getattr(fn, "__closure__", None) or ()):
+                raise TypeError(f"{self._op}: the backward closure captures its own output (a reference "
+                                f"cycle); use the argument it is called with instead")
             self._backward_fn = fn
 
     # ---------------------------------------------------------------- building the graph
@@ -164,8 +173,8 @@ class Tensor:
         self._accumulate(grad)
         for node in reversed(order):       # outputs before inputs
             if node._backward_fn is not None and node.grad is not None:
-                node._backward_fn()
-        if not retain_graph:               # break the closure -> output cycles (see Memory)
+                node._backward_fn(node)
+        if not retain_graph:               # free the arrays the closures saved (see Memory)
             for node in order:
                 if node._parents:
                     node._backward_fn = _graph_freed
@@ -201,14 +210,9 @@ class Tensor:
         grad = ", requires_grad=True" if self.requires_grad else ""
         return f"Tensor({np.array2string(self.data, precision=4, threshold=20)}, dtype={self.data.dtype}{grad})"
 
-    def item(self) -> float:
-        return self.data.item()
-
-    def __float__(self) -> float:
-        return float(self.data)
-
-    def numpy(self) -> np.ndarray:
-        return self.data
+    def item(self) -> float: return self.data.item()
+    def __float__(self) -> float: return float(self.data)
+    def numpy(self) -> np.ndarray: return self.data
 
     def detach(self) -> "Tensor":
         """Same data, no history: gradients stop here."""
@@ -219,7 +223,7 @@ class Tensor:
         if not np.issubdtype(np.dtype(dtype), np.floating):
             return Tensor(self.data.astype(dtype))
         out = Tensor._make(self.data.astype(dtype), (self,), "astype")
-        out._backward = lambda: self._accumulate(out.grad.astype(self.data.dtype))
+        out._backward = lambda out: self._accumulate(out.grad.astype(self.data.dtype))
         return out
 
     # comparisons give plain boolean arrays (no gradient flows through a comparison)
@@ -237,7 +241,7 @@ class Tensor:
         other = self._wrap(other)
         _broadcast_shape("add", self.shape, other.shape)
         out = Tensor._make(self.data + other.data, (self, other), "add")
-        def _backward():
+        def _backward(out):
             self._accumulate(out.grad)
             other._accumulate(out.grad)
         out._backward = _backward
@@ -248,7 +252,7 @@ class Tensor:
         other = self._wrap(other)
         _broadcast_shape("sub", self.shape, other.shape)
         out = Tensor._make(self.data - other.data, (self, other), "sub")
-        def _backward():
+        def _backward(out):
             self._accumulate(out.grad)
             if other.requires_grad:
                 other._accumulate(-out.grad)
@@ -260,7 +264,7 @@ class Tensor:
         other = self._wrap(other)
         _broadcast_shape("mul", self.shape, other.shape)
         out = Tensor._make(self.data * other.data, (self, other), "mul")
-        def _backward():                   # (a product is computed only if its input needs it)
+        def _backward(out):                   # (a product is computed only if its input needs it)
             if self.requires_grad:
                 self._accumulate(out.grad * other.data)
             if other.requires_grad:
@@ -273,7 +277,7 @@ class Tensor:
         other = self._wrap(other)
         _broadcast_shape("div", self.shape, other.shape)
         out = Tensor._make(self.data / other.data, (self, other), "div")
-        def _backward():
+        def _backward(out):
             if self.requires_grad:
                 self._accumulate(out.grad / other.data)
             if other.requires_grad:
@@ -286,7 +290,7 @@ class Tensor:
         other = self._wrap(other)
         _broadcast_shape("pow", self.shape, other.shape)
         out = Tensor._make(self.data ** other.data, (self, other), "pow")
-        def _backward():
+        def _backward(out):
             if self.requires_grad:
                 self._accumulate(out.grad * other.data * self.data ** (other.data - 1))
             if other.requires_grad:
@@ -297,7 +301,7 @@ class Tensor:
     def __neg__(self):
         """-a: d/da = -1."""
         out = Tensor._make(-self.data, (self,), "neg")
-        out._backward = lambda: self._accumulate(-out.grad)
+        out._backward = lambda out: self._accumulate(-out.grad)
         return out
 
     def __radd__(self, other): return self._wrap(other) + self
@@ -331,7 +335,7 @@ class Tensor:
             raise ValueError(f"matmul: shapes {self.shape} and {other.shape}: batch axes {self.shape[:-2]} "
                              f"and {other.shape[:-2]} cannot be broadcast together") from None
         out = Tensor._make(self.data @ other.data, (self, other), "matmul")
-        def _backward():
+        def _backward(out):
             if self.requires_grad:
                 self._accumulate(_product(out.grad, np.swapaxes(other.data, -1, -2), like=self.data))
             if other.requires_grad:
@@ -366,7 +370,14 @@ class Tensor:
 
 
 # ==================================================================== helpers
-def _graph_freed():
+def _holds(cell, value) -> bool:
+    try:
+        return cell.cell_contents is value
+    except ValueError:                     # a cell not yet filled
+        return False
+
+
+def _graph_freed(_out):
     raise RuntimeError("backward() through a graph that an earlier backward() already freed; "
                        "call the first backward(retain_graph=True) to go through it twice, or "
                        "recompute the forward pass")

@@ -128,7 +128,7 @@ def reversible_stack(x: Tensor, blocks) -> Tensor:
             y1, y2 = (t.data for t in block(Tensor(y1), Tensor(y2)))
     out = Tensor._make(np.concatenate([y1, y2], axis=1), (x, *params), "reversible_stack")
 
-    def _backward():
+    def _backward(out):
         if not is_grad_enabled():
             raise RuntimeError("reversible_stack: its backward rebuilds small graphs, so it cannot run "
                                "inside no_grad()")

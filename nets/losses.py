@@ -40,7 +40,7 @@ def binary_cross_entropy_with_logits(logits: Tensor, targets, reduction: str = "
     x = logits.data
     value = np.maximum(x, 0) - x * t.data + np.log1p(np.exp(-np.abs(x)))
     out = Tensor._make(value, (logits, t), "bce_with_logits")
-    def _backward():
+    def _backward(out):
         logits._accumulate(out.grad * (F._stable_sigmoid(x) - t.data))
         if t.requires_grad:                      # targets are usually constants: skip the product
             t._accumulate(-out.grad * x)
@@ -59,7 +59,7 @@ def binary_cross_entropy(probs: Tensor, targets, reduction: str = "mean") -> Ten
         value = -(t * np.maximum(log_p, -100) + (1 - t) * np.maximum(log_q, -100))
         d_p = np.where(log_p > -100, -t / p, 0) + np.where(log_q > -100, (1 - t) / (1 - p), 0)
     out = Tensor._make(value, (probs,), "bce")
-    out._backward = lambda: probs._accumulate(out.grad * d_p)
+    out._backward = lambda out: probs._accumulate(out.grad * d_p)
     return _reduce(out, reduction)
 
 
@@ -95,7 +95,7 @@ def huber_loss(pred: Tensor, target, delta: float = 1.0, reduction: str = "mean"
     small = np.abs(d) <= delta
     value = np.where(small, 0.5 * d * d, delta * (np.abs(d) - 0.5 * delta))
     out = Tensor._make(value, (pred, t), "huber")
-    def _backward():
+    def _backward(out):
         g = out.grad * np.clip(d, -delta, delta)
         pred._accumulate(g)
         t._accumulate(-g)

@@ -585,6 +585,44 @@ def test_backward_frees_the_graph_by_reference_counting():
         gc.enable()
 
 
+def test_a_branch_that_never_reaches_the_loss_is_freed_without_the_gc():
+    """backward() never visits such a branch (an LSTM's unused final state is one), so only the
+    closures themselves can avoid the cycle: they take their output as an argument."""
+    import gc
+    import weakref
+    from nets.recurrent import LSTM
+    gc.disable()
+    try:
+        x = Tensor(np.ones(3), requires_grad=True)
+        h = x * 2
+        unused = h.exp().sum()
+        probe = weakref.ref(unused)
+        del unused
+        assert probe() is None                                  # freed at once, not by the gc
+        lstm = LSTM(4, 5, num_layers=2, dtype=np.float64, rng=np.random.default_rng(0))
+        for fused in (True, False):
+            lstm.fused = fused
+            output, (h_n, c_n) = lstm(Tensor(np.ones((3, 2, 4))))
+            probes = [weakref.ref(t) for t in (h_n, c_n)]
+            output.sum().backward()
+            del output, h_n, c_n
+            assert all(probe() is None for probe in probes), fused
+    finally:
+        gc.enable()
+
+
+def test_a_backward_closure_must_take_its_output_and_not_capture_it():
+    x = Tensor(np.ones(3), requires_grad=True)
+    out = Tensor._make(2 * x.data, (x,), "double")
+    with pytest.raises(TypeError, match="double: a backward closure takes its output"):
+        out._backward = lambda: x._accumulate(2 * out.grad)
+    with pytest.raises(TypeError, match="double: the backward closure captures its own output"):
+        out._backward = lambda node: x._accumulate(2 * out.grad)
+    out._backward = lambda out: x._accumulate(2 * out.grad)
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0, 2.0])
+
+
 def test_no_grad_keeps_no_backward_closure():
     x = Tensor(np.ones(3), requires_grad=True)
     with no_grad():
@@ -684,7 +722,7 @@ def test_reshape_mismatch_message():
 def double_with_wrong_backward(x: Tensor) -> Tensor:
     """f(x) = 2x, but the backward forgets the factor 2."""
     out = Tensor._make(2 * x.data, (x,), "double_wrong")
-    out._backward = lambda: x._accumulate(out.grad)
+    out._backward = lambda out: x._accumulate(out.grad)
     return out
 
 
@@ -709,7 +747,7 @@ def test_checker_rejects_a_monkeypatched_sigmoid(monkeypatch):
 
     def sigmoid_with_wrong_backward(x):
         out = original(x)
-        out._backward = lambda: x._accumulate(out.grad * out.data)   # lost the factor (1 - s)
+        out._backward = lambda out: x._accumulate(out.grad * out.data)   # lost the factor (1 - s)
         return out
 
     x = Tensor(np.random.default_rng(1).standard_normal(5), requires_grad=True)
@@ -741,7 +779,7 @@ def softmax_with_wrong_backward(x: Tensor) -> Tensor:
     s = np.exp(x.data - x.data.max(axis=-1, keepdims=True))
     s /= s.sum(axis=-1, keepdims=True)
     out = Tensor._make(s, (x,), "softmax_wrong")
-    out._backward = lambda: x._accumulate(out.grad - (out.grad * s).sum(axis=-1, keepdims=True))
+    out._backward = lambda out: x._accumulate(out.grad - (out.grad * s).sum(axis=-1, keepdims=True))
     return out
 
 
@@ -811,7 +849,7 @@ def test_gradcheck_script_passes_and_reports_a_broken_op(monkeypatch, capsys):
 
     def exp_with_wrong_backward(self):
         out = Tensor._make(np.exp(self.data), (self,), "exp")
-        out._backward = lambda: self._accumulate(out.data)          # forgot out.grad
+        out._backward = lambda out: self._accumulate(out.data)          # forgot out.grad
         return out
     monkeypatch.setattr(Tensor, "exp", exp_with_wrong_backward)
     assert script.main(["--only", "exp", "--seed", "3"]) == 1
