@@ -29,6 +29,7 @@ import itertools
 import numpy as np
 
 from . import im2col as fast
+from . import parallel
 from .tensor import Tensor
 
 
@@ -270,24 +271,33 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     op = "max_pool2d"
     KH, KW, sh, sw, ph, pw, OH, OW = _pool_geometry(op, x, kernel_size, stride, padding)
     image = _padded(x.data, ph, pw, -np.inf)
-    offsets = [view for _, _, view in _pool_offsets(image, KH, KW, sh, sw, OH, OW)]
-    best = offsets[0].copy()
-    for view in offsets[1:]:
-        np.maximum(best, view, out=best)                       # one pass per kernel offset
+    best = np.empty((x.shape[0], x.shape[1], OH, OW), x.dtype)
+
+    def forward(lo, hi):                                       # images lo..hi (the engine's threads)
+        offsets = [view[lo:hi] for _, _, view in _pool_offsets(image, KH, KW, sh, sw, OH, OW)]
+        np.copyto(best[lo:hi], offsets[0])
+        for view in offsets[1:]:
+            np.maximum(best[lo:hi], view, out=best[lo:hi])     # one pass per kernel offset
+    parallel.for_blocks(forward, x.shape[0], work=image.size)
     out = Tensor._make(best, (x,), op)
 
     def _backward(out):
-        grad = np.zeros(image.shape, out.grad.dtype)
+        grad = np.empty(image.shape, out.grad.dtype)
         overlapping = sh < KH or sw < KW
-        taken = np.zeros(best.shape, bool)                     # window already routed its gradient
-        for view, (_, _, target) in zip(offsets, _pool_offsets(grad, KH, KW, sh, sw, OH, OW)):
-            is_argmax = view == best
-            np.greater(is_argmax, taken, out=is_argmax)        # is_argmax and not taken: first tie
-            taken |= is_argmax
-            if overlapping:                                    # += : overlapping windows add
-                np.add(target, out.grad * is_argmax, out=target)
-            else:                                              # each pixel in one window at most
-                np.multiply(out.grad, is_argmax, out=target)
+
+        def backward(lo, hi):
+            g, taken = out.grad[lo:hi], np.zeros(best[lo:hi].shape, bool)   # taken: window already routed
+            grad[lo:hi] = 0
+            for (_, _, view), (_, _, target) in zip(_pool_offsets(image[lo:hi], KH, KW, sh, sw, OH, OW),
+                                                    _pool_offsets(grad[lo:hi], KH, KW, sh, sw, OH, OW)):
+                is_argmax = view == best[lo:hi]
+                np.greater(is_argmax, taken, out=is_argmax)    # is_argmax and not taken: first tie
+                taken |= is_argmax
+                if overlapping:                                # += : overlapping windows add
+                    np.add(target, g * is_argmax, out=target)
+                else:                                          # each pixel in one window at most
+                    np.multiply(g, is_argmax, out=target)
+        parallel.for_blocks(backward, x.shape[0], work=image.size)
         x._accumulate(grad[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]])
     out._backward = _backward
     return out

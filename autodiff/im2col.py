@@ -33,6 +33,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import parallel
+
 N_LAST_BELOW_GW = 12      # grids narrower than this use the (C, H, W, N) layout
 
 
@@ -112,10 +114,12 @@ def to_channel_major(a: np.ndarray, n_last: bool, top: int = 0, left: int = 0, h
         phys = np.zeros(shape, a.dtype) if padded else np.empty(shape, a.dtype)
     view = _nchw_view(phys, n_last)[:, :, top:top + H, left:left + W]
     if n_last:      # a full transpose: 16 images at a time (a 64-byte line of N), 2-4x faster than whole
-        for n in range(0, N, 16):
-            view[:, n:n + 16] = a[n:n + 16].transpose(1, 0, 2, 3)
+        def copy(lo, hi):
+            for n in range(lo * 16, min(hi * 16, N), 16):
+                view[:, n:n + 16] = a[n:n + 16].transpose(1, 0, 2, 3)
+        parallel.for_blocks(copy, -(-N // 16), work=a.size)
     else:
-        view[...] = a.transpose(1, 0, 2, 3)
+        parallel.copyto(view, a.transpose(1, 0, 2, 3))
     return phys
 
 
@@ -127,8 +131,11 @@ def to_nchw(phys: np.ndarray, n_last: bool, top: int = 0, left: int = 0, height:
     view = view[:, :, top:top + height, left:left + width]
     C, N = view.shape[:2]
     out = np.empty((N, C, height, width), phys.dtype)
-    for c in range(C):  # one channel at a time: with N last a full transpose, in cache-sized pieces
-        out[:, c] = view[c]
+
+    def copy(lo, hi):   # one channel at a time: with N last a full transpose, in cache-sized pieces
+        for c in range(lo, hi):
+            out[:, c] = view[c]
+    parallel.for_blocks(copy, C, work=out.size)
     return out
 
 
@@ -164,7 +171,7 @@ def im2col(x: np.ndarray, g: Windows, tag: str = None) -> np.ndarray:
     # Always a copy (never np.ascontiguousarray: when the view happens to be contiguous it would
     # return the scratch image itself, which the next im2col overwrites).
     cols = np.empty(windows.shape, x.dtype) if tag is None else scratch.get(tag, windows.shape, x.dtype)
-    np.copyto(cols, windows)
+    parallel.copyto(cols, windows)
     return cols.reshape(g.C * g.KH * g.KW, -1)
 
 
@@ -183,11 +190,17 @@ def col2im(cols: np.ndarray, g: Windows) -> np.ndarray:
         cols6 = cols.reshape(g.C, g.KH, g.KW, g.GH, g.GW, g.N).transpose(0, 1, 2, 5, 3, 4)
     else:
         cols6 = cols.reshape(g.C, g.KH, g.KW, g.N, g.GH, g.GW)    # both (C, KH, KW, N, GH, GW)
-    for kh in range(g.KH):
-        for kw in range(g.KW):
-            top, left = kh * g.dh, kw * g.dw
-            target = image[:, :, top:top + (g.GH - 1) * g.sh + 1:g.sh, left:left + (g.GW - 1) * g.sw + 1:g.sw]
-            np.add(target, cols6[:, kh, kw], out=target)
+    by_channel = g.C >= 4           # blocks of channels, or of images: never two blocks on one pixel
+
+    def add_windows(lo, hi):
+        block = (slice(lo, hi),) if by_channel else (slice(None), slice(lo, hi))
+        for kh in range(g.KH):
+            for kw in range(g.KW):
+                top, left = kh * g.dh, kw * g.dw
+                target = image[block][:, :, top:top + (g.GH - 1) * g.sh + 1:g.sh,
+                                      left:left + (g.GW - 1) * g.sw + 1:g.sw]
+                np.add(target, cols6[:, kh, kw][block], out=target)
+    parallel.for_blocks(add_windows, g.C if by_channel else g.N, work=cols.size)
     return to_nchw(phys, g.n_last, g.ph, g.pw, g.IH, g.IW)
 
 
@@ -200,16 +213,16 @@ def weight_matrix(w: np.ndarray) -> np.ndarray:
 def conv2d_forward(cols: np.ndarray, w: np.ndarray) -> np.ndarray:
     """out (C_out, M) = w (C_out, K) @ cols (K, M): the one BLAS product of conv2d (a scratch array)."""
     out = scratch.get("conv2d out", (w.shape[0], cols.shape[1]), cols.dtype)
-    return np.matmul(weight_matrix(w), cols, out=out)
+    return parallel.matmul(weight_matrix(w), cols, out=out)
 
 
 def conv2d_weight_grad(g_matrix: np.ndarray, cols: np.ndarray, w_shape: tuple) -> np.ndarray:
     """dL/dw (C_out, K) = g (C_out, M) @ cols^T (M, K) (cols.T is a free F-ordered view for BLAS)."""
-    return (g_matrix @ cols.T).reshape(w_shape)
+    return parallel.matmul(g_matrix, cols.T).reshape(w_shape)
 
 
 def conv2d_input_grad(g_matrix: np.ndarray, w: np.ndarray, g: Windows) -> np.ndarray:
     """dL/dx = col2im(w^T @ g): g (C_out, M) -> (N, C_in, H, W). This is conv_transpose2d's forward."""
     w_matrix = weight_matrix(w)
     cols = scratch.get("input grad cols", (w_matrix.shape[1], g_matrix.shape[1]), g_matrix.dtype)
-    return col2im(np.matmul(w_matrix.T, g_matrix, out=cols), g)
+    return col2im(parallel.matmul(w_matrix.T, g_matrix, out=cols), g)

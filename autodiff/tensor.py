@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from .grad_mode import _GradMode, no_grad, is_grad_enabled  # noqa: F401  (re-exported)
+from . import parallel
 
 
 # ==================================================================== broadcasting, in one place
@@ -203,8 +204,7 @@ class Tensor:
     dtype = property(lambda self: self.data.dtype)
     size = property(lambda self: self.data.size)
 
-    def __len__(self):
-        return len(self.data)
+    def __len__(self): return len(self.data)
 
     def __repr__(self):
         grad = ", requires_grad=True" if self.requires_grad else ""
@@ -334,7 +334,7 @@ class Tensor:
         except ValueError:
             raise ValueError(f"matmul: shapes {self.shape} and {other.shape}: batch axes {self.shape[:-2]} "
                              f"and {other.shape[:-2]} cannot be broadcast together") from None
-        out = Tensor._make(self.data @ other.data, (self, other), "matmul")
+        out = Tensor._make(parallel.matmul(self.data, other.data), (self, other), "matmul")
         def _backward(out):
             if self.requires_grad:
                 self._accumulate(_product(out.grad, np.swapaxes(other.data, -1, -2), like=self.data))
@@ -393,8 +393,8 @@ def _product(a: np.ndarray, b: np.ndarray, like: np.ndarray) -> np.ndarray:
     (b^T a^T)^T, so that transposing it back gives W's gradient as a contiguous array (which the
     optimizer's elementwise passes read several times)."""
     if a.ndim == b.ndim == like.ndim == 2 and like.flags.f_contiguous and not like.flags.c_contiguous:
-        return (b.T @ a.T).T
-    return a @ b
+        return parallel.matmul(b.T, a.T).T
+    return parallel.matmul(a, b)
 
 
 from . import tensor_methods as M  # noqa: E402  (it imports Tensor from this module)

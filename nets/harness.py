@@ -249,7 +249,7 @@ class Run:
             manual_seed(int(stream(self.seed, "init").integers(2 ** 63)))   # the layers' initial weights
             already = 0.0
         self.resumed = self.state is not None
-        self.threads = getattr(args, "blas_threads", None)     # BLAS threads, saved so a resume uses the same
+        self.threads = getattr(args, "thread_count", None)     # threads, saved so a resume uses the same
         self._started, self._already = time.perf_counter(), already
         self._stop_requested, self._bar = False, None
 

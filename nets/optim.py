@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from autodiff import Tensor
+from autodiff import Tensor, parallel
 
 
 class Optimizer:
@@ -136,11 +136,18 @@ class Adam(Optimizer):
         m, v = self._buffer(state, "m", p), self._buffer(state, "v", p)
         bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t   # m_hat = m / bias1,  v_hat = v / bias2
         # The same passes for each cache-sized piece (see _pieces); `step` and `decayed` are scratch.
-        g = np.ascontiguousarray(g)
-        for p_, g_, m_, v_, step, decayed in _pieces(p.data, g, m, v, scratch=2):
-            if self.weight_decay:                     # g + wd * p
-                g_ = np.add(g_, np.multiply(p_, self.weight_decay, out=decayed), out=decayed)
-            p_ -= self._moments_and_step(g_, m_, v_, step, bias1, bias2)
+        arrays = (p.data, np.ascontiguousarray(g), m, v)
+
+        def update(lo, hi):              # a block of the flat arrays (blocks go to the engine's threads)
+            block = (a.reshape(-1)[lo:hi] for a in arrays) if lo is not None else arrays
+            for p_, g_, m_, v_, step, decayed in _pieces(*block, scratch=2):
+                if self.weight_decay:                     # g + wd * p
+                    g_ = np.add(g_, np.multiply(p_, self.weight_decay, out=decayed), out=decayed)
+                p_ -= self._moments_and_step(g_, m_, v_, step, bias1, bias2)
+        if all(a.flags.c_contiguous for a in arrays):
+            parallel.for_blocks(update, p.data.size)
+        else:
+            update(None, None)
 
     def _moments_and_step(self, g, m, v, step, bias1: float, bias2: float) -> np.ndarray:
         """The passes of one Adam step on matching arrays: m and v updated in place, and the scratch array

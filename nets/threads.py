@@ -1,24 +1,31 @@
-"""How many threads the BLAS library (OpenBLAS or MKL, under NumPy's matrix products) may use.
+"""How many threads training uses, and who runs them.
 
-Why it matters. OpenBLAS splits a large product over its threads and the threads busy-wait for each
-other. When another process holds one of the cores (a browser, a second training run), the thread
-on that core runs late and the others spin waiting for it: with two threads on a two-core laptop and
-one core busy, VAE training took 2.4x its quiet time; with one thread, about 1.1x (issue 14).
+Who. The engine's own threads (autodiff/parallel.py) run the big matrix products, cut into blocks
+of rows or columns, AND the passes between them (im2col, col2im, layout changes, pooling,
+activations, Adam); the BLAS library (OpenBLAS or MKL, under NumPy's products) gets ONE thread.
+OpenBLAS's own threads would leave those passes on one core, and they spin while they wait for
+work, which would starve our threads of that core. Measured on 2 cores (issue 14): DCGAN step
+285 -> 230 ms, conv_transpose2d 46 -> 37 ms, the small MLP steps unchanged within noise.
 
-The policy (`configure_threads`), in order:
+How many. When another process holds a core (a browser, a second training run), a thread on that
+core runs late; static splits (OpenBLAS's) then wait for it: with two threads on a two-core laptop
+and one core busy, VAE training took 2.4x its quiet time; with one thread, about 1.1x. The policy
+(`configure_threads`), in order:
     1. an explicit request wins: the `threads` argument (the --threads flag) or, if it is None, the
        environment variable NUMPY_DL_LAB_THREADS; an integer >= 1, or "auto";
     2. "auto": the cores this process may run on, minus the cores other processes keep busy
        (measured over 0.1 s before training starts), and at least 1.
-Small products are not split anyway: OpenBLAS runs products below its size threshold on one
-thread, whatever the setting. The setting lasts for the process (threadpoolctl changes the library's
-thread count at run time; no restart, no environment variable needed before NumPy is imported).
+The setting lasts for the process (threadpoolctl changes the library's thread count at run time; no
+restart, no environment variable needed before NumPy is imported). Without threadpoolctl the BLAS
+library keeps its own threads and the engine uses one.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import time
+
+from autodiff import parallel
 
 ENV_VAR = "NUMPY_DL_LAB_THREADS"
 
@@ -74,27 +81,32 @@ def choose_threads(requested=None) -> int:
 
 
 def configure_threads(requested=None, verbose: bool = False) -> int:
-    """Set the BLAS thread count for this process by the policy above and return it.
-    Without threadpoolctl installed it changes nothing and returns the count it would have set."""
+    """Give this process's training the thread count chosen by the policy above (the engine's
+    threads; the BLAS library gets one) and return it. Without threadpoolctl installed it changes
+    nothing and returns the count it would have set."""
     threads = choose_threads(requested)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return threads
-    threadpool_limits(limits=threads, user_api="blas")
+    threadpool_limits(limits=1, user_api="blas")
+    parallel.set_threads(threads)
     if verbose:
-        print(f"BLAS threads: {threads} ({available_cores()} cores, {busy_cores()} busy; "
+        print(f"threads: {threads} ({available_cores()} cores, {busy_cores()} busy; "
               f"override with --threads or {ENV_VAR})")
     return threads
 
 
 def current_threads() -> dict:
-    """{library: thread count} of the BLAS libraries NumPy loaded, e.g. {'openblas': 2}."""
+    """{'engine': autodiff's threads, library: its thread count for each BLAS library NumPy loaded},
+    e.g. {'engine': 2, 'openblas': 1}."""
+    counts = {"engine": parallel.get_threads()}
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        return {}
-    return {info["internal_api"]: info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+        return counts
+    return counts | {info["internal_api"]: info["num_threads"] for info in threadpool_info()
+                     if info["user_api"] == "blas"}
 
 
 @contextlib.contextmanager

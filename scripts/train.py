@@ -70,7 +70,7 @@ def main(argv=None) -> int:
             except UsageError:
                 pass                              # the command itself reports a bad --resume
         try:
-            args.blas_threads = configure_threads(requested)
+            args.thread_count = configure_threads(requested)
         except ValueError as error:
             raise UsageError(f"--threads: {error}") from None
         args.run(args)

@@ -39,15 +39,21 @@ def test_busy_cores_reads_the_share_of_non_idle_time(monkeypatch):
     assert threads.busy_cores(interval=0) == 2                # the load average, rounded
 
 
-def test_configure_threads_sets_the_blas_library():
+def test_configure_threads_gives_the_count_to_the_engine_and_one_thread_to_blas():
     pytest.importorskip("threadpoolctl")
+    from threadpoolctl import threadpool_limits
+    from autodiff import parallel
     before = threads.current_threads()
-    if not before:
+    blas = [count for library, count in before.items() if library != "engine"]
+    if not blas:
         pytest.skip("no BLAS library that threadpoolctl can control")
     try:
-        assert threads.configure_threads(1) == 1
-        assert set(threads.current_threads().values()) == {1}
-        a = np.ones((64, 64), np.float32)
-        assert (a @ a)[0, 0] == 64                       # products still work
+        assert threads.configure_threads(2) == 2
+        now = threads.current_threads()
+        assert now["engine"] == 2 == parallel.get_threads()
+        assert {count for library, count in now.items() if library != "engine"} == {1}
+        a = np.ones((256, 256), np.float32)
+        assert (parallel.matmul(a, a) == 256).all()      # products still work, in blocks
     finally:
-        threads.configure_threads(max(before.values()))
+        parallel.set_threads(before["engine"])
+        threadpool_limits(limits=max(blas), user_api="blas")
