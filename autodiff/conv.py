@@ -284,15 +284,22 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     def _backward(out):
         grad = np.empty(image.shape, out.grad.dtype)
         overlapping = sh < KH or sw < KW
+        tiled = (sh, sw) == (KH, KW) and (OH * KH, OW * KW) == image.shape[2:]   # every pixel in one window
 
         def backward(lo, hi):
-            g, taken = out.grad[lo:hi], np.zeros(best[lo:hi].shape, bool)   # taken: window already routed
-            grad[lo:hi] = 0
-            for (_, _, view), (_, _, target) in zip(_pool_offsets(image[lo:hi], KH, KW, sh, sw, OH, OW),
-                                                    _pool_offsets(grad[lo:hi], KH, KW, sh, sw, OH, OW)):
+            g, taken = out.grad[lo:hi], None                   # taken: windows already routed
+            if not tiled:
+                grad[lo:hi] = 0
+            offsets = zip(_pool_offsets(image[lo:hi], KH, KW, sh, sw, OH, OW),
+                          _pool_offsets(grad[lo:hi], KH, KW, sh, sw, OH, OW))
+            for k, ((_, _, view), (_, _, target)) in enumerate(offsets):
                 is_argmax = view == best[lo:hi]
-                np.greater(is_argmax, taken, out=is_argmax)    # is_argmax and not taken: first tie
-                taken |= is_argmax
+                if taken is not None:
+                    np.greater(is_argmax, taken, out=is_argmax)    # is_argmax and not taken: first tie
+                if k == 0:
+                    taken = is_argmax.copy()
+                elif k < KH * KW - 1:
+                    taken |= is_argmax
                 if overlapping:                                # += : overlapping windows add
                     np.add(target, g * is_argmax, out=target)
                 else:                                          # each pixel in one window at most

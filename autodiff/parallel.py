@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import threading
 
 import numpy as np
@@ -32,40 +33,40 @@ MIN_BLOCK_FLOPS = 1 << 22      # likewise for a block of a matrix product
 ALIGN = 16                     # block edges of a product at multiples of 16 rows/columns (BLAS tiles)
 
 
-class _Helper(threading.Thread):
-    """A thread that waits for a job, runs it and reports back; two plain locks make the hand-off
-    (a few microseconds, against ~50 us through a ThreadPoolExecutor's queue and futures)."""
+class _Job:
+    """The blocks of one op. Any thread calls work() to take blocks until none is left; `finished` is
+    set when every block is done. A helper that wakes up late finds nothing left to take, so the
+    calling thread never waits for a helper to wake, only for blocks already running."""
 
-    def __init__(self, index: int):
-        super().__init__(name=f"autodiff-{index}", daemon=True)
-        self.wake, self.done = threading.Lock(), threading.Lock()
-        self.wake.acquire()
-        self.done.acquire()
-        self.job, self.error = None, None
-        self.start()
+    def __init__(self, slices: list, body):
+        self.slices, self.body = slices, body
+        self.next_index = itertools.count()       # next() on it is atomic under Python's lock
+        self.lock, self.unfinished = threading.Lock(), len(slices)
+        self.finished, self.error = threading.Event(), None
 
-    def run(self):
-        while True:
-            self.wake.acquire()
-            try:
-                self.job()
-            except BaseException as error:       # handed to the calling thread by finish()
-                self.error = error
-            self.done.release()
+    def work(self) -> None:
+        for i in self.next_index:
+            if i >= len(self.slices):
+                return
+            if self.error is None:                # after an error the remaining blocks are skipped
+                try:
+                    self.body(*self.slices[i])
+                except BaseException as error:
+                    self.error = self.error or error
+            with self.lock:
+                self.unfinished -= 1
+                if self.unfinished == 0:
+                    self.finished.set()
 
-    def begin(self, job) -> None:
-        self.job, self.error = job, None
-        self.wake.release()
 
-    def finish(self) -> None:
-        self.done.acquire()
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
+def _helper_loop(jobs: queue.SimpleQueue) -> None:
+    while True:
+        jobs.get().work()
 
 
 _threads = 1
 _helpers: list = []
+_jobs = queue.SimpleQueue()            # the helpers wait here for the next op's blocks
 
 
 def set_threads(threads: int) -> None:
@@ -75,7 +76,9 @@ def set_threads(threads: int) -> None:
         raise ValueError(f"set_threads: expected an int >= 1, got {threads!r}")
     _threads = int(threads)
     while len(_helpers) < _threads - 1:
-        _helpers.append(_Helper(len(_helpers)))
+        _helpers.append(threading.Thread(target=_helper_loop, args=(_jobs,), daemon=True,
+                                         name=f"autodiff-{len(_helpers)}"))
+        _helpers[-1].start()
 
 
 def get_threads() -> int:
@@ -83,8 +86,8 @@ def get_threads() -> int:
 
 
 def _forget_helpers_after_fork() -> None:      # a forked child has no helper threads
-    global _threads
-    _threads = 1
+    global _threads, _jobs
+    _threads, _jobs = 1, queue.SimpleQueue()
     _helpers.clear()
 
 
@@ -101,25 +104,21 @@ def _block_count(length: int, work: float, min_work: float) -> int:
 
 
 def _run(slices: list, body) -> None:
-    """body(lo, hi) for every (lo, hi) in slices, each thread taking the next one while any is left."""
-    next_index = itertools.count()          # next() on it is atomic under Python's lock
-    stopped = []
-
-    def take_blocks():
-        for i in next_index:
-            if i >= len(slices) or stopped:
-                return
-            body(*slices[i])
-
-    helpers = _helpers[:min(_threads - 1, len(slices) - 1)]
-    for helper in helpers:
-        helper.begin(take_blocks)
+    """body(lo, hi) for every (lo, hi) in slices, each thread taking the next one while any is left;
+    returns when all are done, and only then raises the first error (also after Ctrl-C)."""
+    job = _Job(slices, body)
+    for _ in range(min(_threads - 1, len(slices) - 1)):
+        _jobs.put(job)
     try:
-        take_blocks()
+        job.work()
+    except BaseException as error:                # e.g. Ctrl-C between two blocks
+        job.error = job.error or error
+        raise
     finally:
-        stopped.append(True)                # after an error here the helpers take no new block
-        for helper in helpers:
-            helper.finish()                 # wait for them; re-raises a helper's error
+        job.work()                                 # take (skip, after an error) what nobody took yet
+        job.finished.wait()
+    if job.error is not None:
+        raise job.error
 
 
 def for_blocks(body, length: int, work: float = None) -> None:
