@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import parallel
 from .tensor import Tensor
 
 
@@ -68,7 +69,7 @@ def lstm_fused(gx: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Tensor:
     tanh_cs, scratch = np.empty((T, N, H), dtype), np.empty((N, H), dtype)
     hs[0], cs[0] = h0.data, c0.data
     for t in range(T):                            # every op writes into a preallocated array (out=)
-        a = np.matmul(hs[t], weight_hh_t, out=gates[t])
+        a = parallel.matmul(hs[t], weight_hh_t, out=gates[t])
         a += gx.data[t]
         a *= scale
         np.tanh(a, out=a)
@@ -102,12 +103,12 @@ def lstm_fused(gx: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Tensor:
             np.multiply(g, g, out=slope[:, quarters[2]])            # ... and 1 - g^2 for g
             np.subtract(1, slope[:, quarters[2]], out=slope[:, quarters[2]])
             d *= slope
-            np.matmul(d, weight_hh.data, out=dh)                    # dh <- da W_hh,  dc <- dc f
+            parallel.matmul(d, weight_hh.data, out=dh)                    # dh <- da W_hh,  dc <- dc f
             dc *= f
         gx._accumulate(da)
         h0._accumulate(dh)
         c0._accumulate(dc)
         if weight_hh.requires_grad:
-            weight_hh._accumulate(da.reshape(T * N, 4 * H).T @ hs[:T].reshape(T * N, H))
+            weight_hh._accumulate(parallel.matmul(da.reshape(T * N, 4 * H).T, hs[:T].reshape(T * N, H)))
     out._backward = _backward
     return out

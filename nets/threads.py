@@ -1,11 +1,11 @@
 """How many threads training uses, and who runs them.
 
-Who. The engine's own threads (autodiff/parallel.py) run the big matrix products, cut into blocks
-of rows or columns, AND the passes between them (im2col, col2im, layout changes, pooling,
-activations, Adam); the BLAS library (OpenBLAS or MKL, under NumPy's products) gets ONE thread.
-OpenBLAS's own threads would leave those passes on one core, and they spin while they wait for
-work, which would starve our threads of that core. Measured on 2 cores (issue 14): DCGAN step
-285 -> 230 ms, conv_transpose2d 46 -> 37 ms, the small MLP steps unchanged within noise.
+Who. The engine's own threads (autodiff/parallel.py, which says why and what it gains) run the
+matrix products, cut into blocks of rows or columns, AND the passes between them (im2col, col2im,
+layout changes, pooling, activations, Adam); the BLAS library (OpenBLAS or MKL, under NumPy's
+products) gets ONE thread: its own threads spin while they wait for work, which would take the
+other core from ours (switching it between 1 and 2 threads per product made a DCGAN step 1.6x
+slower).
 
 How many. When another process holds a core (a browser, a second training run), a thread on that
 core runs late; static splits (OpenBLAS's) then wait for it: with two threads on a two-core laptop
