@@ -111,6 +111,8 @@ def _ops_with_gradients(rng):
         ("max_pool2d overlapping", lambda: (lambda x: (F.max_pool2d(x, 3, stride=2, padding=1), (x,)))(
             Tensor(tied.copy(), requires_grad=True))),
         ("leaky_relu", lambda: (lambda x: (F.leaky_relu(x, 0.1), (x,)))(tensor(40, 3000))),
+        ("lstm_fused", lambda: (lambda lstm, x: (lstm(x)[0], (x, *lstm.parameters())))(
+            nets.LSTM(32, 128, dtype=np.float64, rng=rng), tensor(5, 64, 32))),
     ]
 
 
