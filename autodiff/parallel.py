@@ -31,6 +31,7 @@ BLOCKS_PER_THREAD = 2          # more blocks than threads: a thread that runs la
 MIN_BLOCK_ELEMENTS = 1 << 15   # an array pass below this stays on one thread (a hand-off costs ~10 us)
 MIN_BLOCK_FLOPS = 1 << 22      # likewise for a block of a matrix product
 ALIGN = 16                     # block edges of a product at multiples of 16 rows/columns (BLAS tiles)
+MIN_BLOCK_ROWS = 64            # thinner blocks of a product run slower on two threads than whole on one
 
 
 class _Job:
@@ -140,7 +141,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray = None) -> np.ndarray:
     (M, K), N = a.shape, b.shape[1]
     by_rows = M >= N
     length = M if by_rows else N
-    blocks = _block_count(length // ALIGN, 2.0 * M * K * N, MIN_BLOCK_FLOPS)
+    blocks = _block_count(length // MIN_BLOCK_ROWS, 2.0 * M * K * N, MIN_BLOCK_FLOPS)
     if blocks == 1:
         return np.matmul(a, b, out=out)
     if out is None:
