@@ -28,7 +28,7 @@ import threading
 import numpy as np
 
 BLOCKS_PER_THREAD = 2          # more blocks than threads: a thread that runs late takes fewer
-MIN_BLOCK_ELEMENTS = 1 << 15   # an array pass below this stays on one thread (a hand-off costs ~10 us)
+MIN_BLOCK_ELEMENTS = 1 << 17   # array passes in blocks of at least this many elements (smaller ones measured slower)
 MIN_BLOCK_FLOPS = 1 << 22      # likewise for a block of a matrix product
 ALIGN = 16                     # block edges of a product at multiples of 16 rows/columns (BLAS tiles)
 MIN_BLOCK_ROWS = 64            # thinner blocks of a product run slower on two threads than whole on one
@@ -122,10 +122,10 @@ def _run(slices: list, body) -> None:
         raise job.error
 
 
-def for_blocks(body, length: int, work: float = None) -> None:
+def for_blocks(body, length: int, work: float = None, min_block: float = MIN_BLOCK_ELEMENTS) -> None:
     """body(lo, hi) over consecutive slices covering range(length), on all threads. `work` (default:
-    length) is the op's size in array elements, which decides how many blocks pay."""
-    blocks = _block_count(length, length if work is None else work, MIN_BLOCK_ELEMENTS)
+    length) is the op's size in array elements; each block gets at least `min_block` of it."""
+    blocks = _block_count(length, length if work is None else work, min_block)
     if blocks == 1:
         body(0, length)
         return

@@ -145,7 +145,7 @@ class Adam(Optimizer):
                     g_ = np.add(g_, np.multiply(p_, self.weight_decay, out=decayed), out=decayed)
                 p_ -= self._moments_and_step(g_, m_, v_, step, bias1, bias2)
         if all(a.flags.c_contiguous for a in arrays):
-            parallel.for_blocks(update, p.data.size)
+            parallel.for_blocks(update, p.data.size, min_block=1 << 18)    # a VAE's 313k weights: one block
         else:
             update(None, None)
 
