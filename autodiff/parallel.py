@@ -5,9 +5,8 @@ between products (im2col, col2im, layout changes, pooling, activations, the opti
 thread: on two cores a DCGAN step spent about half its time with one core idle. And OpenBLAS's
 threads spin while they wait for work, so our own threads cannot use that core between products.
 
-So the thread count goes here (nets/threads.py calls `set_threads(n)` and gives the BLAS library ONE
-thread). An op cuts its work into blocks and the threads take blocks one at a time until none is
-left, the calling thread too (NumPy and BLAS let go of Python's lock while they compute):
+Here an op cuts its work into blocks and the threads take blocks one at a time until none is left,
+the calling thread too (NumPy and BLAS let go of Python's lock while they compute):
     for_blocks(body, length)  body(lo, hi) for consecutive slices [lo, hi) covering range(length)
     matmul(a, b, out)         a @ b, as blocks of the result's rows or columns, each one BLAS call
 Blocks never write to the same memory, and each entry of a product is summed over the full inner
@@ -15,8 +14,11 @@ dimension by one call, as in a @ b: results do not depend on the thread count (t
 `for_blocks` returns only when every block is done, also after an error or Ctrl-C in a block.
 With 1 thread (the default) every op runs as one block on the calling thread.
 
-Measured on 2 cores (scripts/bench.py, issue 14): conv_transpose2d 46 -> 37 ms, a DCGAN step
-285 -> 230 ms; the small VAE/CVAE/RealNVP steps unchanged within noise.
+Who runs the threads (`set_threads`). Handing a block to a sleeping thread costs ~10-30 us; spinning
+OpenBLAS threads answer at once. Measured on 2 cores, our threads against OpenBLAS's (paired runs):
+conv_transpose2d 0.86x the time, a DCGAN step 0.91x, but the VAE 1.05x, CVAE 1.16x, RealNVP 1.13x
+and LSTM 1.24x, whose products are small (33-160 MFLOP). So the BLAS library keeps the threads
+unless big products (>= 268 MFLOP) hold 70% of the first 2 GFLOP of products.
 """
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ BLOCKS_PER_THREAD = 2          # more blocks than threads: a thread that runs la
 MIN_BLOCK_ELEMENTS = 1 << 17   # array passes in blocks of at least this many elements (smaller ones measured slower)
 MIN_BLOCK_FLOPS = 1 << 22      # likewise for a block of a matrix product
 ALIGN = 16                     # block edges of a product at multiples of 16 rows/columns (BLAS tiles)
+BIG_PRODUCT_FLOPS = 1 << 28    # who runs the threads (see set_threads): products this big or bigger ...
+ENGINE_SHARE = 0.7             # ... holding this share of the first DECIDE_AFTER_FLOPS: the engine
+DECIDE_AFTER_FLOPS = 2e9
 MIN_BLOCK_ROWS = 64            # thinner blocks of a product run slower on two threads than whole on one
 
 
@@ -65,17 +70,30 @@ def _helper_loop(jobs: queue.SimpleQueue) -> None:
         jobs.get().work()
 
 
-_threads = 1
+_threads = 1                           # the count asked for
+_engine_threads = 1                    # the threads the blocks below run on now
+_set_blas_threads = None               # the BLAS library's thread count, if set_threads was given it
+_deciding = False                      # watching the products to choose who runs the threads
+_product_flops = _big_product_flops = 0.0
 _helpers: list = []
 _jobs = queue.SimpleQueue()            # the helpers wait here for the next op's blocks
 
 
-def set_threads(threads: int) -> None:
-    """Run the ops of this module on `threads` threads: the calling one and threads - 1 helpers."""
-    global _threads
+def set_threads(threads: int, set_blas_threads=None) -> None:
+    """Run on `threads` threads. Without `set_blas_threads` the engine's blocks use them all.
+    With it (a function setting the BLAS library's thread count; nets/threads.py passes one), the
+    BLAS library gets them first, and the first DECIDE_AFTER_FLOPS of 2-D products choose: if at
+    least ENGINE_SHARE of those FLOPs are in products of BIG_PRODUCT_FLOPS or more, the engine's
+    blocks take over (the BLAS library then gets one thread)."""
+    global _threads, _engine_threads, _set_blas_threads, _deciding, _product_flops, _big_product_flops
     if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1:
         raise ValueError(f"set_threads: expected an int >= 1, got {threads!r}")
-    _threads = int(threads)
+    _threads, _set_blas_threads = int(threads), set_blas_threads
+    _product_flops = _big_product_flops = 0.0
+    _deciding = _threads > 1 and set_blas_threads is not None
+    _engine_threads = 1 if _deciding else _threads
+    if set_blas_threads is not None:
+        set_blas_threads(_threads if _deciding else 1)
     while len(_helpers) < _threads - 1:
         _helpers.append(threading.Thread(target=_helper_loop, args=(_jobs,), daemon=True,
                                          name=f"autodiff-{len(_helpers)}"))
@@ -83,12 +101,29 @@ def set_threads(threads: int) -> None:
 
 
 def get_threads() -> int:
-    return _threads
+    """The threads the engine's own blocks run on now (1 while the BLAS library has them)."""
+    return _engine_threads
+
+
+def deciding() -> bool:
+    """Still watching the first products to choose who runs the threads (see set_threads)."""
+    return _deciding
+
+
+def _observe_product(flops: float) -> None:
+    global _deciding, _engine_threads, _product_flops, _big_product_flops
+    _product_flops += flops
+    _big_product_flops += flops if flops >= BIG_PRODUCT_FLOPS else 0.0
+    if _product_flops >= DECIDE_AFTER_FLOPS:
+        _deciding = False
+        if _big_product_flops >= ENGINE_SHARE * _product_flops:
+            _set_blas_threads(1)
+            _engine_threads = _threads
 
 
 def _forget_helpers_after_fork() -> None:      # a forked child has no helper threads
-    global _threads, _jobs
-    _threads, _jobs = 1, queue.SimpleQueue()
+    global _threads, _engine_threads, _deciding, _jobs
+    _threads, _engine_threads, _deciding, _jobs = 1, 1, False, queue.SimpleQueue()
     _helpers.clear()
 
 
@@ -99,16 +134,16 @@ if hasattr(os, "register_at_fork"):
 # ==================================================================== running blocks
 def _block_count(length: int, work: float, min_work: float) -> int:
     """Enough blocks for every thread to take several; none smaller than min_work."""
-    if _threads == 1:
+    if _engine_threads == 1:
         return 1
-    return int(max(1, min(length, _threads * BLOCKS_PER_THREAD, work // min_work)))
+    return int(max(1, min(length, _engine_threads * BLOCKS_PER_THREAD, work // min_work)))
 
 
 def _run(slices: list, body) -> None:
     """body(lo, hi) for every (lo, hi) in slices, each thread taking the next one while any is left;
     returns when all are done, and only then raises the first error (also after Ctrl-C)."""
     job = _Job(slices, body)
-    for _ in range(min(_threads - 1, len(slices) - 1)):
+    for _ in range(min(_engine_threads - 1, len(slices) - 1)):
         _jobs.put(job)
     try:
         job.work()
@@ -136,7 +171,9 @@ def for_blocks(body, length: int, work: float = None, min_block: float = MIN_BLO
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray = None) -> np.ndarray:
     """a (M, K) @ b (K, N) -> (M, N), in blocks of the result's rows (if M >= N) or columns. Batched
     (not 2-D) and small products go to np.matmul whole."""
-    if a.ndim != 2 or b.ndim != 2 or _threads == 1:
+    if _deciding and a.ndim == 2 == b.ndim:
+        _observe_product(2.0 * a.shape[0] * a.shape[1] * b.shape[1])
+    if a.ndim != 2 or b.ndim != 2 or _engine_threads == 1:
         return np.matmul(a, b, out=out)
     (M, K), N = a.shape, b.shape[1]
     by_rows = M >= N
@@ -166,7 +203,7 @@ def c_contiguous(a: np.ndarray) -> np.ndarray:
 
 def copyto(dst: np.ndarray, src: np.ndarray) -> None:
     """dst[...] = src (same shape), in blocks along the first axis long enough to split."""
-    axis = next((i for i, n in enumerate(dst.shape) if n >= 2 * _threads), 0)
+    axis = next((i for i, n in enumerate(dst.shape) if n >= 2 * _engine_threads), 0)
     index = (slice(None),) * axis
 
     def copy(lo, hi):

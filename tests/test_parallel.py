@@ -96,6 +96,22 @@ def test_matmul_in_blocks_equals_numpy(threads, shape):
     np.testing.assert_array_equal(parallel.matmul(batched, b), batched @ b)   # not 2-D: np.matmul
 
 
+def test_the_first_products_choose_who_runs_the_threads(threads):
+    runs, calls = threads(1), []
+    parallel.set_threads(2, set_blas_threads=calls.append)
+    assert calls == [2] and parallel.get_threads() == 1
+    small = np.ones((300, 300))
+    while parallel._product_flops < parallel.DECIDE_AFTER_FLOPS:
+        parallel.matmul(small, small)
+    assert calls == [2] and parallel.get_threads() == 1 and runs == []    # small ones: BLAS keeps them
+    parallel.set_threads(2, set_blas_threads=calls.append)
+    big = np.ones((1300, 1300))
+    parallel.matmul(small, small)
+    assert (parallel.matmul(big, big) == 1300).all()                       # 4.4 GFLOP: 99.9% big
+    assert calls == [2, 2, 1] and parallel.get_threads() == 2 and len(runs) == 1   # already in blocks
+    assert (parallel.matmul(big, big) == 1300).all() and len(runs) == 2
+
+
 def _ops_with_gradients(rng):
     """(name, function of fresh inputs -> (output, inputs)) for every op that uses the engine's threads."""
     def tensor(*shape, scale=1.0):

@@ -39,7 +39,7 @@ def test_busy_cores_reads_the_share_of_non_idle_time(monkeypatch):
     assert threads.busy_cores(interval=0) == 2                # the load average, rounded
 
 
-def test_configure_threads_gives_the_count_to_the_engine_and_one_thread_to_blas():
+def test_configure_threads_gives_the_threads_to_blas_until_big_products_hand_them_to_the_engine():
     pytest.importorskip("threadpoolctl")
     from threadpoolctl import threadpool_limits
     from autodiff import parallel
@@ -47,13 +47,19 @@ def test_configure_threads_gives_the_count_to_the_engine_and_one_thread_to_blas(
     blas = [count for library, count in before.items() if library != "engine"]
     if not blas:
         pytest.skip("no BLAS library that threadpoolctl can control")
+    blas_counts = lambda: {count for library, count in threads.current_threads().items() if library != "engine"}
     try:
         assert threads.configure_threads(2) == 2
-        now = threads.current_threads()
-        assert now["engine"] == 2 == parallel.get_threads()
-        assert {count for library, count in now.items() if library != "engine"} == {1}
-        a = np.ones((256, 256), np.float32)
-        assert (parallel.matmul(a, a) == 256).all()      # products still work, in blocks
+        assert parallel.get_threads() == 1 and blas_counts() == {2}       # the BLAS library's, first
+        small = np.ones((256, 256), np.float32)
+        for _ in range(100):
+            assert (parallel.matmul(small, small) == 256).all()           # 3.4 GFLOP of small products
+        assert parallel.get_threads() == 1 and blas_counts() == {2}       # decided: BLAS keeps them
+        threads.configure_threads(2)
+        big = np.ones((1024, 1024), np.float32)
+        assert (parallel.matmul(big, big) == 1024).all()                  # 2.1 GFLOP in one product
+        assert parallel.get_threads() == 2 and blas_counts() == {1}       # the engine's now
+        assert (parallel.matmul(big, big) == 1024).all()                  # in blocks
     finally:
-        parallel.set_threads(before["engine"])
+        parallel.set_threads(1)
         threadpool_limits(limits=max(blas), user_api="blas")
