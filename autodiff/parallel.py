@@ -79,21 +79,25 @@ _helpers: list = []
 _jobs = queue.SimpleQueue()            # the helpers wait here for the next op's blocks
 
 
-def set_threads(threads: int, set_blas_threads=None) -> None:
+def set_threads(threads: int, set_blas_threads=None, owner: str = "auto") -> None:
     """Run on `threads` threads. Without `set_blas_threads` the engine's blocks use them all.
     With it (a function setting the BLAS library's thread count; nets/threads.py passes one), the
-    BLAS library gets them first, and the first DECIDE_AFTER_FLOPS of 2-D products choose: if at
-    least ENGINE_SHARE of those FLOPs are in products of BIG_PRODUCT_FLOPS or more, the engine's
-    blocks take over (the BLAS library then gets one thread)."""
+    owner "auto" gives them to the BLAS library first, and the first DECIDE_AFTER_FLOPS of 2-D
+    products choose: if at least ENGINE_SHARE of those FLOPs are in products of BIG_PRODUCT_FLOPS or
+    more, the engine's blocks take over (the BLAS library then gets one thread). owner "blas" or
+    "engine" gives them to one for good (to compare the two)."""
     global _threads, _engine_threads, _set_blas_threads, _deciding, _product_flops, _big_product_flops
     if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1:
         raise ValueError(f"set_threads: expected an int >= 1, got {threads!r}")
+    if owner not in ("auto", "blas", "engine"):
+        raise ValueError(f"set_threads: owner must be 'auto', 'blas' or 'engine', got {owner!r}")
     _threads, _set_blas_threads = int(threads), set_blas_threads
     _product_flops = _big_product_flops = 0.0
-    _deciding = _threads > 1 and set_blas_threads is not None
-    _engine_threads = 1 if _deciding else _threads
+    engine = set_blas_threads is None or owner == "engine"
+    _deciding = _threads > 1 and not engine and owner == "auto"
+    _engine_threads = _threads if engine else 1
     if set_blas_threads is not None:
-        set_blas_threads(_threads if _deciding else 1)
+        set_blas_threads(1 if engine else _threads)
     while len(_helpers) < _threads - 1:
         _helpers.append(threading.Thread(target=_helper_loop, args=(_jobs,), daemon=True,
                                          name=f"autodiff-{len(_helpers)}"))

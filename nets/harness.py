@@ -92,8 +92,8 @@ def add_run_flags(parser: argparse.ArgumentParser, mnist: bool = False) -> None:
                              "DIR/summary.json and summary.png (needs --out; --resume DIR continues them)")
     parser.add_argument("--workers", type=positive_int, default=1, help="processes at once with --seeds")
     parser.add_argument("--threads", default=None, metavar="N|auto",
-                        help="BLAS threads (default: $NUMPY_DL_LAB_THREADS, else auto = free cores; the RL agents "
-                             "and --seeds workers use 1); see nets/threads.py")
+                        help="threads, for the BLAS library or the engine (default: $NUMPY_DL_LAB_THREADS, else "
+                             "auto = free cores; the RL agents and --seeds workers use 1); see nets/threads.py")
     if mnist:
         parser.add_argument("--data-dir", default=None,
                             help="folder with the standard MNIST files (IDX or mnist.npz); "

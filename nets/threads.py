@@ -84,7 +84,7 @@ def choose_threads(requested=None) -> int:
     return threads
 
 
-def configure_threads(requested=None, verbose: bool = False) -> int:
+def configure_threads(requested=None, verbose: bool = False, owner: str = "auto") -> int:
     """Give this process's training the thread count chosen by the policy above (to the BLAS
     library or the engine's own threads, see Who) and return it. Without threadpoolctl installed it
     changes nothing and returns the count it would have set."""
@@ -98,7 +98,7 @@ def configure_threads(requested=None, verbose: bool = False) -> int:
     def set_blas_threads(n: int) -> None:
         for library in blas:
             library.set_num_threads(n)
-    parallel.set_threads(threads, set_blas_threads)
+    parallel.set_threads(threads, set_blas_threads, owner)     # owner: see autodiff.parallel.set_threads
     if verbose:
         print(f"threads: {threads} ({available_cores()} cores, {busy_cores()} busy; "
               f"override with --threads or {ENV_VAR})")

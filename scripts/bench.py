@@ -267,13 +267,18 @@ def main():
     parser.add_argument("--profile", action="store_true", help="cProfile the steps instead of timing them")
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     parser.add_argument("--threads", default=None,
-                        help="BLAS threads: a number or 'auto' (nets/threads.py's policy; default: the library's own)")
+                        help="threads: a number or 'auto' (nets/threads.py's policy; default: the BLAS library's own)")
+    parser.add_argument("--owner", choices=("auto", "blas", "engine"), default="auto",
+                        help="who runs the threads: auto (the workload's first products decide), the BLAS library, "
+                             "or the engine's own (autodiff/parallel.py)")
     parser.add_argument("--busy", type=int, default=0,
                         help="keep this many cores busy with spinning processes while measuring (a busy laptop)")
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.owner != "auto" and args.threads is None:
+        parser.error("--owner needs --threads")
     if args.threads is not None:
-        configure_threads(args.threads)
+        configure_threads(args.threads, owner=args.owner)
     names = args.workloads or list(WORKLOADS)
     unknown = [name for name in names if name not in WORKLOADS]
     if unknown:
@@ -292,7 +297,7 @@ def main():
         time.sleep(0.5 if spinners else 0)       # let them show up in the 'auto' policy's busy-core count
         for name in names:                      # one process per workload: its own peak memory
             command = [sys.executable, os.path.abspath(__file__), name, "--repeats", str(args.repeats), "--in-process"]
-            command += [] if args.threads is None else ["--threads", str(args.threads)]
+            command += [] if args.threads is None else ["--threads", str(args.threads), "--owner", args.owner]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             results += json.loads(done.stdout)
     finally:
@@ -303,7 +308,7 @@ def main():
     if args.json:
         print(json.dumps(report, indent=2, allow_nan=False))
         return
-    print(f"numpy {report['numpy']}, {report['cores']} cores, BLAS threads {report['threads']}, "
+    print(f"numpy {report['numpy']}, {report['cores']} cores, threads {report['threads']}, "
           f"{args.busy} kept busy, load average {report['load_average']}")
     print(f"{'workload':13s} {'median ms':>10s} {'min ms':>9s} {'cpu ms':>9s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'matmul':>8s} "
           f"{'fraction':>8s} {'RSS MB':>7s}")

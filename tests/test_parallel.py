@@ -112,6 +112,17 @@ def test_the_first_products_choose_who_runs_the_threads(threads):
     assert (parallel.matmul(big, big) == 1300).all() and len(runs) == 2
 
 
+def test_an_owner_can_be_chosen_for_good(threads):
+    threads(1)
+    calls = []
+    parallel.set_threads(2, set_blas_threads=calls.append, owner="engine")
+    assert calls == [1] and parallel.get_threads() == 2 and not parallel.deciding()
+    parallel.set_threads(2, set_blas_threads=calls.append, owner="blas")
+    assert calls == [1, 2] and parallel.get_threads() == 1 and not parallel.deciding()
+    with pytest.raises(ValueError, match="owner must be 'auto', 'blas' or 'engine', got 'gpu'"):
+        parallel.set_threads(2, owner="gpu")
+
+
 def _ops_with_gradients(rng):
     """(name, function of fresh inputs -> (output, inputs)) for every op that uses the engine's threads."""
     def tensor(*shape, scale=1.0):
