@@ -15,10 +15,11 @@ dimension by one call, as in a @ b: results do not depend on the thread count (t
 With 1 thread (the default) every op runs as one block on the calling thread.
 
 Who runs the threads (`set_threads`). Handing a block to a sleeping thread costs ~10-30 us; spinning
-OpenBLAS threads answer at once. Measured on 2 cores, our threads against OpenBLAS's (paired runs):
-conv_transpose2d 0.86x the time, a DCGAN step 0.91x, but the VAE 1.05x, CVAE 1.16x, RealNVP 1.13x
-and LSTM 1.24x, whose products are small (33-160 MFLOP). So the BLAS library keeps the threads
-unless big products (>= 268 MFLOP) hold 70% of the first 2 GFLOP of products.
+OpenBLAS threads answer at once. Measured on 2 cores, our threads against OpenBLAS's (`scripts/bench.py
+--threads 2 --owner blas|engine`, median of 4 alternating rounds): conv_transpose2d 0.87x the time, a
+DCGAN step 0.91x, but RealNVP 1.04x, CVAE 1.10x, LSTM 1.14x and VAE 1.18x, whose products are small
+(33-160 MFLOP). So the BLAS library keeps the threads unless big products (>= 268 MFLOP) hold 70% of
+the first 2 GFLOP of products.
 """
 from __future__ import annotations
 

@@ -3,13 +3,10 @@
 Who. Either the BLAS library (OpenBLAS or MKL, under NumPy's products) runs the threads, inside
 each product, or the engine's own threads do (autodiff/parallel.py): products cut into blocks of
 rows or columns, and the passes between them too (im2col, col2im, layout changes, pooling,
-activations, Adam), with the BLAS library on one thread. OpenBLAS's threads spin while they wait
-for the next product: fast hand-offs for many small products, but the passes stay on one thread,
-and the spinning takes the core our threads would use (so the two never run together). Measured
-on 2 cores, one against the other: the engine's threads take 0.86x the time for conv_transpose2d
-and 0.91x for a DCGAN step, but 1.05-1.24x for the VAE, CVAE, RealNVP and LSTM steps, whose
-products are small. So the first 2 GFLOP of products decide (autodiff.parallel.set_threads): the
-engine takes over when products of 268 MFLOP or more hold 70% of them.
+activations, Adam), with the BLAS library on one thread. Never both: OpenBLAS's threads spin while
+they wait for the next product and would take the core our threads use (switching it between 1 and
+2 threads per product made a DCGAN step 1.6x slower). The first products decide which one pays
+(autodiff.parallel.set_threads, with the measurements).
 
 How many. When another process holds a core (a browser, a second training run), a thread on that
 core runs late; static splits (OpenBLAS's) then wait for it: with two threads on a two-core laptop
