@@ -22,6 +22,9 @@ out. N last is chosen when a window row is short (GW < N_LAST_BELOW_GW): with (N
 im2col and col2im would step through rows only GW numbers long, and NumPy's per-row overhead would
 dominate. The choice changes speed only, never results (the tests run both).
 
+Threads. The copies, col2im's adds and the three products run in blocks (of channels, images, or
+rows/columns of the product) on the engine's threads when it has them (autodiff/parallel.py).
+
 Scratch. Big temporaries that never leave this module (the w^T @ g product, the padded images) are
 reused between calls instead of freshly allocated (`scratch`).
 """

@@ -30,14 +30,17 @@ import threading
 
 import numpy as np
 
+# Block sizes (smaller blocks measured slower than fewer, bigger ones).
 BLOCKS_PER_THREAD = 2          # more blocks than threads: a thread that runs late takes fewer
-MIN_BLOCK_ELEMENTS = 1 << 17   # array passes in blocks of at least this many elements (smaller ones measured slower)
-MIN_BLOCK_FLOPS = 1 << 22      # likewise for a block of a matrix product
+MIN_BLOCK_ELEMENTS = 1 << 17   # an array pass: elements per block, at least
+MIN_BLOCK_FLOPS = 1 << 22      # a matrix product: FLOPs per block, at least ...
+MIN_BLOCK_ROWS = 64            # ... and rows (or columns) per block, at least
 ALIGN = 16                     # block edges of a product at multiples of 16 rows/columns (BLAS tiles)
-BIG_PRODUCT_FLOPS = 1 << 28    # who runs the threads (see set_threads): products this big or bigger ...
-ENGINE_SHARE = 0.7             # ... holding this share of the first DECIDE_AFTER_FLOPS: the engine
+# Who runs the threads (see set_threads): the engine, if products of BIG_PRODUCT_FLOPS or more hold
+# ENGINE_SHARE of the first DECIDE_AFTER_FLOPS of products; else the BLAS library.
+BIG_PRODUCT_FLOPS = 1 << 28
+ENGINE_SHARE = 0.7
 DECIDE_AFTER_FLOPS = 2e9
-MIN_BLOCK_ROWS = 64            # thinner blocks of a product run slower on two threads than whole on one
 
 
 class _Job:

@@ -134,6 +134,10 @@ def _ops_with_gradients(rng):
             tensor(16, 8, 20, 20), tensor(12, 8, 5, 5), tensor(12))),
         ("conv_transpose2d", lambda: (lambda x, w, b: (F.conv_transpose2d(x, w, b, stride=2, padding=1), (x, w, b)))(
             tensor(16, 32, 7, 7), tensor(32, 16, 4, 4), tensor(16))),
+        ("conv2d, one input channel, N last", lambda: (lambda x, w: (F.conv2d(x, w), (x, w)))(
+            tensor(1024, 1, 10, 10), tensor(8, 1, 3, 3))),              # col2im in blocks of images
+        ("conv_transpose2d to one channel", lambda: (lambda x, w: (F.conv_transpose2d(x, w, stride=2, padding=1), (x, w)))(
+            tensor(256, 16, 14, 14), tensor(16, 1, 4, 4))),
         ("max_pool2d", lambda: (lambda x: (F.max_pool2d(x, 2), (x,)))(Tensor(tied.copy(), requires_grad=True))),
         ("max_pool2d overlapping", lambda: (lambda x: (F.max_pool2d(x, 3, stride=2, padding=1), (x,)))(
             Tensor(tied.copy(), requires_grad=True))),
