@@ -6,7 +6,7 @@ rows or columns, and the passes between them too (im2col, col2im, layout changes
 activations, Adam), with the BLAS library on one thread. Never both: OpenBLAS's threads spin while
 they wait for the next product and would take the core our threads use (switching it between 1 and
 2 threads per product made a DCGAN step 1.6x slower). The first products decide which one pays
-(autodiff.parallel.set_threads, with the measurements).
+(autodiff/parallel.py says how, with the measurements).
 
 How many. When another process holds a core (a browser, a second training run), a thread on that
 core runs late; static splits (OpenBLAS's) then wait for it: with two threads on a two-core laptop
