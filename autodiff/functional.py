@@ -29,7 +29,7 @@ def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
     if not 0 <= slope <= 1:
         raise ValueError(f"leaky_relu: slope must be in [0, 1], got {slope}")
     data = parallel.c_contiguous(x.data)
-    result = np.empty_like(data)
+    result = np.empty(data.shape, np.result_type(data, slope))      # float32 stays float32; ints -> float
 
     def forward(lo, hi):                                    # = x or slope x, 0 <= slope <= 1
         piece, result_piece = data.reshape(-1)[lo:hi], result.reshape(-1)[lo:hi]
@@ -38,7 +38,7 @@ def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
     out = Tensor._make(result, (x,), "leaky_relu")
 
     def _backward(out):
-        grad, derivative = parallel.c_contiguous(out.grad), np.empty_like(data)
+        grad, derivative = parallel.c_contiguous(out.grad), np.empty_like(result)
 
         def backward(lo, hi):                               # g where x > 0, else slope g
             d = derivative.reshape(-1)[lo:hi]

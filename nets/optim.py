@@ -138,16 +138,16 @@ class Adam(Optimizer):
         # The same passes for each cache-sized piece (see _pieces); `step` and `decayed` are scratch.
         arrays = (p.data, np.ascontiguousarray(g), m, v)
 
-        def update(lo, hi):              # a block of the flat arrays (blocks go to the engine's threads)
-            block = (a.reshape(-1)[lo:hi] for a in arrays) if lo is not None else arrays
+        def update(*block):
             for p_, g_, m_, v_, step, decayed in _pieces(*block, scratch=2):
                 if self.weight_decay:                     # g + wd * p
                     g_ = np.add(g_, np.multiply(p_, self.weight_decay, out=decayed), out=decayed)
                 p_ -= self._moments_and_step(g_, m_, v_, step, bias1, bias2)
-        if all(a.flags.c_contiguous for a in arrays):
-            parallel.for_blocks(update, p.data.size, min_block=1 << 18)    # a VAE's 313k weights: one block
+        if all(a.flags.c_contiguous for a in arrays):    # blocks of the flat arrays, on the engine's threads
+            parallel.for_blocks(lambda lo, hi: update(*(a.reshape(-1)[lo:hi] for a in arrays)), p.data.size,
+                                min_block=1 << 18)        # a VAE's 313k weights stay one block
         else:
-            update(None, None)
+            update(*arrays)
 
     def _moments_and_step(self, g, m, v, step, bias1: float, bias2: float) -> np.ndarray:
         """The passes of one Adam step on matching arrays: m and v updated in place, and the scratch array

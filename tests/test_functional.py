@@ -176,3 +176,12 @@ def test_conv_and_norm_are_reexported_from_functional():
     pytest.importorskip("autodiff.conv")
     for name in ("conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "batch_norm", "dropout"):
         assert callable(getattr(F, name, None)), f"autodiff.functional.{name} is missing"
+
+
+def test_leaky_relu_of_integers_gives_floats_as_numpy_would():
+    """The forward writes into one preallocated array: its dtype must be the promoted one."""
+    a = np.array([[3, -2], [0, -5]])
+    out = F.leaky_relu(Tensor(a), 0.1)
+    np.testing.assert_array_equal(out.data, np.where(a > 0, a, 0.1 * a))
+    assert out.dtype == np.float64
+    assert F.leaky_relu(Tensor(a.astype(np.float32)), 0.1).dtype == np.float32
