@@ -103,7 +103,7 @@ def lstm_fused(gx: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Tensor:
             np.multiply(g, g, out=slope[:, quarters[2]])            # ... and 1 - g^2 for g
             np.subtract(1, slope[:, quarters[2]], out=slope[:, quarters[2]])
             d *= slope
-            parallel.matmul(d, weight_hh.data, out=dh)                    # dh <- da W_hh,  dc <- dc f
+            parallel.matmul(d, weight_hh.data, out=dh)              # dh <- da W_hh,  dc <- dc f
             dc *= f
         gx._accumulate(da)
         h0._accumulate(dh)

@@ -20,10 +20,10 @@ gradients adds them into one array it allocated itself (`_accumulate`), so a lat
 update a leaf's `.grad` in place, as in PyTorch.
 
 Memory. A closure gets its output as an argument (`out._backward = lambda out: ...`, called as
-`node._backward(node)`) instead of capturing it: a closure that captured its own output would form a
-reference cycle, which only Python's slow cycle collector frees, with every array the closure saved
-(an LSTM's unused final state kept ~47 MB per step alive that way). So a graph, and any branch of it
-that never reaches the loss, is freed by reference counting as soon as its last tensor goes.
+`node._backward(node)`) instead of capturing it: capturing would form a reference cycle, which only
+Python's slow cycle collector frees, with every array the closure saved (an LSTM's unused final
+state kept ~47 MB per step alive). So a graph, and any branch of it that never reaches the loss, is
+freed by reference counting as soon as its last tensor goes.
 `backward()` also lets go of what the closures saved (replaces each by one that raises if called
 again; pass retain_graph=True to keep them), and inside `no_grad()` no closure is stored at all.
 """
@@ -85,20 +85,20 @@ class Tensor:
         self._backward_fn = None         # closure(self): adds d(loss)/d(parent) into each parent's grad
         self._grad_buffer = None         # the gradient array this tensor allocated itself (see _accumulate)
 
-    @property
-    def _backward(self):
-        return self._backward_fn
+    _backward = property(lambda self: self._backward_fn)
+    _checked_closures = set()     # code objects of backward closures that passed the setter's checks
 
     @_backward.setter
     def _backward(self, fn):
         """Ops set `out._backward = closure(out)`; kept only if `out` is part of a graph (see Memory)."""
         if self.requires_grad:
             code = getattr(fn, "__code__", None)
-            if code is not None and code.co_argcount < 1:
-                raise TypeError(f"{self._op}: a backward closure takes its output: `lambda out: ...`")
-            if any(_holds(cell, self) for cell in getattr(fn, "__closure__", None) or ()):
-                raise TypeError(f"{self._op}: the backward closure captures its own output (a reference "
-                                f"cycle); use the argument it is called with instead")
+            if code is not None and code not in self._checked_closures:      # once per op (a hot path)
+                if code.co_argcount < 1:
+                    raise TypeError(f"{self._op}: a backward closure takes its output: `lambda out: ...`")
+                if any(_holds(cell, self) for cell in fn.__closure__ or ()):
+                    raise TypeError(f"{self._op}: the backward closure captures its own output; use its argument")
+                self._checked_closures.add(code)
             self._backward_fn = fn
 
     # ---------------------------------------------------------------- building the graph

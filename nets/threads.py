@@ -22,7 +22,6 @@ library keeps its own threads and the engine uses one.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -112,11 +111,3 @@ def current_threads() -> dict:
         return counts
     return counts | {info["internal_api"]: info["num_threads"] for info in threadpool_info()
                      if info["user_api"] == "blas"}
-
-
-@contextlib.contextmanager
-def blas_threads(threads: int):
-    """Inside the block the BLAS library uses `threads` threads (for benchmarks and tests)."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=threads, user_api="blas"):
-        yield
