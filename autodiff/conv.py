@@ -20,6 +20,10 @@ The file reads in three parts.
    Adjoint pairs: col2im is im2col's adjoint (overlapping windows ADD); conv_transpose2d IS conv2d's
    input gradient, and its backward IS conv2d (dL/dx = conv2d(g, w)) plus conv2d's weight gradient
    with the roles of image and output swapped.
+   Layers with >= 16 channels each way and a grid of at least 4 x 4 outputs take Winograd's minimal
+   filtering instead when it applies (autodiff/winograd.py): conv2d with stride 1 and a 3x3 to 5x5
+   kernel, conv_transpose2d with kernel 4 and stride 2. Same values up to float32 rounding, 2.5-6x
+   fewer multiplications.
 3. Pooling: a loop over the KH x KW kernel offsets, each a strided view of the whole batch.
 """
 from __future__ import annotations
@@ -29,7 +33,7 @@ import itertools
 import numpy as np
 
 from . import im2col as fast
-from . import parallel
+from . import parallel, winograd
 from .tensor import Tensor
 
 
@@ -142,6 +146,8 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0, dilation
                          f"({dh * (KH - 1) + 1}, {dw * (KW - 1) + 1}) but the padded input is "
                          f"({H + 2 * ph}, {W + 2 * pw}) (input shape {tuple(x.shape)}, padding "
                          f"({ph}, {pw})); the output (OH, OW) would be ({OH}, {OW})")
+    if winograd.applies(w.shape, (sh, sw), (dh, dw), transposed=False, grid=(OH, OW)):
+        return _winograd(op, x, w, b, winograd.Plan(1, KH, N, C_in, C_out, H, W, ph, pw, OH, OW))
     # the windows slide over the input image (H, W); their positions are the output grid (OH, OW)
     windows = fast.Windows(N=N, C=C_in, IH=H, IW=W, KH=KH, KW=KW, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw,
                            GH=OH, GW=OW)
@@ -202,6 +208,8 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0
         raise ValueError(f"{op}: output (OH, OW) would be ({OH}, {OW}) for input shape {tuple(x.shape)}, "
                          f"kernel ({KH}, {KW}), stride ({sh}, {sw}), padding ({ph}, {pw}), "
                          f"dilation ({dh}, {dw}); padding is too large")
+    if winograd.applies(w.shape, (sh, sw), (dh, dw), transposed=True, grid=(H + 1, W + 1)):
+        return _winograd(op, x, w, b, winograd.Plan(2, 2, N, C_in, C_out, H, W, ph, pw, OH, OW))
     # The adjoint conv2d's windows slide over this op's OUTPUT image (OH, OW), and their positions
     # are this op's input grid (H, W).
     windows = fast.Windows(N=N, C=C_out, IH=OH, IW=OW, KH=KH, KW=KW, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh,
@@ -217,7 +225,7 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0
 
     def _backward(out):
         if b is not None and b.requires_grad:
-            b._accumulate(out.grad.reshape(N, C_out, -1).sum(axis=2).sum(axis=0))
+            b._accumulate(_bias_grad(out.grad))
         if not (x.requires_grad or w.requires_grad):
             return
         g_cols = fast.im2col(out.grad, windows, tag="cols")                   # (C_out KH KW, M)
@@ -225,6 +233,37 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0
             x._accumulate(fast.grid_image(fast.conv2d_forward(g_cols, w.data), windows))
         if w.requires_grad:                                                   # roles swapped
             w._accumulate(fast.conv2d_weight_grad(x_matrix, g_cols, w.shape))
+    out._backward = _backward
+    return out
+
+
+def _bias_grad(g: np.ndarray) -> np.ndarray:
+    """dL/db = g summed over everything but the channel axis (N, C, H, W) -> (C,)."""
+    return g.reshape(g.shape[0], g.shape[1], -1).sum(axis=2).sum(axis=0)
+
+
+def _winograd(op: str, x: Tensor, w: Tensor, b, plan) -> Tensor:
+    """conv2d (stride 1, kernel 3x3 to 5x5) or conv_transpose2d (kernel 4, stride 2) by Winograd's minimal
+    filtering (autodiff/winograd.py): the same values as im2col's path, 2.5-6x fewer multiplications."""
+    U = winograd.kernel_transform(w.data, plan)                     # (a^2, C_in, K)
+    data, V = winograd.forward(x.data, U, plan)
+    if b is not None:
+        data += b.data[:, None, None]
+    saved_V = V if w.requires_grad else None                        # only dL/dw needs it
+    out = Tensor._make(data, (x, w) if b is None else (x, w, b), op)
+    if not out.requires_grad:
+        return out
+
+    def _backward(out):
+        if b is not None and b.requires_grad:
+            b._accumulate(_bias_grad(out.grad))
+        if not (x.requires_grad or w.requires_grad):
+            return
+        dx, dU = winograd.backward(out.grad, saved_V, U, plan, x.requires_grad, w.requires_grad)
+        if x.requires_grad:
+            x._accumulate(dx)
+        if w.requires_grad:
+            w._accumulate(winograd.kernel_transform_adjoint(dU, plan, w.shape))
     out._backward = _backward
     return out
 

@@ -202,6 +202,23 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray = None) -> np.ndarray:
     return out
 
 
+def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray = None) -> np.ndarray:
+    """a (B, M, K) @ b (B, K, N) -> (B, M, N), in blocks of the batch, one BLAS call per product.
+    Counted as one product of all their FLOPs when choosing who runs the threads: its blocks split
+    as well as a big product's do."""
+    (B, M, K), N = a.shape, b.shape[2]
+    flops = 2.0 * B * M * K * N
+    if _deciding:
+        _observe_product(flops)
+    if out is None:
+        out = np.empty((B, M, N), np.result_type(a, b))
+
+    def products(lo, hi):
+        np.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi])
+    for_blocks(products, B, work=flops, min_block=MIN_BLOCK_FLOPS)
+    return out
+
+
 # ==================================================================== array helpers
 def c_contiguous(a: np.ndarray) -> np.ndarray:
     """a itself if it is C-contiguous, else a C-ordered copy of the same shape (0-d stays 0-d, which

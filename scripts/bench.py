@@ -16,7 +16,8 @@ Workloads (each is one training step: forward, backward, optimizer step, as the 
     save    writing a checkpoint of the flow's parameters and Adam state (106 MB)
 
 For each: the median wall time of a step over --repeats (after warm-up), the minimum, the matmul/conv
-FLOPs of a step counted from the shapes, the achieved GFLOP/s and its fraction of a large float32
+FLOPs of a step counted from the shapes (as im2col's products: the convolutions that run Winograd's
+algorithm do fewer, so their GFLOP/s are im2col-equivalent), the achieved GFLOP/s and its fraction of a large float32
 matmul measured in the same process, and the peak resident memory of that process. Each workload runs
 in its own process (so the peak memory is its own). The data are random: only shapes matter here.
 Wall times swing with other load on the machine; the load average is printed with the results, and

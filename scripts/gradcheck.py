@@ -14,7 +14,7 @@ would pass. Every input that requires grad is checked (layers: the input and eve
 The column "max rel error" is the largest |analytic - numeric| / (|numeric| + 0.1) over all elements.
 A row passes when it is at most 1e-4, which is exactly autodiff.gradcheck's test
 |analytic - numeric| <= atol + rtol |numeric| with atol = 1e-5, rtol = 1e-4. Healthy rows show 1e-8
-or less; a wrong derivative shows 1e-2 or more.
+or less (Winograd's ~1e-6: its float64 forward rounds more); a wrong derivative shows 1e-2 or more.
 
 The exit status is 1 if any row fails, so scripts and CI can use it.
 """
@@ -206,6 +206,10 @@ simple(C, "conv_transpose2d", "k4 stride 2 padding 1", lambda x, w: conv_transpo
 simple(C, "conv_transpose2d", "k3 s2 p1 output_padding 1", lambda x, w: conv_transpose2d(x, w, stride=2, padding=1,
                                                                                          output_padding=1),
        lambda r: real(r, 1, 2, 3, 3), lambda r: real(r, 2, 2, 3, 3))
+simple(C, "conv2d", "C16->16 k3 padding 1 (Winograd F(4,3))", lambda x, w: conv2d(x, w, padding=1),
+       lambda r: real(r, 1, 16, 6, 6), lambda r: real(r, 16, 16, 3, 3))
+simple(C, "conv_transpose2d", "C16->16 k4 s2 p1 (Winograd F(4,2))", lambda x, w: conv_transpose2d(x, w, stride=2, padding=1),
+       lambda r: real(r, 1, 16, 3, 3), lambda r: real(r, 16, 16, 4, 4))
 simple(C, "max_pool2d", "k2, no ties", lambda x: max_pool2d(x, 2), lambda r: distinct(r, 2, 2, 4, 4))
 simple(C, "max_pool2d", "k3 stride 2 padding 1", lambda x: max_pool2d(x, 3, stride=2, padding=1),
        lambda r: distinct(r, 1, 2, 5, 5))

@@ -132,8 +132,14 @@ def _ops_with_gradients(rng):
         ("linear", lambda: (lambda x, w: (x @ w.T, (x, w)))(tensor(256, 300), tensor(200, 300))),
         ("conv2d", lambda: (lambda x, w, b: (F.conv2d(x, w, b, padding=2), (x, w, b)))(
             tensor(16, 8, 20, 20), tensor(12, 8, 5, 5), tensor(12))),
-        ("conv_transpose2d", lambda: (lambda x, w, b: (F.conv_transpose2d(x, w, b, stride=2, padding=1), (x, w, b)))(
-            tensor(16, 32, 7, 7), tensor(32, 16, 4, 4), tensor(16))),
+        ("conv2d 5x5 (Winograd)", lambda: (lambda x, w, b: (F.conv2d(x, w, b), (x, w, b)))(
+            tensor(64, 32, 12, 12), tensor(64, 32, 5, 5), tensor(64))),
+        ("conv_transpose2d k4 s2 (Winograd)", lambda: (lambda x, w, b: (
+            F.conv_transpose2d(x, w, b, stride=2, padding=1), (x, w, b)))(
+            tensor(64, 32, 7, 7), tensor(32, 32, 4, 4), tensor(32))),
+        ("conv_transpose2d k3 (col2im)", lambda: (lambda x, w, b: (
+            F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1), (x, w, b)))(
+            tensor(64, 32, 7, 7), tensor(32, 16, 3, 3), tensor(16))),
         ("conv2d, one input channel, N last", lambda: (lambda x, w: (F.conv2d(x, w), (x, w)))(
             tensor(1024, 1, 10, 10), tensor(8, 1, 3, 3))),              # col2im in blocks of images
         ("conv_transpose2d to one channel", lambda: (lambda x, w: (F.conv_transpose2d(x, w, stride=2, padding=1), (x, w)))(

@@ -1,0 +1,238 @@
+r"""Winograd's minimal filtering: conv2d (stride 1, square kernel 3x3 to 5x5) and conv_transpose2d
+(kernel 4x4, stride 2) with 2.5-6x fewer multiplications than im2col's product, same results up to
+float32 rounding. The fast path behind autodiff/conv.py for layers with >= MIN_CHANNELS channels.
+
+1. F(m, r): m outputs of an r-tap correlation y_i = sum_a d[i + a] g[a] from a = m + r - 1 inputs
+   with a multiplications instead of m r:  y = AT [(G g) * (BT d)]  (`toom_cook`). Here m = 4.
+   In 2-D (tiles of m x m outputs read a x a inputs; neighbouring tiles overlap by r - 1), over a
+   batch of T tiles and the channels, each of the a^2 products is a matrix product over input channels:
+       V = (BT (x) BT) tiles          (a^2, T, C_in)       (x): Kronecker product
+       U = (G (x) G) taps             (a^2, C_in, K)        depends on the weight only
+       M[p] = V[p] @ U[p]             (a^2, T, K)           for each of the a^2 points p
+       Y = (AT (x) AT) M              (m^2, T, K)           the m x m outputs of each tile
+   Backward is the same chain read backwards, each step its adjoint:
+       dM = (AT (x) AT)^T dY,  dU[p] = V[p]^T @ dM[p],  dV[p] = dM[p] @ U[p]^T,
+       dtiles = (BT (x) BT)^T dV  (overlapping tiles ADD back),  dtaps = (G (x) G)^T dU.
+2. conv2d, stride 1, kernel r x r: out[i, j] = sum x_pad[i + a, j + b] w[:, :, a, b]: one correlation,
+   K = C_out. Multiplications per output: a^2 / m^2 against r^2 (5x5: 4 against 25).
+3. conv_transpose2d, kernel 4, stride 2: without padding, output row 2q + py (py = 0 or 1) gets input
+   rows q and q - 1 through kernel rows py and py + 2 only. With x padded by one row on top, xp[i] = x[i-1]:
+       out_full[2q + py] = xp[q] w[py + 2] + xp[q + 1] w[py]        q = 0 .. H
+   so every phase (py, px) is a 2-tap correlation of the SAME tiles: r = 2, the 4 phases side by side
+   in K = 4 C_out. padding and output_padding only crop: out[i, j] = out_full[i + ph, j + pw] (zero
+   beyond out_full's 2H + 2 rows). Multiplications: 25 / 16 per output against 4.
+Accuracy: the transforms add and scale (points 0, +-1, +-1/2, +-2 and infinity); float32 results
+differ from the direct path by ~3e-6 (r = 2, 3) to ~1e-5 (r = 5) of the output's scale, float64 by
+~1e-15 (tests compare with the plain-loop references). Images are channel last (N, H, W, C) here.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from . import parallel
+from .im2col import scratch
+
+TILE = 4                                   # m: outputs per tile, each way
+POINTS = (0, 1, -1, 0.5, -0.5, 2, -2)      # the first a - 1 of them, and infinity
+MAX_TAPS = 5                               # r <= 5: a <= 8 points (more lose float32 accuracy)
+MIN_CHANNELS = 16                          # fewer input or output channels: im2col is faster (measured)
+CHUNK = 2048                               # a transform runs over this many columns at a time (cache)
+
+
+def toom_cook(m: int, r: int, points) -> tuple:
+    """AT (m, a), G (a, r), BT (a, a), a = m + r - 1, with y = AT [(G g) * (BT d)] the m-output r-tap
+    correlation y_i = sum_j d[i + j] g[j]. The product of a degree r-1 and a degree m-1 polynomial is
+    interpolated from its values at the points and its top coefficient ("infinity"): with V_k (a, k)
+    the rows (1, t, .., t^(k-1)) at each point and (0, .., 0, 1) for infinity, a convolution is
+    V_a^-1 [(V_r g) * (V_m h)], and the correlation is its transpose."""
+    a = m + r - 1
+
+    def vandermonde(k):
+        return np.array([[float(t) ** i for i in range(k)] for t in points] + [[0.0] * (k - 1) + [1.0]])
+    BT = np.linalg.inv(vandermonde(a)).T
+    BT[np.abs(BT) < 1e-12] = 0.0            # exact zeros where the inverse has rounding residue
+    return vandermonde(m).T, vandermonde(r), BT
+
+
+class Algorithm(NamedTuple):
+    r: int
+    alpha: int                             # a = m + r - 1 inputs per tile, each way
+    KB: np.ndarray                         # BT (x) BT   (a^2, a^2)
+    KA: np.ndarray                         # AT (x) AT   (m^2, a^2)
+    KG: np.ndarray                         # G (x) G     (a^2, r^2)
+
+
+@functools.lru_cache(maxsize=None)
+def algorithm(r: int) -> Algorithm:
+    AT, G, BT = toom_cook(TILE, r, POINTS[:TILE + r - 2])
+    return Algorithm(r, TILE + r - 1, np.kron(BT, BT), np.kron(AT, AT), np.kron(G, G))
+
+
+class Plan(NamedTuple):
+    """One layer: conv2d (phases 1, r = its kernel) or conv_transpose2d (phases 2, r = 2)."""
+    phases: int
+    r: int
+    N: int
+    C_in: int
+    C_out: int
+    H: int
+    W: int
+    ph: int
+    pw: int
+    OH: int
+    OW: int
+
+    @property
+    def tiles(self) -> tuple:              # (TH, TW): tiles of TILE rows cover the rows to compute
+        rows, cols = (self.OH, self.OW) if self.phases == 1 else (self.H + 1, self.W + 1)
+        return -(-rows // TILE), -(-cols // TILE)
+
+    @property
+    def image_shape(self) -> tuple:        # the padded channel-last input the tiles are cut from
+        TH, TW = self.tiles
+        return self.N, TILE * TH + self.r - 1, TILE * TW + self.r - 1, self.C_in
+
+    @property
+    def offset(self) -> tuple:             # where x sits in it
+        return (self.ph, self.pw) if self.phases == 1 else (1, 1)
+
+    @property
+    def valid(self) -> tuple:              # output rows/columns computed (conv_transpose2d: <= 2H + 2)
+        if self.phases == 1:
+            return self.OH, self.OW
+        return min(self.OH, 2 * self.H + 2 - self.ph), min(self.OW, 2 * self.W + 2 - self.pw)
+
+
+def applies(w_shape: tuple, stride: tuple, dilation: tuple, transposed: bool, grid: tuple) -> bool:
+    """The fast path's cases, with enough channels to pay and a grid of outputs to compute (per
+    phase: conv2d (OH, OW), conv_transpose2d (H + 1, W + 1)) of at least one tile each way."""
+    C_in, C_out = (w_shape[0], w_shape[1]) if transposed else (w_shape[1], w_shape[0])
+    KH, KW = w_shape[2:]
+    if transposed:
+        shape_ok = (KH, KW) == (4, 4) and tuple(stride) == (2, 2)
+    else:
+        shape_ok = 3 <= KH == KW <= MAX_TAPS and tuple(stride) == (1, 1)      # 2x2: slower (measured)
+    return shape_ok and tuple(dilation) == (1, 1) and min(C_in, C_out) >= MIN_CHANNELS and min(grid) >= TILE
+
+
+def _cast(matrix: np.ndarray, like: np.ndarray) -> np.ndarray:
+    return matrix.astype(like.dtype, copy=False)
+
+
+# ==================================================================== the kernel transform
+def _taps(w: np.ndarray, plan: Plan) -> np.ndarray:
+    """The weight as r x r taps, (a, b, C_in, K) (a view where it can be).
+    conv2d w (C_out, C_in, r, r): taps[a, b, c, o] = w[o, c, a, b].
+    conv_transpose2d w (C_in, C_out, 4, 4): taps[a, b, c, (py, px, o)] = w[c, o, py + 2 (1-a), px + 2 (1-b)]."""
+    if plan.phases == 1:
+        return w.transpose(2, 3, 1, 0)
+    by_phase = w.reshape(plan.C_in, plan.C_out, 2, 2, 2, 2)[:, :, ::-1, :, ::-1, :]   # (c, o, a, py, b, px)
+    return by_phase.transpose(2, 4, 0, 3, 5, 1)
+
+
+def kernel_transform(w: np.ndarray, plan: Plan) -> np.ndarray:
+    """U = (G (x) G) taps: (a^2, C_in, K)."""
+    alg = algorithm(plan.r)
+    taps = _taps(w, plan).reshape(plan.r ** 2, -1)
+    return (_cast(alg.KG, w) @ taps).reshape(alg.alpha ** 2, plan.C_in, -1)
+
+
+def kernel_transform_adjoint(dU: np.ndarray, plan: Plan, w_shape: tuple) -> np.ndarray:
+    """dL/dw from dL/dU: dtaps = (G (x) G)^T dU, put back where _taps took each tap from."""
+    alg = algorithm(plan.r)
+    dtaps = _cast(alg.KG, dU).T @ dU.reshape(alg.alpha ** 2, -1)
+    dw = np.empty(w_shape, dU.dtype)
+    target = _taps(dw, plan)
+    target[...] = dtaps.reshape(target.shape)
+    return dw
+
+
+# ==================================================================== tiles and transforms
+def _tile_view(image: np.ndarray, plan: Plan) -> np.ndarray:
+    """(N, Hp, Wp, C) image -> its (a, a, N, TH, TW, C) overlapping tiles, a view (writes to it reach
+    the image; tiles overlap by r - 1 rows and columns)."""
+    alpha, (TH, TW) = algorithm(plan.r).alpha, plan.tiles
+    sn, sh, sw, sc = image.strides
+    return as_strided(image, (alpha, alpha, image.shape[0], TH, TW, image.shape[3]),
+                      (sh, sw, sn, TILE * sh, TILE * sw, sc))
+
+
+def _output_view(full: np.ndarray, plan: Plan) -> np.ndarray:
+    """Full output (N, P TILE TH, P TILE TW, C_out), P = phases -> (jy, jx, N, TH, TW, py, px, o), Y's
+    axis order (a view): row P (TILE ty + jy) + py."""
+    (TH, TW), P = plan.tiles, plan.phases
+    return full.reshape(plan.N, TH, TILE, P, TW, TILE, P, plan.C_out).transpose(2, 5, 0, 1, 4, 3, 6, 7)
+
+
+def _transform(matrix: np.ndarray, a: np.ndarray, tag: str = None) -> np.ndarray:
+    """matrix (P, Q) @ a (Q, X), CHUNK columns at a time (in blocks on threads); into a scratch array
+    if given its `tag`."""
+    matrix, X = _cast(matrix, a), a.shape[1]
+    shape = (matrix.shape[0], X)
+    out = np.empty(shape, a.dtype) if tag is None else scratch.get(tag, shape, a.dtype)
+
+    def chunks(lo, hi):
+        for start in range(lo * CHUNK, min(hi * CHUNK, X), CHUNK):
+            np.matmul(matrix, a[:, start:start + CHUNK], out=out[:, start:start + CHUNK])
+    parallel.for_blocks(chunks, -(-X // CHUNK), work=out.size + a.size)
+    return out
+
+
+# ==================================================================== forward and backward
+def forward(x: np.ndarray, U: np.ndarray, plan: Plan) -> tuple:
+    """The layer's output (N, C_out, OH, OW) from x (N, C_in, H, W) and U -> (out, V); V is kept for
+    the weight gradient."""
+    alg, (top, left), (TH, TW) = algorithm(plan.r), plan.offset, plan.tiles
+    image = scratch.get("winograd image", plan.image_shape, x.dtype, zero=True)
+    parallel.copyto(image[:, top:top + plan.H, left:left + plan.W], x.transpose(0, 2, 3, 1))
+    tiles = scratch.get("winograd tiles", (alg.alpha ** 2, plan.N * TH * TW * plan.C_in), x.dtype)
+    parallel.copyto(tiles.reshape(_tile_view(image, plan).shape), _tile_view(image, plan))
+    V = _transform(alg.KB, tiles).reshape(alg.alpha ** 2, plan.N * TH * TW, plan.C_in)   # kept
+    M = scratch.get("winograd M", V.shape[:2] + U.shape[2:], x.dtype)                # (a^2, T, K)
+    parallel.batched_matmul(V, U, out=M)
+    Y = _transform(alg.KA, M.reshape(alg.alpha ** 2, -1), "winograd Y")  # (16, T K)
+    P = plan.phases
+    full = scratch.get("winograd full", (plan.N, P * TILE * TH, P * TILE * TW, plan.C_out), x.dtype)
+    parallel.copyto(_output_view(full, plan), Y.reshape(_output_view(full, plan).shape))
+    out = np.zeros((plan.N, plan.C_out, plan.OH, plan.OW), x.dtype)
+    VH, VW = plan.valid
+    crop = (0, 0) if P == 1 else (plan.ph, plan.pw)
+    parallel.copyto(out[:, :, :VH, :VW], full[:, crop[0]:crop[0] + VH, crop[1]:crop[1] + VW].transpose(0, 3, 1, 2))
+    return out, V
+
+
+def backward(g: np.ndarray, V: np.ndarray, U: np.ndarray, plan: Plan, need_x: bool, need_U: bool) -> tuple:
+    """dL/dx (N, C_in, H, W) and dL/dU (a^2, C_in, K) from g = dL/dout (N, C_out, OH, OW)."""
+    alg, (TH, TW), P = algorithm(plan.r), plan.tiles, plan.phases
+    full = scratch.get("winograd full", (plan.N, P * TILE * TH, P * TILE * TW, plan.C_out), g.dtype, zero=True)
+    VH, VW = plan.valid
+    crop = (0, 0) if P == 1 else (plan.ph, plan.pw)
+    parallel.copyto(full[:, crop[0]:crop[0] + VH, crop[1]:crop[1] + VW].transpose(0, 3, 1, 2), g[:, :, :VH, :VW])
+    dY = scratch.get("winograd Y", _output_view(full, plan).shape, g.dtype)
+    parallel.copyto(dY, _output_view(full, plan))
+    dM = _transform(alg.KA.T, dY.reshape(TILE * TILE, -1), "winograd M").reshape(alg.alpha ** 2, plan.N * TH * TW, -1)
+    dU = parallel.batched_matmul(V.transpose(0, 2, 1), dM) if need_U else None
+    if not need_x:
+        return None, dU
+    dV = scratch.get("winograd V", dM.shape[:2] + U.shape[1:2], g.dtype)           # (a^2, T, C_in)
+    parallel.batched_matmul(dM, U.transpose(0, 2, 1), out=dV)
+    dtiles = _transform(alg.KB.T, dV.reshape(alg.alpha ** 2, -1), "winograd tiles")
+    dtiles = dtiles.reshape(alg.alpha, alg.alpha, plan.N, TH, TW, plan.C_in)
+    image = scratch.get("winograd image", plan.image_shape, g.dtype)
+    tiles, core, edge = _tile_view(image, plan), slice(0, TILE), slice(TILE, alg.alpha)
+
+    def add_tiles(lo, hi):      # tiles overlap by r - 1 rows: copy the TILE x TILE cores, add the edges
+        image[lo:hi, TILE * TH:], image[lo:hi, :, TILE * TW:] = 0, 0      # only edges reach these
+        np.copyto(tiles[core, core, lo:hi], dtiles[core, core, lo:hi])
+        for rows, cols in ((edge, core), (core, edge), (edge, edge)):
+            target = tiles[rows, cols, lo:hi]
+            np.add(target, dtiles[rows, cols, lo:hi], out=target)
+    parallel.for_blocks(add_tiles, plan.N, work=dtiles.size)
+    (top, left) = plan.offset
+    dx = np.empty((plan.N, plan.C_in, plan.H, plan.W), g.dtype)
+    parallel.copyto(dx, image[:, top:top + plan.H, left:left + plan.W].transpose(0, 3, 1, 2))
+    return dx, dU

@@ -1,0 +1,179 @@
+"""The Winograd path of conv2d (stride 1, kernel 3..5) and conv_transpose2d (kernel 4, stride 2)
+(autodiff/winograd.py): the Toom-Cook matrices, forward against the plain-loop references,
+gradients against central differences (float64), float32 accuracy, and which layers take it."""
+import contextlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from autodiff import Tensor, gradcheck, winograd
+from autodiff.conv import conv2d, conv2d_reference, conv_transpose2d, conv_transpose2d_reference
+
+CHEAP = settings(deadline=None, max_examples=25, derandomize=True)
+
+
+@contextlib.contextmanager
+def winograd_for_any_channels(counter: list = None):
+    """Take the Winograd path even for the tiny channel counts of these tests; count its calls."""
+    saved_min, saved_forward = winograd.MIN_CHANNELS, winograd.forward
+
+    def counting_forward(*args):
+        if counter is not None:
+            counter.append(1)
+        return saved_forward(*args)
+    winograd.MIN_CHANNELS, winograd.forward = 1, counting_forward
+    try:
+        yield
+    finally:
+        winograd.MIN_CHANNELS, winograd.forward = saved_min, saved_forward
+
+
+@pytest.mark.parametrize("m, r, points", [(2, 2, (0, 1)), (4, 2, winograd.POINTS[:4]), (2, 3, (0, 1, -1)),
+                                          (4, 3, (0, 1, -1, 2, -2)), (4, 5, winograd.POINTS)])
+def test_toom_cook_computes_the_correlation(m, r, points):
+    AT, G, BT = winograd.toom_cook(m, r, points)
+    assert AT.shape == (m, m + r - 1) and G.shape == (m + r - 1, r) and BT.shape == (m + r - 1,) * 2
+    rng = np.random.default_rng(m * 10 + r)
+    for _ in range(5):
+        d, g = rng.standard_normal(m + r - 1), rng.standard_normal(r)
+        direct = np.array([sum(d[i + j] * g[j] for j in range(r)) for i in range(m)])
+        np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), direct, rtol=1e-12, atol=1e-12)
+
+
+@st.composite
+def k4s2_cases(draw):
+    padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    output_padding = (draw(st.integers(0, 1)), draw(st.integers(0, 1)))
+    H = draw(st.integers(max(3, padding[0]), 9))            # H + 1 >= one tile; output >= 1
+    W = draw(st.integers(max(3, padding[1]), 9))
+    return dict(N=draw(st.integers(1, 2)), C_in=draw(st.integers(1, 3)), C_out=draw(st.integers(1, 3)), H=H, W=W,
+                padding=padding, output_padding=output_padding, bias=draw(st.booleans()),
+                seed=draw(st.integers(0, 2 ** 16)))
+
+
+def _inputs(case, grad=False):
+    rng = np.random.default_rng(case["seed"])
+    x = Tensor(rng.standard_normal((case["N"], case["C_in"], case["H"], case["W"])), requires_grad=grad)
+    w = Tensor(rng.standard_normal((case["C_in"], case["C_out"], 4, 4)), requires_grad=grad)
+    b = Tensor(rng.standard_normal(case["C_out"]), requires_grad=grad) if case["bias"] else None
+    return x, w, b
+
+
+@CHEAP
+@given(k4s2_cases())
+def test_winograd_forward_matches_the_reference(case):
+    x, w, b = _inputs(case)
+    calls = []
+    with winograd_for_any_channels(calls):
+        out = conv_transpose2d(x, w, b, stride=2, padding=case["padding"], output_padding=case["output_padding"])
+    assert calls, "the Winograd path was not taken"
+    ref = conv_transpose2d_reference(x.data, w.data, None if b is None else b.data, (2, 2), case["padding"],
+                                     case["output_padding"])
+    assert out.shape == ref.shape
+    np.testing.assert_allclose(out.data, ref, rtol=1e-11, atol=1e-11)
+
+
+@settings(deadline=None, max_examples=12, derandomize=True)
+@given(k4s2_cases())
+def test_winograd_gradcheck(case):
+    x, w, b = _inputs(case, grad=True)
+    inputs = (x, w) if b is None else (x, w, b)
+    with winograd_for_any_channels():
+        gradcheck(lambda *t: conv_transpose2d(*t, stride=2, padding=case["padding"],
+                                              output_padding=case["output_padding"]), *inputs)
+
+
+def test_winograd_gradcheck_rows_beyond_the_phases_and_one_input_only():
+    """output_padding > padding: the last output row lies past every phase's rows (zero but for the
+    bias); and a weight that needs no gradient (dU is skipped) or an input that needs none."""
+    rng = np.random.default_rng(3)
+    x, w = (Tensor(rng.standard_normal(s), requires_grad=True) for s in ((2, 2, 3, 4), (2, 3, 4, 4)))
+    with winograd_for_any_channels():
+        gradcheck(lambda x, w: conv_transpose2d(x, w, stride=2, padding=0, output_padding=1), x, w)
+        gradcheck(lambda x: conv_transpose2d(x, Tensor(w.data), stride=2, padding=1), x)
+        gradcheck(lambda w: conv_transpose2d(Tensor(x.data), w, stride=2, padding=2), w)
+
+
+@st.composite
+def stride1_cases(draw):
+    r = draw(st.integers(3, winograd.MAX_TAPS))
+    padding = (draw(st.integers(0, r - 1)), draw(st.integers(0, r - 1)))
+    H = draw(st.integers(max(1, r + 3 - 2 * padding[0]), 11))     # output >= one tile
+    W = draw(st.integers(max(1, r + 3 - 2 * padding[1]), 11))
+    return dict(N=draw(st.integers(1, 2)), C_in=draw(st.integers(1, 3)), C_out=draw(st.integers(1, 3)), r=r,
+                H=H, W=W, padding=padding, bias=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 16)))
+
+
+def _conv2d_inputs(case, grad=False):
+    rng = np.random.default_rng(case["seed"])
+    x = Tensor(rng.standard_normal((case["N"], case["C_in"], case["H"], case["W"])), requires_grad=grad)
+    w = Tensor(rng.standard_normal((case["C_out"], case["C_in"], case["r"], case["r"])), requires_grad=grad)
+    b = Tensor(rng.standard_normal(case["C_out"]), requires_grad=grad) if case["bias"] else None
+    return x, w, b
+
+
+@CHEAP
+@given(stride1_cases())
+def test_winograd_conv2d_matches_the_reference(case):
+    x, w, b = _conv2d_inputs(case)
+    calls = []
+    with winograd_for_any_channels(calls):
+        out = conv2d(x, w, b, padding=case["padding"])
+    assert calls, "the Winograd path was not taken"
+    ref = conv2d_reference(x.data, w.data, None if b is None else b.data, (1, 1), case["padding"])
+    assert out.shape == ref.shape
+    np.testing.assert_allclose(out.data, ref, rtol=1e-10, atol=1e-10)
+
+
+@settings(deadline=None, max_examples=12, derandomize=True)
+@given(stride1_cases())
+def test_winograd_conv2d_gradcheck(case):
+    x, w, b = _conv2d_inputs(case, grad=True)
+    inputs = (x, w) if b is None else (x, w, b)
+    with winograd_for_any_channels():
+        gradcheck(lambda *t: conv2d(*t, padding=case["padding"]), *inputs)
+
+
+@pytest.mark.parametrize("name, make", [
+    ("conv_transpose2d 128 -> 64, 7x7 -> 14x14 (DCGAN's generator)", lambda rng: (
+        lambda x, w: conv_transpose2d(x, w, stride=2, padding=1),
+        lambda x, w: conv_transpose2d_reference(x, w, None, (2, 2), (1, 1)),
+        rng.standard_normal((2, 128, 7, 7)), 0.05 * rng.standard_normal((128, 64, 4, 4)))),
+    ("conv2d 32 -> 64, 5x5, 12x12 -> 8x8 (DCGAN's discriminator)", lambda rng: (
+        lambda x, w: conv2d(x, w), lambda x, w: conv2d_reference(x, w),
+        rng.standard_normal((2, 32, 12, 12)), 0.05 * rng.standard_normal((64, 32, 5, 5)))),
+    ("conv2d 64 -> 64, 3x3, padding 1", lambda rng: (
+        lambda x, w: conv2d(x, w, padding=1), lambda x, w: conv2d_reference(x, w, None, (1, 1), (1, 1)),
+        rng.standard_normal((2, 64, 10, 10)), 0.05 * rng.standard_normal((64, 64, 3, 3)))),
+])
+def test_winograd_float32_error_is_a_few_roundings(name, make):
+    """Real layer sizes in float32 against the float64 reference: within 3e-5 of the output's scale
+    (measured 3e-6 to 1e-5; im2col's path ~4e-7)."""
+    op, reference, x, w = make(np.random.default_rng(0))
+    calls = []
+    with winograd_for_any_channels(calls):
+        out = op(Tensor(x.astype(np.float32)), Tensor(w.astype(np.float32))).data
+    assert calls and out.dtype == np.float32
+    ref = reference(x.astype(np.float32).astype(np.float64), w.astype(np.float32).astype(np.float64))
+    relative = np.abs(out - ref).max() / np.abs(ref).max()
+    assert relative < 3e-5, f"{name}: {relative}"
+
+
+def test_which_layers_take_the_winograd_path():
+    applies = winograd.applies
+    assert applies((128, 64, 4, 4), (2, 2), (1, 1), transposed=True, grid=(8, 8))
+    assert not applies((64, 1, 4, 4), (2, 2), (1, 1), transposed=True, grid=(8, 8))         # to one channel
+    assert not applies((128, 64, 3, 3), (2, 2), (1, 1), transposed=True, grid=(8, 8))       # kernel 3
+    assert not applies((128, 64, 4, 4), (1, 2), (1, 1), transposed=True, grid=(8, 8))       # stride
+    assert not applies((128, 64, 4, 4), (2, 2), (2, 1), transposed=True, grid=(8, 8))       # dilation
+    assert applies((64, 32, 5, 5), (1, 1), (1, 1), transposed=False, grid=(8, 8))
+    assert applies((64, 32, 3, 3), (1, 1), (1, 1), transposed=False, grid=(8, 8))
+    assert not applies((32, 1, 5, 5), (1, 1), (1, 1), transposed=False, grid=(8, 8))        # one input channel
+    assert not applies((64, 32, 7, 7), (1, 1), (1, 1), transposed=False, grid=(8, 8))       # kernel > 5
+    assert not applies((64, 32, 1, 1), (1, 1), (1, 1), transposed=False, grid=(8, 8))       # 1x1: one product anyway
+    assert not applies((64, 32, 2, 2), (1, 1), (1, 1), transposed=False, grid=(8, 8))       # 2x2: measured slower
+    assert not applies((64, 32, 3, 5), (1, 1), (1, 1), transposed=False, grid=(8, 8))       # not square
+    assert not applies((64, 32, 3, 3), (2, 2), (1, 1), transposed=False, grid=(8, 8))       # stride 2
+    assert not applies((64, 32, 3, 3), (1, 1), (1, 1), transposed=False, grid=(1, 28))      # a row: 3/4 wasted
+    assert not applies((128, 64, 4, 4), (2, 2), (1, 1), transposed=True, grid=(3, 3))       # 2x2 input
