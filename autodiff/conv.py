@@ -146,7 +146,7 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0, dilation
                          f"({dh * (KH - 1) + 1}, {dw * (KW - 1) + 1}) but the padded input is "
                          f"({H + 2 * ph}, {W + 2 * pw}) (input shape {tuple(x.shape)}, padding "
                          f"({ph}, {pw})); the output (OH, OW) would be ({OH}, {OW})")
-    if winograd.applies(w.shape, (sh, sw), (dh, dw), transposed=False, grid=(OH, OW)):
+    if winograd.applies(w.shape, (sh, sw), (dh, dw), transposed=False, grid=(N, OH, OW), dtype=x.dtype):
         return _winograd(op, x, w, b, winograd.Plan(1, KH, N, C_in, C_out, H, W, ph, pw, OH, OW))
     # the windows slide over the input image (H, W); their positions are the output grid (OH, OW)
     windows = fast.Windows(N=N, C=C_in, IH=H, IW=W, KH=KH, KW=KW, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw,
@@ -208,7 +208,8 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0
         raise ValueError(f"{op}: output (OH, OW) would be ({OH}, {OW}) for input shape {tuple(x.shape)}, "
                          f"kernel ({KH}, {KW}), stride ({sh}, {sw}), padding ({ph}, {pw}), "
                          f"dilation ({dh}, {dw}); padding is too large")
-    if winograd.applies(w.shape, (sh, sw), (dh, dw), transposed=True, grid=(H + 1, W + 1)):
+    if winograd.applies(w.shape, (sh, sw), (dh, dw), transposed=True, grid=(N, H + 1, W + 1),
+                        dtype=x.dtype):
         return _winograd(op, x, w, b, winograd.Plan(2, 2, N, C_in, C_out, H, W, ph, pw, OH, OW))
     # The adjoint conv2d's windows slide over this op's OUTPUT image (OH, OW), and their positions
     # are this op's input grid (H, W).

@@ -107,16 +107,21 @@ class Plan(NamedTuple):
         return min(self.OH, 2 * self.H + 2 - self.ph), min(self.OW, 2 * self.W + 2 - self.pw)
 
 
-def applies(w_shape: tuple, stride: tuple, dilation: tuple, transposed: bool, grid: tuple) -> bool:
-    """The fast path's cases, with enough channels to pay and a grid of outputs to compute (per
-    phase: conv2d (OH, OW), conv_transpose2d (H + 1, W + 1)) of at least one tile each way."""
+def applies(w_shape: tuple, stride: tuple, dilation: tuple, transposed: bool, grid: tuple, dtype) -> bool:
+    """The fast path's cases, with enough channels to pay and a grid of outputs to compute, (N, rows,
+    cols) per phase (conv2d: (N, OH, OW), conv_transpose2d: (N, H + 1, W + 1)), of at least one
+    image and one tile each way. Only
+    float32 and float64: the transforms' fractions would be truncated in integers, and float16
+    loses too much to them."""
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        return False
     C_in, C_out = (w_shape[0], w_shape[1]) if transposed else (w_shape[1], w_shape[0])
     KH, KW = w_shape[2:]
     if transposed:
         shape_ok = (KH, KW) == (4, 4) and tuple(stride) == (2, 2)
     else:
         shape_ok = 3 <= KH == KW <= MAX_TAPS and tuple(stride) == (1, 1)      # 2x2: slower (measured)
-    return shape_ok and tuple(dilation) == (1, 1) and min(C_in, C_out) >= MIN_CHANNELS and min(grid) >= TILE
+    return shape_ok and tuple(dilation) == (1, 1) and min(C_in, C_out) >= MIN_CHANNELS and grid[0] >= 1 and min(grid[1:]) >= TILE
 
 
 def _cast(matrix: np.ndarray, like: np.ndarray) -> np.ndarray:

@@ -162,18 +162,33 @@ def test_winograd_float32_error_is_a_few_roundings(name, make):
 
 def test_which_layers_take_the_winograd_path():
     applies = winograd.applies
-    assert applies((128, 64, 4, 4), (2, 2), (1, 1), transposed=True, grid=(8, 8))
-    assert not applies((64, 1, 4, 4), (2, 2), (1, 1), transposed=True, grid=(8, 8))         # to one channel
-    assert not applies((128, 64, 3, 3), (2, 2), (1, 1), transposed=True, grid=(8, 8))       # kernel 3
-    assert not applies((128, 64, 4, 4), (1, 2), (1, 1), transposed=True, grid=(8, 8))       # stride
-    assert not applies((128, 64, 4, 4), (2, 2), (2, 1), transposed=True, grid=(8, 8))       # dilation
-    assert applies((64, 32, 5, 5), (1, 1), (1, 1), transposed=False, grid=(8, 8))
-    assert applies((64, 32, 3, 3), (1, 1), (1, 1), transposed=False, grid=(8, 8))
-    assert not applies((32, 1, 5, 5), (1, 1), (1, 1), transposed=False, grid=(8, 8))        # one input channel
-    assert not applies((64, 32, 7, 7), (1, 1), (1, 1), transposed=False, grid=(8, 8))       # kernel > 5
-    assert not applies((64, 32, 1, 1), (1, 1), (1, 1), transposed=False, grid=(8, 8))       # 1x1: one product anyway
-    assert not applies((64, 32, 2, 2), (1, 1), (1, 1), transposed=False, grid=(8, 8))       # 2x2: measured slower
-    assert not applies((64, 32, 3, 5), (1, 1), (1, 1), transposed=False, grid=(8, 8))       # not square
-    assert not applies((64, 32, 3, 3), (2, 2), (1, 1), transposed=False, grid=(8, 8))       # stride 2
-    assert not applies((64, 32, 3, 3), (1, 1), (1, 1), transposed=False, grid=(1, 28))      # a row: 3/4 wasted
-    assert not applies((128, 64, 4, 4), (2, 2), (1, 1), transposed=True, grid=(3, 3))       # 2x2 input
+    assert applies((128, 64, 4, 4), (2, 2), (1, 1), transposed=True, grid=(2, 8, 8), dtype=np.float32)
+    assert not applies((64, 1, 4, 4), (2, 2), (1, 1), transposed=True, grid=(2, 8, 8), dtype=np.float32)         # to one channel
+    assert not applies((128, 64, 3, 3), (2, 2), (1, 1), transposed=True, grid=(2, 8, 8), dtype=np.float32)       # kernel 3
+    assert not applies((128, 64, 4, 4), (1, 2), (1, 1), transposed=True, grid=(2, 8, 8), dtype=np.float32)       # stride
+    assert not applies((128, 64, 4, 4), (2, 2), (2, 1), transposed=True, grid=(2, 8, 8), dtype=np.float32)       # dilation
+    assert applies((64, 32, 5, 5), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)
+    assert applies((64, 32, 3, 3), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)
+    assert not applies((32, 1, 5, 5), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)        # one input channel
+    assert not applies((64, 32, 7, 7), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)       # kernel > 5
+    assert not applies((64, 32, 1, 1), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)       # 1x1: one product anyway
+    assert not applies((64, 32, 2, 2), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)       # 2x2: measured slower
+    assert not applies((64, 32, 3, 5), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)       # not square
+    assert not applies((64, 32, 3, 3), (2, 2), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)       # stride 2
+    assert not applies((64, 32, 3, 3), (1, 1), (1, 1), transposed=False, grid=(2, 1, 28), dtype=np.float32)      # a row: 3/4 wasted
+    assert not applies((128, 64, 4, 4), (2, 2), (1, 1), transposed=True, grid=(2, 3, 3), dtype=np.float32)       # 2x2 input
+    assert applies((64, 32, 3, 3), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float64)
+    assert not applies((64, 32, 3, 3), (1, 1), (1, 1), transposed=False, grid=(0, 8, 8), dtype=np.float32)  # no images
+    for dtype in (np.int64, np.float16):
+        assert not applies((64, 32, 3, 3), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=dtype)
+
+
+def test_integer_inputs_stay_exact():
+    """Integers never take the Winograd path (its fractions would be truncated): exact as the reference."""
+    x = np.arange(2 * 16 * 6 * 6).reshape(2, 16, 6, 6) % 7
+    w = np.arange(16 * 16 * 3 * 3).reshape(16, 16, 3, 3) % 5 - 2
+    out = conv2d(Tensor(x), Tensor(w), padding=1).data
+    np.testing.assert_array_equal(out, conv2d_reference(x, w, None, (1, 1), (1, 1)))
+    wt = np.arange(16 * 16 * 4 * 4).reshape(16, 16, 4, 4) % 5 - 2
+    out = conv_transpose2d(Tensor(x), Tensor(wt), stride=2, padding=1).data
+    np.testing.assert_array_equal(out, conv_transpose2d_reference(x, wt, None, (2, 2), (1, 1)))
