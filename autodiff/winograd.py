@@ -108,20 +108,18 @@ class Plan(NamedTuple):
 
 
 def applies(w_shape: tuple, stride: tuple, dilation: tuple, transposed: bool, grid: tuple, dtype) -> bool:
-    """The fast path's cases, with enough channels to pay and a grid of outputs to compute, (N, rows,
-    cols) per phase (conv2d: (N, OH, OW), conv_transpose2d: (N, H + 1, W + 1)), of at least one
-    image and one tile each way. Only
-    float32 and float64: the transforms' fractions would be truncated in integers, and float16
-    loses too much to them."""
-    if np.dtype(dtype) not in (np.float32, np.float64):
-        return False
+    """The fast path's cases, with enough channels to pay and outputs to compute, grid = (N, rows,
+    cols) per phase (conv2d: (N, OH, OW), conv_transpose2d: (N, H + 1, W + 1)), of at least one image
+    and one tile each way. Only float32 and float64: integers would truncate the transforms'
+    fractions, and float16 loses too much to them."""
     C_in, C_out = (w_shape[0], w_shape[1]) if transposed else (w_shape[1], w_shape[0])
     KH, KW = w_shape[2:]
     if transposed:
-        shape_ok = (KH, KW) == (4, 4) and tuple(stride) == (2, 2)
+        kernel_ok = (KH, KW) == (4, 4) and tuple(stride) == (2, 2)
     else:
-        shape_ok = 3 <= KH == KW <= MAX_TAPS and tuple(stride) == (1, 1)      # 2x2: slower (measured)
-    return shape_ok and tuple(dilation) == (1, 1) and min(C_in, C_out) >= MIN_CHANNELS and grid[0] >= 1 and min(grid[1:]) >= TILE
+        kernel_ok = 3 <= KH == KW <= MAX_TAPS and tuple(stride) == (1, 1)     # 2x2: slower (measured)
+    return (kernel_ok and tuple(dilation) == (1, 1) and min(C_in, C_out) >= MIN_CHANNELS
+            and grid[0] >= 1 and min(grid[1:]) >= TILE and np.dtype(dtype) in (np.float32, np.float64))
 
 
 def _cast(matrix: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -206,20 +204,24 @@ def forward(x: np.ndarray, U: np.ndarray, plan: Plan) -> tuple:
     out = np.zeros((plan.N, plan.C_out, plan.OH, plan.OW), x.dtype)
     VH, VW = plan.valid
     crop = (0, 0) if P == 1 else (plan.ph, plan.pw)
-    parallel.copyto(out[:, :, :VH, :VW], full[:, crop[0]:crop[0] + VH, crop[1]:crop[1] + VW].transpose(0, 3, 1, 2))
+    computed = full[:, crop[0]:crop[0] + VH, crop[1]:crop[1] + VW].transpose(0, 3, 1, 2)
+    parallel.copyto(out[:, :, :VH, :VW], computed)
     return out, V
 
 
 def backward(g: np.ndarray, V: np.ndarray, U: np.ndarray, plan: Plan, need_x: bool, need_U: bool) -> tuple:
     """dL/dx (N, C_in, H, W) and dL/dU (a^2, C_in, K) from g = dL/dout (N, C_out, OH, OW)."""
     alg, (TH, TW), P = algorithm(plan.r), plan.tiles, plan.phases
-    full = scratch.get("winograd full", (plan.N, P * TILE * TH, P * TILE * TW, plan.C_out), g.dtype, zero=True)
+    full_shape = (plan.N, P * TILE * TH, P * TILE * TW, plan.C_out)
+    full = scratch.get("winograd full", full_shape, g.dtype, zero=True)
     VH, VW = plan.valid
     crop = (0, 0) if P == 1 else (plan.ph, plan.pw)
-    parallel.copyto(full[:, crop[0]:crop[0] + VH, crop[1]:crop[1] + VW].transpose(0, 3, 1, 2), g[:, :, :VH, :VW])
+    computed = full[:, crop[0]:crop[0] + VH, crop[1]:crop[1] + VW].transpose(0, 3, 1, 2)
+    parallel.copyto(computed, g[:, :, :VH, :VW])
     dY = scratch.get("winograd Y", _output_view(full, plan).shape, g.dtype)
     parallel.copyto(dY, _output_view(full, plan))
-    dM = _transform(alg.KA.T, dY.reshape(TILE * TILE, -1), "winograd M").reshape(alg.alpha ** 2, plan.N * TH * TW, -1)
+    dM = _transform(alg.KA.T, dY.reshape(TILE * TILE, -1), "winograd M")
+    dM = dM.reshape(alg.alpha ** 2, plan.N * TH * TW, -1)                           # (a^2, T, K)
     dU = parallel.batched_matmul(V.transpose(0, 2, 1), dM) if need_U else None
     if not need_x:
         return None, dU

@@ -161,26 +161,27 @@ def test_winograd_float32_error_is_a_few_roundings(name, make):
 
 
 def test_which_layers_take_the_winograd_path():
-    applies = winograd.applies
-    assert applies((128, 64, 4, 4), (2, 2), (1, 1), transposed=True, grid=(2, 8, 8), dtype=np.float32)
-    assert not applies((64, 1, 4, 4), (2, 2), (1, 1), transposed=True, grid=(2, 8, 8), dtype=np.float32)         # to one channel
-    assert not applies((128, 64, 3, 3), (2, 2), (1, 1), transposed=True, grid=(2, 8, 8), dtype=np.float32)       # kernel 3
-    assert not applies((128, 64, 4, 4), (1, 2), (1, 1), transposed=True, grid=(2, 8, 8), dtype=np.float32)       # stride
-    assert not applies((128, 64, 4, 4), (2, 2), (2, 1), transposed=True, grid=(2, 8, 8), dtype=np.float32)       # dilation
-    assert applies((64, 32, 5, 5), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)
-    assert applies((64, 32, 3, 3), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)
-    assert not applies((32, 1, 5, 5), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)        # one input channel
-    assert not applies((64, 32, 7, 7), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)       # kernel > 5
-    assert not applies((64, 32, 1, 1), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)       # 1x1: one product anyway
-    assert not applies((64, 32, 2, 2), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)       # 2x2: measured slower
-    assert not applies((64, 32, 3, 5), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)       # not square
-    assert not applies((64, 32, 3, 3), (2, 2), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float32)       # stride 2
-    assert not applies((64, 32, 3, 3), (1, 1), (1, 1), transposed=False, grid=(2, 1, 28), dtype=np.float32)      # a row: 3/4 wasted
-    assert not applies((128, 64, 4, 4), (2, 2), (1, 1), transposed=True, grid=(2, 3, 3), dtype=np.float32)       # 2x2 input
-    assert applies((64, 32, 3, 3), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=np.float64)
-    assert not applies((64, 32, 3, 3), (1, 1), (1, 1), transposed=False, grid=(0, 8, 8), dtype=np.float32)  # no images
-    for dtype in (np.int64, np.float16):
-        assert not applies((64, 32, 3, 3), (1, 1), (1, 1), transposed=False, grid=(2, 8, 8), dtype=dtype)
+    def conv(w_shape, stride=(1, 1), dilation=(1, 1), grid=(2, 8, 8), dtype=np.float32):
+        return winograd.applies(w_shape, stride, dilation, False, grid, dtype)
+
+    def transposed(w_shape, stride=(2, 2), dilation=(1, 1), grid=(2, 8, 8), dtype=np.float32):
+        return winograd.applies(w_shape, stride, dilation, True, grid, dtype)
+    assert transposed((128, 64, 4, 4)) and transposed((16, 16, 4, 4), dtype=np.float64)
+    assert not transposed((64, 1, 4, 4))                       # to one channel
+    assert not transposed((128, 64, 3, 3))                     # kernel 3
+    assert not transposed((128, 64, 4, 4), stride=(1, 2))
+    assert not transposed((128, 64, 4, 4), dilation=(2, 1))
+    assert not transposed((128, 64, 4, 4), grid=(2, 3, 3))     # a 2x2 input: most of a tile wasted
+    assert conv((64, 32, 5, 5)) and conv((64, 32, 3, 3)) and conv((16, 16, 4, 4), dtype=np.float64)
+    assert not conv((32, 1, 5, 5))                             # one input channel
+    assert not conv((64, 32, 7, 7))                            # kernel > 5: float32 accuracy
+    assert not conv((64, 32, 2, 2))                            # 2x2: measured slower
+    assert not conv((64, 32, 1, 1))                            # 1x1: one product anyway
+    assert not conv((64, 32, 3, 5))                            # not square
+    assert not conv((64, 32, 3, 3), stride=(2, 2))
+    assert not conv((64, 32, 3, 3), grid=(2, 1, 28))           # one row (PixelCNN's sampling): 3/4 wasted
+    assert not conv((64, 32, 3, 3), grid=(0, 8, 8))            # no images
+    assert not conv((64, 32, 3, 3), dtype=np.int64) and not conv((64, 32, 3, 3), dtype=np.float16)
 
 
 def test_integer_inputs_stay_exact():
