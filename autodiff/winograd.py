@@ -97,14 +97,27 @@ class Plan(NamedTuple):
         return self.N, TILE * TH + self.r - 1, TILE * TW + self.r - 1, self.C_in
 
     @property
-    def offset(self) -> tuple:             # where x sits in it
-        return (self.ph, self.pw) if self.phases == 1 else (1, 1)
+    def full_shape(self) -> tuple:         # the whole channel-last output the tiles cover (phases interleaved)
+        TH, TW = self.tiles
+        return self.N, self.phases * TILE * TH, self.phases * TILE * TW, self.C_out
 
     @property
-    def valid(self) -> tuple:              # output rows/columns computed (conv_transpose2d: <= 2H + 2)
+    def T(self) -> int:                    # tiles in the batch
+        TH, TW = self.tiles
+        return self.N * TH * TW
+
+    def input_region(self, image: np.ndarray) -> np.ndarray:
+        """Where x sits in the padded channel-last image, as an (N, C_in, H, W) view."""
+        top, left = (self.ph, self.pw) if self.phases == 1 else (1, 1)
+        return image[:, top:top + self.H, left:left + self.W].transpose(0, 3, 1, 2)
+
+    def output_region(self, full: np.ndarray) -> np.ndarray:
+        """The computed part of the output in the full channel-last one, an (N, C_out, rows, cols) view:
+        conv2d's first OH x OW; conv_transpose2d's crop at (ph, pw), at most to out_full's 2H + 2 rows."""
         if self.phases == 1:
-            return self.OH, self.OW
-        return min(self.OH, 2 * self.H + 2 - self.ph), min(self.OW, 2 * self.W + 2 - self.pw)
+            return full[:, :self.OH, :self.OW].transpose(0, 3, 1, 2)
+        rows, cols = min(self.OH, 2 * self.H + 2 - self.ph), min(self.OW, 2 * self.W + 2 - self.pw)
+        return full[:, self.ph:self.ph + rows, self.pw:self.pw + cols].transpose(0, 3, 1, 2)
 
 
 def applies(w_shape: tuple, stride: tuple, dilation: tuple, transposed: bool, grid: tuple, dtype) -> bool:
@@ -189,39 +202,36 @@ def _transform(matrix: np.ndarray, a: np.ndarray, tag: str = None) -> np.ndarray
 def forward(x: np.ndarray, U: np.ndarray, plan: Plan) -> tuple:
     """The layer's output (N, C_out, OH, OW) from x (N, C_in, H, W) and U -> (out, V); V is kept for
     the weight gradient."""
-    alg, (top, left), (TH, TW) = algorithm(plan.r), plan.offset, plan.tiles
+    alg = algorithm(plan.r)
     image = scratch.get("winograd image", plan.image_shape, x.dtype, zero=True)
-    parallel.copyto(image[:, top:top + plan.H, left:left + plan.W], x.transpose(0, 2, 3, 1))
-    tiles = scratch.get("winograd tiles", (alg.alpha ** 2, plan.N * TH * TW * plan.C_in), x.dtype)
-    parallel.copyto(tiles.reshape(_tile_view(image, plan).shape), _tile_view(image, plan))
-    V = _transform(alg.KB, tiles).reshape(alg.alpha ** 2, plan.N * TH * TW, plan.C_in)   # kept
+    parallel.copyto(plan.input_region(image), x)
+    tiles = scratch.get("winograd tiles", (alg.alpha ** 2, plan.T * plan.C_in), x.dtype)
+    by_point = _tile_view(image, plan)                                               # (a, a, N, TH, TW, C_in)
+    parallel.copyto(tiles.reshape(by_point.shape), by_point)
+    V = _transform(alg.KB, tiles).reshape(alg.alpha ** 2, plan.T, plan.C_in)        # kept for backward
     M = scratch.get("winograd M", V.shape[:2] + U.shape[2:], x.dtype)                # (a^2, T, K)
     parallel.batched_matmul(V, U, out=M)
     Y = _transform(alg.KA, M.reshape(alg.alpha ** 2, -1), "winograd Y")  # (16, T K)
-    P = plan.phases
-    full = scratch.get("winograd full", (plan.N, P * TILE * TH, P * TILE * TW, plan.C_out), x.dtype)
-    parallel.copyto(_output_view(full, plan), Y.reshape(_output_view(full, plan).shape))
+    full = scratch.get("winograd full", plan.full_shape, x.dtype)
+    by_tile = _output_view(full, plan)
+    parallel.copyto(by_tile, Y.reshape(by_tile.shape))
+    computed = plan.output_region(full)
     out = np.zeros((plan.N, plan.C_out, plan.OH, plan.OW), x.dtype)
-    VH, VW = plan.valid
-    crop = (0, 0) if P == 1 else (plan.ph, plan.pw)
-    computed = full[:, crop[0]:crop[0] + VH, crop[1]:crop[1] + VW].transpose(0, 3, 1, 2)
-    parallel.copyto(out[:, :, :VH, :VW], computed)
+    parallel.copyto(out[:, :, :computed.shape[2], :computed.shape[3]], computed)
     return out, V
 
 
 def backward(g: np.ndarray, V: np.ndarray, U: np.ndarray, plan: Plan, need_x: bool, need_U: bool) -> tuple:
     """dL/dx (N, C_in, H, W) and dL/dU (a^2, C_in, K) from g = dL/dout (N, C_out, OH, OW)."""
-    alg, (TH, TW), P = algorithm(plan.r), plan.tiles, plan.phases
-    full_shape = (plan.N, P * TILE * TH, P * TILE * TW, plan.C_out)
-    full = scratch.get("winograd full", full_shape, g.dtype, zero=True)
-    VH, VW = plan.valid
-    crop = (0, 0) if P == 1 else (plan.ph, plan.pw)
-    computed = full[:, crop[0]:crop[0] + VH, crop[1]:crop[1] + VW].transpose(0, 3, 1, 2)
-    parallel.copyto(computed, g[:, :, :VH, :VW])
-    dY = scratch.get("winograd Y", _output_view(full, plan).shape, g.dtype)
-    parallel.copyto(dY, _output_view(full, plan))
+    alg, (TH, TW) = algorithm(plan.r), plan.tiles
+    full = scratch.get("winograd full", plan.full_shape, g.dtype, zero=True)
+    computed = plan.output_region(full)
+    parallel.copyto(computed, g[:, :, :computed.shape[2], :computed.shape[3]])
+    by_tile = _output_view(full, plan)
+    dY = scratch.get("winograd Y", by_tile.shape, g.dtype)
+    parallel.copyto(dY, by_tile)
     dM = _transform(alg.KA.T, dY.reshape(TILE * TILE, -1), "winograd M")
-    dM = dM.reshape(alg.alpha ** 2, plan.N * TH * TW, -1)                           # (a^2, T, K)
+    dM = dM.reshape(alg.alpha ** 2, plan.T, -1)                                      # (a^2, T, K)
     dU = parallel.batched_matmul(V.transpose(0, 2, 1), dM) if need_U else None
     if not need_x:
         return None, dU
@@ -239,7 +249,6 @@ def backward(g: np.ndarray, V: np.ndarray, U: np.ndarray, plan: Plan, need_x: bo
             target = tiles[rows, cols, lo:hi]
             np.add(target, dtiles[rows, cols, lo:hi], out=target)
     parallel.for_blocks(add_tiles, plan.N, work=dtiles.size)
-    (top, left) = plan.offset
     dx = np.empty((plan.N, plan.C_in, plan.H, plan.W), g.dtype)
-    parallel.copyto(dx, image[:, top:top + plan.H, left:left + plan.W].transpose(0, 3, 1, 2))
+    parallel.copyto(dx, plan.input_region(image))
     return dx, dU

@@ -47,15 +47,17 @@ def k4s2_cases(draw):
     output_padding = (draw(st.integers(0, 1)), draw(st.integers(0, 1)))
     H = draw(st.integers(max(3, padding[0]), 9))            # H + 1 >= one tile; output >= 1
     W = draw(st.integers(max(3, padding[1]), 9))
-    return dict(N=draw(st.integers(1, 2)), C_in=draw(st.integers(1, 3)), C_out=draw(st.integers(1, 3)), H=H, W=W,
+    C_in, C_out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    return dict(N=draw(st.integers(1, 2)), C_in=C_in, C_out=C_out, w_shape=(C_in, C_out, 4, 4), H=H, W=W,
                 padding=padding, output_padding=output_padding, bias=draw(st.booleans()),
                 seed=draw(st.integers(0, 2 ** 16)))
 
 
 def _inputs(case, grad=False):
+    """x, w and (if the case has one) b, float64, from the case's seed."""
     rng = np.random.default_rng(case["seed"])
     x = Tensor(rng.standard_normal((case["N"], case["C_in"], case["H"], case["W"])), requires_grad=grad)
-    w = Tensor(rng.standard_normal((case["C_in"], case["C_out"], 4, 4)), requires_grad=grad)
+    w = Tensor(rng.standard_normal(case["w_shape"]), requires_grad=grad)
     b = Tensor(rng.standard_normal(case["C_out"]), requires_grad=grad) if case["bias"] else None
     return x, w, b
 
@@ -104,22 +106,15 @@ def stride1_cases(draw):
     padding = (draw(st.integers(0, r - 1)), draw(st.integers(0, r - 1)))
     H = draw(st.integers(max(1, r + 3 - 2 * padding[0]), 11))     # output >= one tile
     W = draw(st.integers(max(1, r + 3 - 2 * padding[1]), 11))
-    return dict(N=draw(st.integers(1, 2)), C_in=draw(st.integers(1, 3)), C_out=draw(st.integers(1, 3)), r=r,
-                H=H, W=W, padding=padding, bias=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 16)))
-
-
-def _conv2d_inputs(case, grad=False):
-    rng = np.random.default_rng(case["seed"])
-    x = Tensor(rng.standard_normal((case["N"], case["C_in"], case["H"], case["W"])), requires_grad=grad)
-    w = Tensor(rng.standard_normal((case["C_out"], case["C_in"], case["r"], case["r"])), requires_grad=grad)
-    b = Tensor(rng.standard_normal(case["C_out"]), requires_grad=grad) if case["bias"] else None
-    return x, w, b
+    C_in, C_out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    return dict(N=draw(st.integers(1, 2)), C_in=C_in, C_out=C_out, w_shape=(C_out, C_in, r, r), H=H, W=W,
+                padding=padding, bias=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 16)))
 
 
 @CHEAP
 @given(stride1_cases())
 def test_winograd_conv2d_matches_the_reference(case):
-    x, w, b = _conv2d_inputs(case)
+    x, w, b = _inputs(case)
     calls = []
     with winograd_for_any_channels(calls):
         out = conv2d(x, w, b, padding=case["padding"])
@@ -132,7 +127,7 @@ def test_winograd_conv2d_matches_the_reference(case):
 @settings(deadline=None, max_examples=12, derandomize=True)
 @given(stride1_cases())
 def test_winograd_conv2d_gradcheck(case):
-    x, w, b = _conv2d_inputs(case, grad=True)
+    x, w, b = _inputs(case, grad=True)
     inputs, calls = ((x, w) if b is None else (x, w, b)), []
     with winograd_for_any_channels(calls):
         gradcheck(lambda *t: conv2d(*t, padding=case["padding"]), *inputs)
