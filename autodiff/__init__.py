@@ -9,6 +9,9 @@ from .tensor import Tensor, no_grad, is_grad_enabled, unbroadcast
 from .gradcheck import gradcheck, GradcheckError
 from .graph import graph_str, print_graph, to_dot
 from . import functional
+from .memory import keep_freed_memory
+
+keep_freed_memory()      # freed arrays stay for the next step, no page faults (autodiff/memory.py)
 
 __all__ = ["Tensor", "no_grad", "is_grad_enabled", "unbroadcast", "gradcheck", "GradcheckError",
            "graph_str", "print_graph", "to_dot", "functional"]
