@@ -34,6 +34,7 @@ import numpy as np
 
 from . import im2col as fast
 from . import parallel, winograd
+from .norm import sum_per_channel
 from .tensor import Tensor
 
 
@@ -226,7 +227,7 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0
 
     def _backward(out):
         if b is not None and b.requires_grad:
-            b._accumulate(_bias_grad(out.grad))
+            b._accumulate(sum_per_channel(out.grad))
         if not (x.requires_grad or w.requires_grad):
             return
         g_cols = fast.im2col(out.grad, windows, tag="cols")                   # (C_out KH KW, M)
@@ -236,11 +237,6 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0
             w._accumulate(fast.conv2d_weight_grad(x_matrix, g_cols, w.shape))
     out._backward = _backward
     return out
-
-
-def _bias_grad(g: np.ndarray) -> np.ndarray:
-    """dL/db = g summed over everything but the channel axis (N, C, H, W) -> (C,)."""
-    return g.reshape(g.shape[0], g.shape[1], -1).sum(axis=2).sum(axis=0)
 
 
 def _winograd(op: str, x: Tensor, w: Tensor, b, plan) -> Tensor:
@@ -257,7 +253,7 @@ def _winograd(op: str, x: Tensor, w: Tensor, b, plan) -> Tensor:
 
     def _backward(out):
         if b is not None and b.requires_grad:
-            b._accumulate(_bias_grad(out.grad))
+            b._accumulate(sum_per_channel(out.grad))
         if not (x.requires_grad or w.requires_grad):
             return
         dx, dU = winograd.backward(out.grad, saved_V, U, plan, x.requires_grad, w.requires_grad)

@@ -154,13 +154,13 @@ def kernel_transform(w: np.ndarray, plan: Plan) -> np.ndarray:
     """U = (G (x) G) taps: (a^2, C_in, K)."""
     alg = algorithm(plan.r)
     taps = _taps(w, plan).reshape(plan.r ** 2, -1)
-    return (_cast(alg.KG, w) @ taps).reshape(alg.alpha ** 2, plan.C_in, -1)
+    return _transform(alg.KG, taps).reshape(alg.alpha ** 2, plan.C_in, -1)
 
 
 def kernel_transform_adjoint(dU: np.ndarray, plan: Plan, w_shape: tuple) -> np.ndarray:
     """dL/dw from dL/dU: dtaps = (G (x) G)^T dU, put back where _taps took each tap from."""
     alg = algorithm(plan.r)
-    dtaps = _cast(alg.KG, dU).T @ dU.reshape(alg.alpha ** 2, -1)
+    dtaps = _transform(alg.KG.T, dU.reshape(alg.alpha ** 2, -1))
     dw = np.empty(w_shape, dU.dtype)
     target = _taps(dw, plan)
     target[...] = dtaps.reshape(target.shape)
