@@ -3,7 +3,8 @@
     from autodiff import Tensor, no_grad, gradcheck
     import autodiff.functional as F
 
-Imports NumPy and nothing else.
+Imports NumPy and the standard library, nothing else. Importing it sets glibc's malloc to keep freed
+memory for the next step (autodiff/memory.py; NUMPY_DL_LAB_KEEP_MEMORY=0 opts out).
 """
 from .tensor import Tensor, no_grad, is_grad_enabled, unbroadcast
 from .gradcheck import gradcheck, GradcheckError

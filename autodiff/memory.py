@@ -24,6 +24,7 @@ ENV_VAR = "NUMPY_DL_LAB_KEEP_MEMORY"
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3    # mallopt's parameter numbers (glibc's malloc.h)
 MMAP_THRESHOLD = 32 << 20                      # 32 MiB, the largest glibc accepts on 64-bit
 TRIM_THRESHOLD = 256 << 20                     # 256 MiB
+kept = False                                   # whether this process keeps freed memory (set below)
 
 
 def keep_freed_memory() -> bool:
@@ -42,5 +43,7 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    global kept
+    kept = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    return kept
 

@@ -41,7 +41,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import autodiff.functional as F                                     # noqa: E402
 import nets                                                          # noqa: E402
-from autodiff import Tensor, parallel                                # noqa: E402
+from autodiff import Tensor, memory, parallel                        # noqa: E402
 from nets.losses import binary_cross_entropy_with_logits, gaussian_kl  # noqa: E402
 from nets.threads import configure_threads, current_threads           # noqa: E402
 
@@ -233,7 +233,8 @@ def measure(name: str, repeats: int, seed: int = 0) -> dict:
     return {"workload": name, "median_ms": 1e3 * median, "min_ms": 1e3 * min(times), "repeats": repeats,
             "cpu_ms": 1e3 * float(np.median(cpu)),
             "gflop_per_step": flops / 1e9, "gflops": rate, "matmul_gflops": peak,
-            "fraction_of_matmul": rate / peak, "peak_rss_mb": _peak_rss_mb(), "threads": _threads()}
+            "fraction_of_matmul": rate / peak, "peak_rss_mb": _peak_rss_mb(), "threads": _threads(),
+            "freed_memory_kept": memory.kept}
 
 
 def _peak_rss_mb() -> float:
@@ -305,12 +306,14 @@ def main():
         for spinner in spinners:
             spinner.kill()
     report = {"numpy": np.__version__, "cores": os.cpu_count(), "threads": results[0]["threads"], "busy": args.busy,
+              "freed_memory_kept": results[0]["freed_memory_kept"],
               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "results": results}
     if args.json:
         print(json.dumps(report, indent=2, allow_nan=False))
         return
     print(f"numpy {report['numpy']}, {report['cores']} cores, threads {report['threads']}, "
-          f"{args.busy} kept busy, load average {report['load_average']}")
+          f"{args.busy} kept busy, freed memory kept {report['freed_memory_kept']} (autodiff/memory.py), "
+          f"load average {report['load_average']}")
     print(f"{'workload':13s} {'median ms':>10s} {'min ms':>9s} {'cpu ms':>9s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'matmul':>8s} "
           f"{'fraction':>8s} {'RSS MB':>7s}")
     for r in results:

@@ -17,6 +17,7 @@ def test_bench_json_has_every_field_and_parses_strictly():
     assert result["workload"] == "vae" and result["repeats"] == 1 and result["gflop_per_step"] > 0
     assert result["median_ms"] > 0 and result["peak_rss_mb"] > 0 and result["matmul_gflops"] > 0
     assert result["threads"].endswith(":1")             # --threads reached the BLAS library
+    assert report["freed_memory_kept"] is result["freed_memory_kept"] in (True, False)
     unknown = subprocess.run(command[:2] + ["nosuch"], capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "unknown workload 'nosuch'" in unknown.stderr
 
