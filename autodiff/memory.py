@@ -30,7 +30,7 @@ kept = False                                   # whether this process keeps free
 def keep_freed_memory() -> bool:
     """Set glibc malloc's thresholds (above); True if they were set, False where there is no glibc
     or NUMPY_DL_LAB_KEEP_MEMORY is 0."""
-    setting = os.environ.get(ENV_VAR, "1").strip()
+    setting = os.environ.get(ENV_VAR, "").strip() or "1"           # unset or empty: the default
     if setting not in ("0", "1"):
         raise ValueError(f"{ENV_VAR}: expected 0 (leave malloc as it is) or 1 (keep freed memory), "
                          f"got {setting!r}")

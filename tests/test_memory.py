@@ -45,9 +45,9 @@ def test_freed_memory_is_reused_without_page_faults():
 
 
 @pytest.mark.skipif(not glibc, reason="the setting is glibc's (Linux)")
-def test_opting_out_leaves_malloc_alone():
-    result = run(STEPS, "0")
-    assert json.loads(result.stdout)[0] is False
+def test_opting_out_leaves_malloc_alone_and_empty_means_the_default():
+    assert json.loads(run(STEPS, "0").stdout)[0] is False
+    assert json.loads(run(STEPS, " ").stdout)[0] is True
 
 
 def test_a_bad_setting_is_a_clear_error():
