@@ -14,19 +14,21 @@ CHEAP = settings(deadline=None, max_examples=25, derandomize=True)
 
 
 @contextlib.contextmanager
-def winograd_for_any_channels(counter: list = None):
-    """Take the Winograd path even for the tiny channel counts of these tests; count its calls."""
+def winograd_taken():
+    """Take the Winograd path even for the tiny channel counts of these tests, and check that the
+    code inside the block took it."""
     saved_min, saved_forward = winograd.MIN_CHANNELS, winograd.forward
+    calls = []
 
     def counting_forward(*args):
-        if counter is not None:
-            counter.append(1)
+        calls.append(1)
         return saved_forward(*args)
     winograd.MIN_CHANNELS, winograd.forward = 1, counting_forward
     try:
         yield
     finally:
         winograd.MIN_CHANNELS, winograd.forward = saved_min, saved_forward
+    assert calls, "the Winograd path was not taken"
 
 
 @pytest.mark.parametrize("m, r, points", [(2, 2, (0, 1)), (4, 2, winograd.POINTS[:4]), (2, 3, (0, 1, -1)),
@@ -66,10 +68,8 @@ def _inputs(case, grad=False):
 @given(k4s2_cases())
 def test_winograd_forward_matches_the_reference(case):
     x, w, b = _inputs(case)
-    calls = []
-    with winograd_for_any_channels(calls):
+    with winograd_taken():
         out = conv_transpose2d(x, w, b, stride=2, padding=case["padding"], output_padding=case["output_padding"])
-    assert calls, "the Winograd path was not taken"
     ref = conv_transpose2d_reference(x.data, w.data, None if b is None else b.data, (2, 2), case["padding"],
                                      case["output_padding"])
     assert out.shape == ref.shape
@@ -80,11 +80,10 @@ def test_winograd_forward_matches_the_reference(case):
 @given(k4s2_cases())
 def test_winograd_gradcheck(case):
     x, w, b = _inputs(case, grad=True)
-    inputs, calls = ((x, w) if b is None else (x, w, b)), []
-    with winograd_for_any_channels(calls):
+    inputs = (x, w) if b is None else (x, w, b)
+    with winograd_taken():
         gradcheck(lambda *t: conv_transpose2d(*t, stride=2, padding=case["padding"],
                                               output_padding=case["output_padding"]), *inputs)
-    assert calls, "the Winograd path was not taken"
 
 
 def test_winograd_gradcheck_rows_beyond_the_phases_and_one_input_only():
@@ -92,12 +91,10 @@ def test_winograd_gradcheck_rows_beyond_the_phases_and_one_input_only():
     bias); and a weight that needs no gradient (dU is skipped) or an input that needs none."""
     rng = np.random.default_rng(3)
     x, w = (Tensor(rng.standard_normal(s), requires_grad=True) for s in ((2, 2, 3, 4), (2, 3, 4, 4)))
-    calls = []
-    with winograd_for_any_channels(calls):
+    with winograd_taken():
         gradcheck(lambda x, w: conv_transpose2d(x, w, stride=2, padding=0, output_padding=1), x, w)
         gradcheck(lambda x: conv_transpose2d(x, Tensor(w.data), stride=2, padding=1), x)
         gradcheck(lambda w: conv_transpose2d(Tensor(x.data), w, stride=2, padding=2), w)
-    assert calls, "the Winograd path was not taken"
 
 
 @st.composite
@@ -115,10 +112,8 @@ def stride1_cases(draw):
 @given(stride1_cases())
 def test_winograd_conv2d_matches_the_reference(case):
     x, w, b = _inputs(case)
-    calls = []
-    with winograd_for_any_channels(calls):
+    with winograd_taken():
         out = conv2d(x, w, b, padding=case["padding"])
-    assert calls, "the Winograd path was not taken"
     ref = conv2d_reference(x.data, w.data, None if b is None else b.data, (1, 1), case["padding"])
     assert out.shape == ref.shape
     np.testing.assert_allclose(out.data, ref, rtol=1e-10, atol=1e-10)
@@ -128,10 +123,9 @@ def test_winograd_conv2d_matches_the_reference(case):
 @given(stride1_cases())
 def test_winograd_conv2d_gradcheck(case):
     x, w, b = _inputs(case, grad=True)
-    inputs, calls = ((x, w) if b is None else (x, w, b)), []
-    with winograd_for_any_channels(calls):
+    inputs = (x, w) if b is None else (x, w, b)
+    with winograd_taken():
         gradcheck(lambda *t: conv2d(*t, padding=case["padding"]), *inputs)
-    assert calls, "the Winograd path was not taken"
 
 
 @pytest.mark.parametrize("name, make", [
@@ -150,10 +144,9 @@ def test_winograd_float32_error_is_a_few_roundings(name, make):
     """Real layer sizes in float32 against the float64 reference: within 3e-5 of the output's scale
     (measured 3e-6 to 1e-5; im2col's path ~4e-7)."""
     op, reference, x, w = make(np.random.default_rng(0))
-    calls = []
-    with winograd_for_any_channels(calls):
+    with winograd_taken():
         out = op(Tensor(x.astype(np.float32)), Tensor(w.astype(np.float32))).data
-    assert calls and out.dtype == np.float32
+    assert out.dtype == np.float32
     ref = reference(x.astype(np.float32).astype(np.float64), w.astype(np.float32).astype(np.float64))
     relative = np.abs(out - ref).max() / np.abs(ref).max()
     assert relative < 3e-5, f"{name}: {relative}"
