@@ -203,7 +203,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray = None) -> np.ndarray:
 
 
 def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray = None) -> np.ndarray:
-    """a (B, M, K) @ b (B, K, N) -> (B, M, N), in blocks of the batch, one BLAS call per product.
+    """a (B, M, K) @ b (B, K, N) -> (B, M, N), in blocks of the B M rows (whole products and at most
+    two parts of one at a block's ends), one BLAS call per product or part.
     Counted as one product of all their FLOPs when choosing who runs the threads: its blocks split
     as well as a big product's do."""
     (B, M, K), N = a.shape, b.shape[2]
@@ -213,9 +214,23 @@ def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray = None) -> np.n
     if out is None:
         out = np.empty((B, M, N), np.result_type(a, b))
 
-    def products(lo, hi):
-        np.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi])
-    for_blocks(products, B, work=flops, min_block=MIN_BLOCK_FLOPS)
+    def products(lo, hi):                  # rows lo:hi of all B M rows, whole products where they can be
+        (first, start), (last, stop) = divmod(lo, M), divmod(hi, M)
+        if first == last:
+            np.matmul(a[first, start:stop], b[first], out=out[first, start:stop])
+            return
+        if start:
+            np.matmul(a[first, start:], b[first], out=out[first, start:])
+            first += 1
+        np.matmul(a[first:last], b[first:last], out=out[first:last])
+        if stop:
+            np.matmul(a[last, :stop], b[last], out=out[last, :stop])
+    blocks = _block_count(B * M // MIN_BLOCK_ROWS, flops, MIN_BLOCK_FLOPS)
+    edges = [min(B * M, ALIGN * round(B * M * i / blocks / ALIGN)) for i in range(blocks)] + [B * M]
+    if blocks == 1:
+        products(0, B * M)
+    else:
+        _run([(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo], products)
     return out
 
 

@@ -6,7 +6,8 @@ float32 rounding. The fast path behind autodiff/conv.py for layers with >= MIN_C
    with a multiplications instead of m r:  y = AT [(G g) * (BT d)]  (`toom_cook`). Here m = 4.
    In 2-D (tiles of m x m outputs read a x a inputs; neighbouring tiles overlap by r - 1), over a
    batch of T tiles and the channels, each of the a^2 products is a matrix product over input channels:
-       V = (BT (x) BT) tiles          (a^2, T, C_in)       (x): Kronecker product
+       V = (BT (x) BT) tiles          (a^2, T, C_in)       (x): Kronecker product, applied as BT along
+                                                                 each tile axis in turn (`_transform`)
        U = (G (x) G) taps             (a^2, C_in, K)        depends on the weight only
        M[p] = V[p] @ U[p]             (a^2, T, K)           for each of the a^2 points p
        Y = (AT (x) AT) M              (m^2, T, K)           the m x m outputs of each tile
@@ -40,7 +41,7 @@ TILE = 4                                   # m: outputs per tile, each way
 POINTS = (0, 1, -1, 0.5, -0.5, 2, -2)      # the first a - 1 of them, and infinity
 MAX_TAPS = 5                               # r <= 5: a <= 8 points (more lose float32 accuracy)
 MIN_CHANNELS = 16                          # fewer input or output channels: im2col is faster (measured)
-CHUNK = 2048                               # a transform runs over this many columns at a time (cache)
+CHUNK = 8192                               # a transform runs over this many columns at a time (cache)
 
 
 def toom_cook(m: int, r: int, points) -> tuple:
@@ -61,15 +62,15 @@ def toom_cook(m: int, r: int, points) -> tuple:
 class Algorithm(NamedTuple):
     r: int
     alpha: int                             # a = m + r - 1 inputs per tile, each way
-    KB: np.ndarray                         # BT (x) BT   (a^2, a^2)
-    KA: np.ndarray                         # AT (x) AT   (m^2, a^2)
-    KG: np.ndarray                         # G (x) G     (a^2, r^2)
+    BT: np.ndarray                         # (a, a)
+    AT: np.ndarray                         # (m, a)
+    G: np.ndarray                          # (a, r)
 
 
 @functools.lru_cache(maxsize=None)
 def algorithm(r: int) -> Algorithm:
     AT, G, BT = toom_cook(TILE, r, POINTS[:TILE + r - 2])
-    return Algorithm(r, TILE + r - 1, np.kron(BT, BT), np.kron(AT, AT), np.kron(G, G))
+    return Algorithm(r, TILE + r - 1, BT, AT, G)
 
 
 class Plan(NamedTuple):
@@ -91,33 +92,39 @@ class Plan(NamedTuple):
         rows, cols = (self.OH, self.OW) if self.phases == 1 else (self.H + 1, self.W + 1)
         return -(-rows // TILE), -(-cols // TILE)
 
-    @property
-    def image_shape(self) -> tuple:        # the padded channel-last input the tiles are cut from
+    def image_shape(self, n: int) -> tuple:    # n images padded channel-last, the tiles cut from them
         TH, TW = self.tiles
-        return self.N, TILE * TH + self.r - 1, TILE * TW + self.r - 1, self.C_in
+        return n, TILE * TH + self.r - 1, TILE * TW + self.r - 1, self.C_in
+
+    def full_shape(self, n: int) -> tuple:     # n whole channel-last outputs the tiles cover (phases interleaved)
+        TH, TW = self.tiles
+        return n, self.phases * TILE * TH, self.phases * TILE * TW, self.C_out
 
     @property
-    def full_shape(self) -> tuple:         # the whole channel-last output the tiles cover (phases interleaved)
+    def tiles_per_image(self) -> int:
         TH, TW = self.tiles
-        return self.N, self.phases * TILE * TH, self.phases * TILE * TW, self.C_out
+        return TH * TW
 
     @property
     def T(self) -> int:                    # tiles in the batch
-        TH, TW = self.tiles
-        return self.N * TH * TW
+        return self.N * self.tiles_per_image
 
     def input_region(self, image: np.ndarray) -> np.ndarray:
         """Where x sits in the padded channel-last image, as an (N, C_in, H, W) view."""
         top, left = (self.ph, self.pw) if self.phases == 1 else (1, 1)
         return image[:, top:top + self.H, left:left + self.W].transpose(0, 3, 1, 2)
 
-    def output_region(self, full: np.ndarray) -> np.ndarray:
-        """The computed part of the output in the full channel-last one, an (N, C_out, rows, cols) view:
-        conv2d's first OH x OW; conv_transpose2d's crop at (ph, pw), at most to out_full's 2H + 2 rows."""
+    @property
+    def computed(self) -> tuple:           # (rows, cols) of the output the tiles compute; the rest is 0
         if self.phases == 1:
-            return full[:, :self.OH, :self.OW].transpose(0, 3, 1, 2)
-        rows, cols = min(self.OH, 2 * self.H + 2 - self.ph), min(self.OW, 2 * self.W + 2 - self.pw)
-        return full[:, self.ph:self.ph + rows, self.pw:self.pw + cols].transpose(0, 3, 1, 2)
+            return self.OH, self.OW
+        return min(self.OH, 2 * self.H + 2 - self.ph), min(self.OW, 2 * self.W + 2 - self.pw)
+
+    def output_region(self, full: np.ndarray) -> np.ndarray:
+        """The computed part of the output in the full channel-last one, an (n, C_out, rows, cols) view:
+        conv2d's first OH x OW; conv_transpose2d's crop at (ph, pw), at most to out_full's 2H + 2 rows."""
+        (rows, cols), (top, left) = self.computed, (0, 0) if self.phases == 1 else (self.ph, self.pw)
+        return full[:, top:top + rows, left:left + cols].transpose(0, 3, 1, 2)
 
 
 def applies(w_shape: tuple, stride: tuple, dilation: tuple, transposed: bool, grid: tuple, dtype) -> bool:
@@ -154,13 +161,13 @@ def kernel_transform(w: np.ndarray, plan: Plan) -> np.ndarray:
     """U = (G (x) G) taps: (a^2, C_in, K)."""
     alg = algorithm(plan.r)
     taps = _taps(w, plan).reshape(plan.r ** 2, -1)
-    return _transform(alg.KG, taps).reshape(alg.alpha ** 2, plan.C_in, -1)
+    return _transform_on_threads(alg.G, taps).reshape(alg.alpha ** 2, plan.C_in, -1)
 
 
 def kernel_transform_adjoint(dU: np.ndarray, plan: Plan, w_shape: tuple) -> np.ndarray:
     """dL/dw from dL/dU: dtaps = (G (x) G)^T dU, put back where _taps took each tap from."""
     alg = algorithm(plan.r)
-    dtaps = _transform(alg.KG.T, dU.reshape(alg.alpha ** 2, -1))
+    dtaps = _transform_on_threads(alg.G.T, dU.reshape(alg.alpha ** 2, -1))
     dw = np.empty(w_shape, dU.dtype)
     target = _taps(dw, plan)
     target[...] = dtaps.reshape(target.shape)
@@ -169,8 +176,8 @@ def kernel_transform_adjoint(dU: np.ndarray, plan: Plan, w_shape: tuple) -> np.n
 
 # ==================================================================== tiles and transforms
 def _tile_view(image: np.ndarray, plan: Plan) -> np.ndarray:
-    """(N, Hp, Wp, C) image -> its (a, a, N, TH, TW, C) overlapping tiles, a view (writes to it reach
-    the image; tiles overlap by r - 1 rows and columns)."""
+    """(n, Hp, Wp, C) images -> their (a, a, n, TH, TW, C) overlapping tiles, a view (writes to it reach
+    the images; tiles overlap by r - 1 rows and columns)."""
     alpha, (TH, TW) = algorithm(plan.r).alpha, plan.tiles
     sn, sh, sw, sc = image.strides
     return as_strided(image, (alpha, alpha, image.shape[0], TH, TW, image.shape[3]),
@@ -178,77 +185,114 @@ def _tile_view(image: np.ndarray, plan: Plan) -> np.ndarray:
 
 
 def _output_view(full: np.ndarray, plan: Plan) -> np.ndarray:
-    """Full output (N, P TILE TH, P TILE TW, C_out), P = phases -> (jy, jx, N, TH, TW, py, px, o), Y's
+    """n full outputs (n, P TILE TH, P TILE TW, C_out), P = phases -> (jy, jx, n, TH, TW, py, px, o), Y's
     axis order (a view): row P (TILE ty + jy) + py."""
     (TH, TW), P = plan.tiles, plan.phases
-    return full.reshape(plan.N, TH, TILE, P, TW, TILE, P, plan.C_out).transpose(2, 5, 0, 1, 4, 3, 6, 7)
+    return full.reshape(full.shape[0], TH, TILE, P, TW, TILE, P, plan.C_out).transpose(2, 5, 0, 1, 4, 3, 6, 7)
 
 
-def _transform(matrix: np.ndarray, a: np.ndarray, tag: str = None) -> np.ndarray:
-    """matrix (P, Q) @ a (Q, X), CHUNK columns at a time (in blocks on threads); into a scratch array
-    if given its `tag`."""
-    matrix, X = _cast(matrix, a), a.shape[1]
-    shape = (matrix.shape[0], X)
-    out = np.empty(shape, a.dtype) if tag is None else scratch.get(tag, shape, a.dtype)
+def _transform(matrix: np.ndarray, a: np.ndarray, out: np.ndarray) -> None:
+    """out = (matrix (x) matrix) @ a for matrix (P, Q), a (Q^2, ...) and out (P^2, ...), the trailing axes
+    read as one: out[i, j] = sum_kl matrix[i, k] matrix[j, l] a[k, l], as matrix along one tile axis
+    and then the other (2 P Q (P + Q) multiply-adds per column against 2 P^2 Q^2), CHUNK columns at a time."""
+    matrix = _cast(matrix, a)
+    (P, Q), X = matrix.shape, a.size // matrix.shape[1] ** 2
+    by_axes, out_axes = a.reshape(Q, Q, X), out.reshape(P, P, X)
+    assert np.may_share_memory(out_axes, out), "out must be reshaped as a view"
+    half = np.empty((Q, P, min(CHUNK, X)), a.dtype)                   # half[k, j] = sum_l m[j, l] a[k, l]
+    for start in range(0, X, CHUNK):
+        cols = slice(start, min(start + CHUNK, X))
+        step = half[:, :, :cols.stop - start]
+        np.matmul(matrix, by_axes[:, :, cols], out=step)
+        np.matmul(matrix, step.transpose(1, 0, 2), out=out_axes[:, :, cols].transpose(1, 0, 2))
+
+
+def _transform_on_threads(matrix: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """(matrix (x) matrix) @ a for a (Q^2, X), in blocks of CHUNK columns on the engine's threads."""
+    P, X = matrix.shape[0], a.shape[1]
+    out = np.empty((P * P, X), a.dtype)
 
     def chunks(lo, hi):
-        for start in range(lo * CHUNK, min(hi * CHUNK, X), CHUNK):
-            np.matmul(matrix, a[:, start:start + CHUNK], out=out[:, start:start + CHUNK])
+        cols = slice(lo * CHUNK, min(hi * CHUNK, X))
+        _transform(matrix, a[:, cols], out[:, cols])
     parallel.for_blocks(chunks, -(-X // CHUNK), work=out.size + a.size)
     return out
+
+
+def _by_images(step, plan: Plan, channels: int) -> None:
+    """step(lo, hi) over blocks of images that cover the batch, on the engine's threads. A block has
+    about CHUNK tile columns, so what one pass writes is still in cache when the next reads it."""
+    per_step = max(1, CHUNK // (plan.tiles_per_image * channels))
+
+    def steps(lo, hi):
+        for start in range(lo, hi, per_step):
+            step(start, min(start + per_step, hi))
+    parallel.for_blocks(steps, plan.N, work=plan.T * channels * algorithm(plan.r).alpha ** 2)
 
 
 # ==================================================================== forward and backward
 def forward(x: np.ndarray, U: np.ndarray, plan: Plan) -> tuple:
     """The layer's output (N, C_out, OH, OW) from x (N, C_in, H, W) and U -> (out, V); V is kept for
-    the weight gradient."""
-    alg = algorithm(plan.r)
-    image = scratch.get("winograd image", plan.image_shape, x.dtype, zero=True)
-    parallel.copyto(plan.input_region(image), x)
-    tiles = scratch.get("winograd tiles", (alg.alpha ** 2, plan.T * plan.C_in), x.dtype)
-    by_point = _tile_view(image, plan)                                               # (a, a, N, TH, TW, C_in)
-    parallel.copyto(tiles.reshape(by_point.shape), by_point)
-    V = _transform(alg.KB, tiles).reshape(alg.alpha ** 2, plan.T, plan.C_in)        # kept for backward
-    M = scratch.get("winograd M", V.shape[:2] + U.shape[2:], x.dtype)                # (a^2, T, K)
+    the weight gradient. The transforms run image block by image block (`_by_images`) around the
+    a^2 products, which run on the whole batch."""
+    alg, per_image = algorithm(plan.r), plan.tiles_per_image
+    points, K = alg.alpha ** 2, U.shape[2]
+    V = np.empty((points, plan.T, plan.C_in), x.dtype)
+
+    def transform_inputs(lo, hi):           # x[lo:hi] -> their tiles -> V
+        image = np.zeros(plan.image_shape(hi - lo), x.dtype)
+        np.copyto(plan.input_region(image), x[lo:hi].copy())          # read in order, then transpose in cache
+        tiles = np.ascontiguousarray(_tile_view(image, plan))
+        _transform(alg.BT, tiles.reshape(points, -1), V[:, lo * per_image:hi * per_image])
+    _by_images(transform_inputs, plan, plan.C_in)
+    M = scratch.get("winograd M", (points, plan.T, K), x.dtype)
     parallel.batched_matmul(V, U, out=M)
-    Y = _transform(alg.KA, M.reshape(alg.alpha ** 2, -1), "winograd Y")  # (16, T K)
-    full = scratch.get("winograd full", plan.full_shape, x.dtype)
-    by_tile = _output_view(full, plan)
-    parallel.copyto(by_tile, Y.reshape(by_tile.shape))
-    computed = plan.output_region(full)
-    out = np.zeros((plan.N, plan.C_out, plan.OH, plan.OW), x.dtype)
-    parallel.copyto(out[:, :, :computed.shape[2], :computed.shape[3]], computed)
+    rows, cols = plan.computed
+    out = (np.empty if (rows, cols) == (plan.OH, plan.OW) else np.zeros)((plan.N, plan.C_out, plan.OH, plan.OW),
+                                                                         x.dtype)
+
+    def transform_outputs(lo, hi):          # M -> Y -> the outputs of images lo:hi
+        full = np.empty(plan.full_shape(hi - lo), x.dtype)
+        by_tile = _output_view(full, plan)
+        Y = np.empty(by_tile.shape, x.dtype)
+        _transform(alg.AT, M[:, lo * per_image:hi * per_image], Y)
+        np.copyto(by_tile, Y)
+        np.copyto(out[lo:hi, :, :rows, :cols], plan.output_region(full))
+    _by_images(transform_outputs, plan, K)
     return out, V
 
 
 def backward(g: np.ndarray, V: np.ndarray, U: np.ndarray, plan: Plan, need_x: bool, need_U: bool) -> tuple:
     """dL/dx (N, C_in, H, W) and dL/dU (a^2, C_in, K) from g = dL/dout (N, C_out, OH, OW)."""
-    alg, (TH, TW) = algorithm(plan.r), plan.tiles
-    full = scratch.get("winograd full", plan.full_shape, g.dtype, zero=True)
-    computed = plan.output_region(full)
-    parallel.copyto(computed, g[:, :, :computed.shape[2], :computed.shape[3]])
-    by_tile = _output_view(full, plan)
-    dY = scratch.get("winograd Y", by_tile.shape, g.dtype)
-    parallel.copyto(dY, by_tile)
-    dM = _transform(alg.KA.T, dY.reshape(TILE * TILE, -1), "winograd M")
-    dM = dM.reshape(alg.alpha ** 2, plan.T, -1)                                      # (a^2, T, K)
+    alg, per_image, (TH, TW) = algorithm(plan.r), plan.tiles_per_image, plan.tiles
+    points, K = alg.alpha ** 2, U.shape[2]
+    dM = scratch.get("winograd M", (points, plan.T, K), g.dtype)
+    rows, cols = plan.computed
+
+    def transform_output_grads(lo, hi):     # g[lo:hi] -> dY -> dM
+        full = np.zeros(plan.full_shape(hi - lo), g.dtype)
+        computed = plan.output_region(full)
+        np.copyto(computed, g[lo:hi, :, :rows, :cols].copy())                              # as in forward
+        dY = np.ascontiguousarray(_output_view(full, plan))
+        _transform(alg.AT.T, dY, dM[:, lo * per_image:hi * per_image])
+    _by_images(transform_output_grads, plan, K)
     dU = parallel.batched_matmul(V.transpose(0, 2, 1), dM) if need_U else None
     if not need_x:
         return None, dU
-    dV = scratch.get("winograd V", dM.shape[:2] + U.shape[1:2], g.dtype)           # (a^2, T, C_in)
+    dV = scratch.get("winograd V", (points, plan.T, plan.C_in), g.dtype)
     parallel.batched_matmul(dM, U.transpose(0, 2, 1), out=dV)
-    dtiles = _transform(alg.KB.T, dV.reshape(alg.alpha ** 2, -1), "winograd tiles")
-    dtiles = dtiles.reshape(alg.alpha, alg.alpha, plan.N, TH, TW, plan.C_in)
-    image = scratch.get("winograd image", plan.image_shape, g.dtype)
-    tiles, core, edge = _tile_view(image, plan), slice(0, TILE), slice(TILE, alg.alpha)
-
-    def add_tiles(lo, hi):      # tiles overlap by r - 1 rows: copy the TILE x TILE cores, add the edges
-        image[lo:hi, TILE * TH:], image[lo:hi, :, TILE * TW:] = 0, 0      # only edges reach these
-        np.copyto(tiles[core, core, lo:hi], dtiles[core, core, lo:hi])
-        for rows, cols in ((edge, core), (core, edge), (edge, edge)):
-            target = tiles[rows, cols, lo:hi]
-            np.add(target, dtiles[rows, cols, lo:hi], out=target)
-    parallel.for_blocks(add_tiles, plan.N, work=dtiles.size)
     dx = np.empty((plan.N, plan.C_in, plan.H, plan.W), g.dtype)
-    parallel.copyto(dx, plan.input_region(image))
+    core, edge = slice(0, TILE), slice(TILE, alg.alpha)
+
+    def transform_input_grads(lo, hi):      # dV -> dtiles -> the tiles added up -> dx[lo:hi]
+        image = np.empty(plan.image_shape(hi - lo), g.dtype)
+        image[:, TILE * TH:], image[:, :, TILE * TW:] = 0, 0          # only tile edges reach these
+        tiles = _tile_view(image, plan)
+        dtiles = np.empty(tiles.shape, g.dtype)
+        _transform(alg.BT.T, dV[:, lo * per_image:hi * per_image], dtiles)
+        np.copyto(tiles[core, core], dtiles[core, core])  # tiles overlap by r - 1: copy the cores, add the edges
+        for ys, xs in ((edge, core), (core, edge), (edge, edge)):
+            np.add(tiles[ys, xs], dtiles[ys, xs], out=tiles[ys, xs])
+        np.copyto(dx[lo:hi], plan.input_region(image))
+    _by_images(transform_input_grads, plan, plan.C_in)
     return dx, dU

@@ -185,3 +185,18 @@ def test_adam_steps_the_same_with_two_threads(threads):
         assert (runs != []) == (n > 1)
     for one, two in zip(params[1], params[2]):
         np.testing.assert_array_equal(two, one)
+
+
+@pytest.mark.parametrize("shape", [(5, 200, 64, 96), (25, 48, 64, 80), (1, 900, 128, 64)])
+def test_batched_matmul_in_blocks_equals_numpy(threads, shape):
+    """Blocks of the B M rows: whole products and parts of one at a block's ends."""
+    runs = threads(2)
+    B, M, K, N = shape
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((B, M, K), dtype=np.float32), rng.standard_normal((B, K, N), dtype=np.float32)
+    out = np.full((B, M, N), np.nan, np.float32)
+    assert parallel.batched_matmul(a, b, out=out) is out
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(parallel.batched_matmul(a.transpose(0, 2, 1).copy().transpose(0, 2, 1), b),
+                               a @ b, rtol=1e-5, atol=1e-4)
+    assert runs, "the products were not split"
