@@ -194,7 +194,7 @@ def _output_view(full: np.ndarray, plan: Plan) -> np.ndarray:
 def _transform(matrix: np.ndarray, a: np.ndarray, out: np.ndarray) -> None:
     """out = (matrix (x) matrix) @ a for matrix (P, Q), a (Q^2, ...) and out (P^2, ...), the trailing axes
     read as one: out[i, j] = sum_kl matrix[i, k] matrix[j, l] a[k, l], as matrix along one tile axis
-    and then the other (2 P Q (P + Q) multiply-adds per column against 2 P^2 Q^2), CHUNK columns at a time."""
+    and then the other (P Q (P + Q) multiply-adds per column against P^2 Q^2), CHUNK columns at a time."""
     matrix = _cast(matrix, a)
     (P, Q), X = matrix.shape, a.size // matrix.shape[1] ** 2
     by_axes, out_axes = a.reshape(Q, Q, X), out.reshape(P, P, X)
