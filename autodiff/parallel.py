@@ -191,14 +191,13 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray = None) -> np.ndarray:
         return np.matmul(a, b, out=out)
     if out is None:
         out = np.empty((M, N), np.result_type(a, b))
-    edges = [ALIGN * round(length * i / blocks / ALIGN) for i in range(blocks)] + [length]
 
     def product(lo, hi):
         if by_rows:
             np.matmul(a[lo:hi], b, out=out[lo:hi])
         else:
             np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
-    _run([(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo], product)
+    _aligned_blocks(product, length, blocks)
     return out
 
 
@@ -226,12 +225,18 @@ def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray = None) -> np.n
         if stop:
             np.matmul(a[last, :stop], b[last], out=out[last, :stop])
     blocks = _block_count(B * M // MIN_BLOCK_ROWS, flops, MIN_BLOCK_FLOPS)
-    edges = [min(B * M, ALIGN * round(B * M * i / blocks / ALIGN)) for i in range(blocks)] + [B * M]
     if blocks == 1:
         products(0, B * M)
     else:
-        _run([(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo], products)
+        _aligned_blocks(products, B * M, blocks)
     return out
+
+
+def _aligned_blocks(body, length: int, blocks: int) -> None:
+    """body(lo, hi) over `blocks` slices of range(length) (rows of a product), edges at multiples of
+    ALIGN; each slice is >= MIN_BLOCK_ROWS long (the callers' block counts), so edges stay in range."""
+    edges = [ALIGN * round(length * i / blocks / ALIGN) for i in range(blocks)] + [length]
+    _run([(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo], body)
 
 
 # ==================================================================== array helpers

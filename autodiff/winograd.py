@@ -248,8 +248,8 @@ def forward(x: np.ndarray, U: np.ndarray, plan: Plan) -> tuple:
     M = scratch.get("winograd M", (points, plan.T, K), x.dtype)
     parallel.batched_matmul(V, U, out=M)
     rows, cols = plan.computed
-    out = (np.empty if (rows, cols) == (plan.OH, plan.OW) else np.zeros)((plan.N, plan.C_out, plan.OH, plan.OW),
-                                                                         x.dtype)
+    out_shape = (plan.N, plan.C_out, plan.OH, plan.OW)
+    out = np.empty(out_shape, x.dtype) if (rows, cols) == out_shape[2:] else np.zeros(out_shape, x.dtype)
 
     def transform_outputs(lo, hi):          # M -> Y -> the outputs of images lo:hi
         full = np.empty(plan.full_shape(hi - lo), x.dtype)
