@@ -3,16 +3,18 @@
     from autodiff import Tensor, no_grad, gradcheck
     import autodiff.functional as F
 
-Imports NumPy and the standard library, nothing else. Importing it sets glibc's malloc to keep freed
-memory for the next step (autodiff/memory.py; NUMPY_DL_LAB_KEEP_MEMORY=0 opts out).
+The reference engine imports NumPy and the standard library, nothing else. The fast backend
+(autodiff/fast) plugs in beside it: NUMPY_DL_LAB_BACKEND=reference|fast (default fast) or
+`autodiff.use_backend(...)` choose (autodiff/backend.py).
 """
-from .tensor import Tensor, no_grad, is_grad_enabled, unbroadcast
+from .tensor import Tensor, no_grad, enable_grad, is_grad_enabled, unbroadcast, grad
 from .gradcheck import gradcheck, GradcheckError
 from .graph import graph_str, print_graph, to_dot
 from . import functional
-from .memory import keep_freed_memory
+from .backend import use_backend, current_backend, backend_from_environment
 
-keep_freed_memory()      # freed arrays stay for the next step, no page faults (autodiff/memory.py)
+use_backend(backend_from_environment())
 
-__all__ = ["Tensor", "no_grad", "is_grad_enabled", "unbroadcast", "gradcheck", "GradcheckError",
-           "graph_str", "print_graph", "to_dot", "functional"]
+__all__ = ["Tensor", "no_grad", "enable_grad", "is_grad_enabled", "unbroadcast", "grad", "gradcheck",
+           "GradcheckError", "graph_str", "print_graph", "to_dot", "functional", "use_backend",
+           "current_backend"]

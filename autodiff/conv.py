@@ -11,39 +11,38 @@ Notation (used in every name below)
     conv2d:            OH = (H + 2 ph - dh (KH - 1) - 1) // sh + 1                (likewise OW)
     conv_transpose2d:  OH = (H - 1) sh - 2 ph + dh (KH - 1) + output_padding + 1
 
-The file reads in three parts.
-1. The reference: each op as the plain loops of its definition (`*_reference`, NumPy arrays, forward
-   only). They are the explanation and the tests' oracle; every fast op below must equal its reference.
-2. conv2d and conv_transpose2d on Tensors, through im2col and one matrix product (autodiff/im2col.py
-   holds im2col, col2im, the three products, the memory layouts and scratch buffers):
-       conv2d:   out = w @ im2col(x);   dL/dw = g @ im2col(x)^T;   dL/dx = col2im(w^T @ g)
-   Adjoint pairs: col2im is im2col's adjoint (overlapping windows ADD); conv_transpose2d IS conv2d's
-   input gradient, and its backward IS conv2d (dL/dx = conv2d(g, w)) plus conv2d's weight gradient
-   with the roles of image and output swapped.
-   Layers with >= 16 channels each way and a grid of at least 4 x 4 outputs take Winograd's minimal
-   filtering instead when it applies (autodiff/winograd.py): conv2d with stride 1 and a 3x3 to 5x5
-   kernel, conv_transpose2d with kernel 4 and stride 2. Same values up to float32 rounding, 2.5-6x
-   fewer multiplications.
-3. Pooling: a loop over the KH x KW kernel offsets, each a strided view of the whole batch.
+The file reads in four parts.
+1. The definitions as plain loops (`*_loops`, arrays, forward only): the explanation and the tests' oracle.
+2. im2col and col2im, an adjoint pair: im2col copies every KH x KW window of the padded image into a
+   column (N, C KH KW, OH OW); col2im adds each column back onto its window's pixels (a pixel in several
+   windows gets the SUM: overlapping windows add).
+3. Three ops that are each other's derivatives, so their backward rules are calls to one another:
+       conv2d(x, w)               = w @ im2col(x)                   dL/dx = conv_transpose2d(g, w)
+                                                                    dL/dw = conv2d_weight_grad(x, g)
+       conv_transpose2d(x, w)     = col2im(w^T @ x)                 dL/dx = conv2d(g, w)
+                                                                    dL/dw = conv2d_weight_grad(g, x)
+       conv2d_weight_grad(x, g)   = g @ im2col(x)^T  (summed over N)  dL/dx = conv_transpose2d(g, H)
+                                                                    dL/dg = conv2d(x, H)
+   (H: the gradient arriving at the weight gradient, in a second derivative.)
+4. Pooling, composed from pad, im2col and a max or a mean over each window's column.
 """
 from __future__ import annotations
 
 import itertools
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from . import im2col as fast
-from . import parallel, winograd
-from .norm import sum_per_channel
-from .tensor import Tensor
+from .backend import replaceable
+from .functional import pad
+from .tensor import Tensor, as_tensor
 
 
-# ==================================================================== 1. the reference: plain loops
-def conv2d_reference(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1)) -> np.ndarray:
+# ==================================================================== 1. the definitions, as loops
+def conv2d_loops(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1)) -> np.ndarray:
     """out[n, o, i, j] = b[o] + sum_{c,kh,kw} w[o, c, kh, kw] x_pad[n, c, i sh + kh dh, j sw + kw dw]."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    N, C_in, H, W = x.shape
-    C_out, _, KH, KW = w.shape
+    (N, C_in, H, W), (C_out, _, KH, KW) = x.shape, w.shape
     x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     OH, OW = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1, (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
     out = np.zeros((N, C_out, OH, OW), np.result_type(x, w))
@@ -53,29 +52,26 @@ def conv2d_reference(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1
     return out if b is None else out + b[None, :, None, None]
 
 
-def conv_transpose2d_reference(x, w, b=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
-                               dilation=(1, 1)) -> np.ndarray:
+def conv_transpose2d_loops(x, w, b=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
+                           dilation=(1, 1)) -> np.ndarray:
     """Each input pixel scatters x[n, c, i, j] w[c, :, kh, kw] onto output pixel (i sh - ph + kh dh,
     j sw - pw + kw dw) (the pixels that land in the padding are dropped)."""
     (sh, sw), (ph, pw), (oph, opw), (dh, dw) = stride, padding, output_padding, dilation
-    N, C_in, H, W = x.shape
-    _, C_out, KH, KW = w.shape
+    (N, C_in, H, W), (_, C_out, KH, KW) = x.shape, w.shape
     OH = (H - 1) * sh - 2 * ph + dh * (KH - 1) + oph + 1
     OW = (W - 1) * sw - 2 * pw + dw * (KW - 1) + opw + 1
     out = np.zeros((N, C_out, OH, OW), np.result_type(x, w))
-    for n, c, i, j, kh, kw in itertools.product(range(N), range(C_in), range(H), range(W),
-                                                range(KH), range(KW)):
+    for n, c, i, j, kh, kw in itertools.product(range(N), range(C_in), range(H), range(W), range(KH), range(KW)):
         oi, oj = i * sh - ph + kh * dh, j * sw - pw + kw * dw
         if 0 <= oi < OH and 0 <= oj < OW:
             out[n, :, oi, oj] += x[n, c, i, j] * w[c, :, kh, kw]
     return out if b is None else out + b[None, :, None, None]
 
 
-def pool2d_reference(x, kernel_size: int, stride: int, padding: int, reduce=np.max) -> np.ndarray:
-    """out[n, c, i, j] = reduce of the KH x KW window at (i s, j s) of x padded with -inf (max) or 0
+def pool2d_loops(x, kernel_size: int, stride: int, padding: int, reduce=np.max) -> np.ndarray:
+    """out[n, c, i, j] = reduce of the k x k window at (i s, j s) of x padded with -inf (max) or 0
     (mean, counting the padding as PyTorch's count_include_pad=True)."""
-    N, C, H, W = x.shape
-    k, s, p = kernel_size, stride, padding
+    (N, C, H, W), k, s, p = x.shape, kernel_size, stride, padding
     x_pad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf if reduce is np.max else 0)
     OH, OW = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
     out = np.zeros((N, C, OH, OW), x.dtype)
@@ -84,292 +80,214 @@ def pool2d_reference(x, kernel_size: int, stride: int, padding: int, reduce=np.m
     return out
 
 
-# ==================================================================== 2. conv2d and conv_transpose2d: argument checking
-def _pair(value, name: str, op: str, minimum: int) -> tuple:
+# ==================================================================== 2. im2col and col2im (adjoints)
+def _windows(image: np.ndarray, KH, KW, stride, dilation, OH, OW) -> np.ndarray:
+    """A strided view (no copy) of every window of a padded image: (N, C, KH, KW, OH, OW)."""
+    (sh, sw), (dh, dw) = stride, dilation
+    view = sliding_window_view(image, (dh * (KH - 1) + 1, dw * (KW - 1) + 1), axis=(2, 3), writeable=True)
+    view = view[:, :, :(OH - 1) * sh + 1:sh, :(OW - 1) * sw + 1:sw, ::dh, ::dw]    # (N, C, OH, OW, KH, KW)
+    return view.transpose(0, 1, 4, 5, 2, 3)
+
+
+def im2col(x: Tensor, kernel, stride, padding, dilation, grid=None) -> Tensor:
+    """(N, C, H, W) -> cols (N, C KH KW, OH OW): column l holds the window at output position l.
+    `grid` (OH, OW) defaults to the conv2d output size (a transposed conv may use fewer rows)."""
+    x, (KH, KW), (ph, pw) = as_tensor(x), kernel, padding
+    N, C, H, W = x.shape
+    OH, OW = grid or _conv_size((H, W), (KH, KW), stride, padding, dilation)
+    image = np.pad(x.data, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = _windows(image, KH, KW, stride, dilation, OH, OW).reshape(N, C * KH * KW, OH * OW)
+    out = Tensor._make(cols, (x,), "im2col")
+    out._backward = lambda g, x, out: col2im(g, x.shape, (OH, OW), kernel, stride, padding, dilation)
+    return out
+
+
+def col2im(cols: Tensor, image_shape: tuple, grid, kernel, stride, padding, dilation) -> Tensor:
+    """cols (N, C KH KW, OH OW) -> the image (N, C, H, W): each column ADDED back onto its window."""
+    cols, (KH, KW), (ph, pw), (OH, OW) = as_tensor(cols), kernel, padding, grid
+    N, C, H, W = image_shape
+    image = np.zeros((N, C, H + 2 * ph, W + 2 * pw), cols.dtype)
+    windows = _windows(image, KH, KW, stride, dilation, OH, OW)        # a view: writes reach `image`
+    by_tap = cols.data.reshape(N, C, KH, KW, OH, OW)
+    for kh, kw in itertools.product(range(KH), range(KW)):          # windows of one tap never overlap
+        windows[:, :, kh, kw] += by_tap[:, :, kh, kw]
+    out = Tensor._make(image[:, :, ph:ph + H, pw:pw + W].copy(), (cols,), "col2im")
+    out._backward = lambda g, cols, out: im2col(g, kernel, stride, padding, dilation, (OH, OW))
+    return out
+
+
+# ==================================================================== 3. conv2d, its transpose, its weight gradient
+@replaceable("conv2d")
+def conv2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0, dilation=1) -> Tensor:
+    r"""2-D cross-correlation (PyTorch's conv2d), NCHW: x (N, C_in, H, W), w (C_out, C_in, KH, KW),
+    b (C_out,) or None -> (N, C_out, OH, OW); stride, padding, dilation: an int or an (h, w) pair.
+        out[n] = w (C_out, C_in KH KW) @ im2col(x)[n] + b
+    dL/dx = conv_transpose2d(g, w) (conv2d's adjoint), dL/dw = conv2d_weight_grad(x, g), dL/db = sum of g."""
+    x, w, stride, padding, dilation = _checked("conv2d", x, w, b, stride, padding, dilation, transposed=False)
+    (N, _, H, W), (C_out, _, KH, KW) = x.shape, w.shape
+    cols = im2col(x.data, (KH, KW), stride, padding, dilation).data               # (N, C_in KH KW, OH OW)
+    data = (w.data.reshape(C_out, -1) @ cols).reshape(N, C_out, *_conv_size((H, W), (KH, KW), stride, padding, dilation))
+    out = _with_bias("conv2d", data, x, w, b)
+    extra = tuple(n - _transposed_size(o, k, s, p, d, 0)                # output_padding that gives back H, W
+                  for n, o, k, s, p, d in zip((H, W), data.shape[2:], (KH, KW), stride, padding, dilation))
+    out._backward = (lambda g, x, w, *b: conv_transpose2d(g, w, None, stride, padding, extra, dilation),
+                     lambda g, x, w, *b: conv2d_weight_grad(x, g, (KH, KW), stride, padding, dilation),
+                     lambda g, *inputs: g.sum(axis=(0, 2, 3)))
+    return out
+
+
+@replaceable("conv_transpose2d")
+def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0, output_padding=0,
+                     dilation=1) -> Tensor:
+    r"""2-D transposed convolution (PyTorch's conv_transpose2d), NCHW: x (N, C_in, H, W),
+    w (C_in, C_out, KH, KW), b (C_out,) or None -> (N, C_out, OH, OW). Every input pixel scatters
+    x[n, c, i, j] w[c, :, kh, kw] onto output pixel (i sh - ph + kh dh, j sw - pw + kw dw); output_padding
+    (< max(stride, dilation), as PyTorch) lengthens the bottom/right edge, to pick among the sizes that a
+    conv2d maps to H. It is conv2d's input gradient:
+        out[n] = col2im(w^T (C_out KH KW, C_in) @ x[n] (C_in, H W))
+    dL/dx = conv2d(g, w), dL/dw = conv2d_weight_grad(g, x) (image and grid swap roles), dL/db = sum of g."""
+    x, w, stride, padding, dilation, output_padding = _checked(
+        "conv_transpose2d", x, w, b, stride, padding, dilation, transposed=True, output_padding=output_padding)
+    (N, C_in, H, W), (_, C_out, KH, KW) = x.shape, w.shape
+    OH, OW = (_transposed_size(n, k, s, p, d, e) for n, k, s, p, d, e
+              in zip((H, W), (KH, KW), stride, padding, dilation, output_padding))
+    cols = w.data.reshape(C_in, -1).T @ x.data.reshape(N, C_in, H * W)          # (N, C_out KH KW, H W)
+    data = col2im(cols, (N, C_out, OH, OW), (H, W), (KH, KW), stride, padding, dilation).data
+    out = _with_bias("conv_transpose2d", data, x, w, b)
+    out._backward = (lambda g, x, w, *b: conv2d(g, w, None, stride, padding, dilation)[:, :, :H, :W],
+                     lambda g, x, w, *b: conv2d_weight_grad(g, x, (KH, KW), stride, padding, dilation),
+                     lambda g, *inputs: g.sum(axis=(0, 2, 3)))
+    return out
+
+
+def conv2d_weight_grad(x: Tensor, g: Tensor, kernel, stride, padding, dilation) -> Tensor:
+    """conv2d's weight gradient as an op: sum over n of g[n] (C_out, OH OW) @ im2col(x)[n]^T
+    -> (C_out, C_in, KH, KW). Bilinear in (x, g): dL/dx = conv_transpose2d(g, H), dL/dg = conv2d(x, H)."""
+    x, g = as_tensor(x), as_tensor(g)
+    (N, C_in, H, W), C_out = x.shape, g.shape[1]
+    cols = im2col(x.data, kernel, stride, padding, dilation, g.shape[2:]).data       # (N, C_in KH KW, OH OW)
+    data = np.tensordot(g.data.reshape(N, C_out, -1), cols, axes=([0, 2], [0, 2])).reshape(C_out, C_in, *kernel)
+    out = Tensor._make(data, (x, g), "conv2d_weight_grad")
+    extra = tuple(n - _transposed_size(o, k, s, p, d, 0)
+                  for n, o, k, s, p, d in zip((H, W), g.shape[2:], kernel, stride, padding, dilation))
+    out._backward = (lambda h, x, g, out: conv_transpose2d(g, h, None, stride, padding, extra, dilation),
+                     lambda h, x, g, out: conv2d(x, h, None, stride, padding, dilation))
+    return out
+
+
+# ---------------------------------------------------------------- sizes and argument checks
+def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _conv_size(hw, kernel, stride, padding, dilation) -> tuple:
+    return tuple(_out_size(n, k, s, p, d) for n, k, s, p, d in zip(hw, kernel, stride, padding, dilation))
+
+
+def _transposed_size(size: int, k: int, s: int, p: int, d: int, extra: int) -> int:
+    return (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
+
+
+def _with_bias(op: str, data: np.ndarray, x: Tensor, w: Tensor, b) -> Tensor:
+    if b is None:
+        return Tensor._make(data, (x, w), op)
+    return Tensor._make(data + b.data[:, None, None], (x, w, b), op)
+
+
+def pair(value, name: str, op: str, minimum: int) -> tuple:
     """An int or an (h, w) pair of ints, each >= minimum."""
     try:
-        pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+        pair_ = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
     except TypeError:
-        pair = ()
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                 for v in pair):
+        pair_ = ()
+    if len(pair_) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair_):
         raise ValueError(f"{op}: {name} must be an int or a pair of ints (h, w), got {value!r}")
-    if min(pair) < minimum:
+    if min(pair_) < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
-    return int(pair[0]), int(pair[1])
+    return int(pair_[0]), int(pair_[1])
 
 
-def _check_4d(op: str, x: Tensor, layout: str) -> None:
+def _checked(op, x, w, b, stride, padding, dilation, transposed: bool, output_padding=0) -> tuple:
+    """Shapes, dtypes and geometry checked once, for both convolutions and their fast versions."""
+    x, w = as_tensor(x), as_tensor(w)
+    w_layout = "(C_in, C_out, KH, KW)" if transposed else "(C_out, C_in, KH, KW)"
     if x.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input {layout}, got shape {tuple(x.shape)}")
-
-
-def _check_weight_and_bias(op: str, x: Tensor, w: Tensor, b, w_layout: str, in_axis: int,
-                           out_axis: int) -> None:
+        raise ValueError(f"{op}: expected a 4-D input (N, C_in, H, W), got shape {tuple(x.shape)}")
     if w.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D weight {w_layout}, got shape {tuple(w.shape)}")
+    in_axis, out_axis = (0, 1) if transposed else (1, 0)
     if x.shape[1] != w.shape[in_axis]:
         raise ValueError(f"{op}: input has {x.shape[1]} channels (shape {tuple(x.shape)}) but the weight "
                          f"{w_layout} = {tuple(w.shape)} expects {w.shape[in_axis]}")
     if x.dtype != w.dtype:
-        raise TypeError(f"{op}: input dtype {x.dtype} and weight dtype {w.dtype} differ; cast one "
-                        f"(no silent upcasting)")
+        raise TypeError(f"{op}: input dtype {x.dtype} and weight dtype {w.dtype} differ; cast one (no silent upcasting)")
     if b is not None and tuple(b.shape) != (w.shape[out_axis],):
-        raise ValueError(f"{op}: bias must have shape ({w.shape[out_axis]},) (one per output channel), "
-                         f"got {tuple(b.shape)}")
+        raise ValueError(f"{op}: bias must have shape ({w.shape[out_axis]},) (one per output channel), got {tuple(b.shape)}")
+    stride, padding = pair(stride, "stride", op, 1), pair(padding, "padding", op, 0)
+    dilation = pair(dilation, "dilation", op, 1)
+    if not transposed:
+        OH, OW = _conv_size(x.shape[2:], w.shape[2:], stride, padding, dilation)
+        if OH < 1 or OW < 1:
+            span = tuple(d * (k - 1) + 1 for d, k in zip(dilation, w.shape[2:]))
+            raise ValueError(f"{op}: kernel (KH, KW) = {tuple(w.shape[2:])} with dilation {dilation} spans {span} "
+                             f"but the padded input is {tuple(n + 2 * p for n, p in zip(x.shape[2:], padding))} "
+                             f"(input shape {tuple(x.shape)}, padding {padding}); the output (OH, OW) would be "
+                             f"({OH}, {OW})")
+        return x, w, stride, padding, dilation
+    output_padding = pair(output_padding, "output_padding", op, 0)
+    if any(e >= max(s, d) for e, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(f"{op}: output_padding {output_padding} must be smaller than max(stride, dilation) "
+                         f"= {tuple(max(s, d) for s, d in zip(stride, dilation))}")
+    size = [_transposed_size(*a) for a in zip(x.shape[2:], w.shape[2:], stride, padding, dilation, output_padding)]
+    if min(size) < 1:
+        raise ValueError(f"{op}: output (OH, OW) would be {tuple(size)} for input shape {tuple(x.shape)}, kernel "
+                         f"{w.shape[2:]}, stride {stride}, padding {padding}, dilation {dilation}; padding is too large")
+    return x, w, stride, padding, dilation, output_padding
 
 
-def _conv_out_size(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+# ==================================================================== 4. pooling
+def pool_geometry(op: str, x: Tensor, kernel_size, stride, padding) -> tuple:
+    """-> (kernel, stride, padding, (OH, OW)), checked; stride defaults to the kernel size."""
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+    kernel = pair(kernel_size, "kernel_size", op, 1)
+    stride = pair(kernel_size if stride is None else stride, "stride", op, 1)
+    padding = pair(padding, "padding", op, 0)
+    if 2 * padding[0] > kernel[0] or 2 * padding[1] > kernel[1]:
+        raise ValueError(f"{op}: padding {padding} must be at most half the kernel {kernel}")
+    size = tuple(_out_size(n, k, s, p, 1) for n, k, s, p in zip(x.shape[2:], kernel, stride, padding))
+    if min(size) < 1:
+        raise ValueError(f"{op}: kernel {kernel} is larger than the padded input "
+                         f"{tuple(n + 2 * p for n, p in zip(x.shape[2:], padding))} (input shape {tuple(x.shape)}); "
+                         f"the output (OH, OW) would be {size}")
+    return kernel, stride, padding, size
 
 
-# ==================================================================== conv2d
-def conv2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0, dilation=1) -> Tensor:
-    r"""2-D cross-correlation (PyTorch's conv2d), NCHW.
-
-    x: (N, C_in, H, W);  w: (C_out, C_in, KH, KW);  b: (C_out,) or None  ->  (N, C_out, OH, OW) with
-        out[n, o, i, j] = b[o] + sum_{c,kh,kw} w[o, c, kh, kw] * x_pad[n, c, i*sh + kh*dh, j*sw + kw*dw]
-        OH = (H + 2*ph - dh*(KH-1) - 1) // sh + 1   (likewise OW)
-    stride, padding, dilation: int or (h, w) pair.
-    Backward: dL/dw = g @ cols^T, dL/dx = col2im(w^T @ g) (= conv_transpose2d of g), dL/db = sum of g.
-    Must equal conv2d_reference.
-    """
-    op = "conv2d"
-    _check_4d(op, x, "(N, C_in, H, W)")
-    _check_weight_and_bias(op, x, w, b, "(C_out, C_in, KH, KW)", in_axis=1, out_axis=0)
-    (sh, sw), (ph, pw), (dh, dw) = (_pair(stride, "stride", op, 1), _pair(padding, "padding", op, 0),
-                                    _pair(dilation, "dilation", op, 1))
-    N, C_in, H, W = x.shape
-    C_out, _, KH, KW = w.shape
-    OH, OW = _conv_out_size(H, KH, sh, ph, dh), _conv_out_size(W, KW, sw, pw, dw)
-    if OH < 1 or OW < 1:
-        raise ValueError(f"{op}: kernel (KH, KW) = ({KH}, {KW}) with dilation ({dh}, {dw}) spans "
-                         f"({dh * (KH - 1) + 1}, {dw * (KW - 1) + 1}) but the padded input is "
-                         f"({H + 2 * ph}, {W + 2 * pw}) (input shape {tuple(x.shape)}, padding "
-                         f"({ph}, {pw})); the output (OH, OW) would be ({OH}, {OW})")
-    if winograd.applies(w.shape, (sh, sw), (dh, dw), transposed=False, grid=(N, OH, OW), dtype=x.dtype):
-        return _winograd(op, x, w, b, winograd.Plan(1, KH, N, C_in, C_out, H, W, ph, pw, OH, OW))
-    # the windows slide over the input image (H, W); their positions are the output grid (OH, OW)
-    windows = fast.Windows(N=N, C=C_in, IH=H, IW=W, KH=KH, KW=KW, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw,
-                           GH=OH, GW=OW)
-    cols = fast.im2col(x.data, windows)                              # (K, M), K = C_in KH KW, M = N OH OW
-    out_matrix = fast.conv2d_forward(cols, w.data)                   # (C_out, M)
-    saved_cols = cols if w.requires_grad else None                  # only dL/dw needs them
-    if b is not None:
-        out_matrix += b.data[:, None]
-    parents = (x, w) if b is None else (x, w, b)
-    out = Tensor._make(fast.grid_image(out_matrix, windows), parents, op)     # (N, C_out, OH, OW)
-    if not out.requires_grad:
-        return out
-
-    def _backward(out):
-        g_matrix = fast.grid_matrix(out.grad, windows, tag="g")                 # (C_out, M)
-        if w.requires_grad:
-            w._accumulate(fast.conv2d_weight_grad(g_matrix, saved_cols, w.shape))
-        if b is not None and b.requires_grad:
-            b._accumulate(g_matrix.sum(axis=1))
-        if x.requires_grad:
-            x._accumulate(fast.conv2d_input_grad(g_matrix, w.data, windows))
-    out._backward = _backward
-    return out
-
-
-# ==================================================================== conv_transpose2d
-def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0, output_padding=0,
-                     dilation=1) -> Tensor:
-    r"""2-D transposed convolution (PyTorch's conv_transpose2d), NCHW: the adjoint of conv2d.
-
-    x: (N, C_in, H, W);  w: (C_in, C_out, KH, KW);  b: (C_out,) or None  ->  (N, C_out, OH, OW) with
-        OH = (H-1)*stride - 2*padding + dilation*(KH-1) + output_padding + 1   (likewise OW).
-    Every input pixel scatters x[n, c, i, j] * w[c, :, kh, kw] onto output pixel
-    (i*sh - ph + kh*dh, j*sw - pw + kw*dw). output_padding (< max(stride, dilation), as in PyTorch)
-    only lengthens the bottom/right edge, to pick among the input sizes a conv2d maps to H.
-
-    As the adjoint of conv2d with the same w (read as conv2d's (C_out, C_in, KH, KW) = this C_in,
-    this C_out), on the image of conv_transpose2d's output:
-        forward        = conv2d's input gradient, col2im(w^T @ x)
-        dL/dx          = conv2d(g, w)                 (conv2d's forward: w @ im2col(g))
-        dL/dw          = conv2d's weight gradient with the roles swapped: x @ im2col(g)^T
-    Must equal conv_transpose2d_reference.
-    """
-    op = "conv_transpose2d"
-    _check_4d(op, x, "(N, C_in, H, W)")
-    _check_weight_and_bias(op, x, w, b, "(C_in, C_out, KH, KW)", in_axis=0, out_axis=1)
-    (sh, sw), (ph, pw), (dh, dw) = (_pair(stride, "stride", op, 1), _pair(padding, "padding", op, 0),
-                                    _pair(dilation, "dilation", op, 1))
-    oph, opw = _pair(output_padding, "output_padding", op, 0)
-    if oph >= max(sh, dh) or opw >= max(sw, dw):
-        raise ValueError(f"{op}: output_padding ({oph}, {opw}) must be smaller than max(stride, "
-                         f"dilation) = ({max(sh, dh)}, {max(sw, dw)})")
-    N, C_in, H, W = x.shape
-    _, C_out, KH, KW = w.shape
-    OH = (H - 1) * sh - 2 * ph + dh * (KH - 1) + oph + 1
-    OW = (W - 1) * sw - 2 * pw + dw * (KW - 1) + opw + 1
-    if OH < 1 or OW < 1:
-        raise ValueError(f"{op}: output (OH, OW) would be ({OH}, {OW}) for input shape {tuple(x.shape)}, "
-                         f"kernel ({KH}, {KW}), stride ({sh}, {sw}), padding ({ph}, {pw}), "
-                         f"dilation ({dh}, {dw}); padding is too large")
-    if winograd.applies(w.shape, (sh, sw), (dh, dw), transposed=True, grid=(N, H + 1, W + 1),
-                        dtype=x.dtype):
-        return _winograd(op, x, w, b, winograd.Plan(2, 2, N, C_in, C_out, H, W, ph, pw, OH, OW))
-    # The adjoint conv2d's windows slide over this op's OUTPUT image (OH, OW), and their positions
-    # are this op's input grid (H, W).
-    windows = fast.Windows(N=N, C=C_out, IH=OH, IW=OW, KH=KH, KW=KW, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh,
-                           dw=dw, GH=H, GW=W)
-    x_matrix = fast.grid_matrix(x.data, windows)                              # (C_in, M), M = N H W
-    data = fast.conv2d_input_grad(x_matrix, w.data, windows)                  # col2im(w^T @ x)
-    if b is not None:
-        data += b.data[:, None, None]
-    parents = (x, w) if b is None else (x, w, b)
-    out = Tensor._make(data, parents, op)
-    if not out.requires_grad:
-        return out
-
-    def _backward(out):
-        if b is not None and b.requires_grad:
-            b._accumulate(sum_per_channel(out.grad))
-        if not (x.requires_grad or w.requires_grad):
-            return
-        g_cols = fast.im2col(out.grad, windows, tag="cols")                   # (C_out KH KW, M)
-        if x.requires_grad:                                                   # = conv2d(g, w)
-            x._accumulate(fast.grid_image(fast.conv2d_forward(g_cols, w.data), windows))
-        if w.requires_grad:                                                   # roles swapped
-            w._accumulate(fast.conv2d_weight_grad(x_matrix, g_cols, w.shape))
-    out._backward = _backward
-    return out
-
-
-def _winograd(op: str, x: Tensor, w: Tensor, b, plan) -> Tensor:
-    """conv2d (stride 1, kernel 3x3 to 5x5) or conv_transpose2d (kernel 4, stride 2) by Winograd's minimal
-    filtering (autodiff/winograd.py): the same values as im2col's path, 2.5-6x fewer multiplications."""
-    U = winograd.kernel_transform(w.data, plan)                     # (a^2, C_in, K)
-    data, V = winograd.forward(x.data, U, plan)
-    if b is not None:
-        data += b.data[:, None, None]
-    saved_V = V if w.requires_grad else None                        # only dL/dw needs it
-    out = Tensor._make(data, (x, w) if b is None else (x, w, b), op)
-    if not out.requires_grad:
-        return out
-
-    def _backward(out):
-        if b is not None and b.requires_grad:
-            b._accumulate(sum_per_channel(out.grad))
-        if not (x.requires_grad or w.requires_grad):
-            return
-        dx, dU = winograd.backward(out.grad, saved_V, U, plan, x.requires_grad, w.requires_grad)
-        if x.requires_grad:
-            x._accumulate(dx)
-        if w.requires_grad:
-            w._accumulate(winograd.kernel_transform_adjoint(dU, plan, w.shape))
-    out._backward = _backward
-    return out
-
-
-# ==================================================================== 3. pooling
-def _pool_geometry(op: str, x: Tensor, kernel_size, stride, padding) -> tuple:
-    _check_4d(op, x, "(N, C, H, W)")
-    KH, KW = _pair(kernel_size, "kernel_size", op, 1)
-    sh, sw = _pair(kernel_size if stride is None else stride, "stride", op, 1)
-    ph, pw = _pair(padding, "padding", op, 0)
-    if 2 * ph > KH or 2 * pw > KW:
-        raise ValueError(f"{op}: padding ({ph}, {pw}) must be at most half the kernel ({KH}, {KW})")
+def _window_columns(x: Tensor, kernel, stride, padding, fill: float) -> Tensor:
+    """Each channel's windows as columns: (N C, KH KW, OH OW), the padding filled with `fill`."""
     N, C, H, W = x.shape
-    OH, OW = _conv_out_size(H, KH, sh, ph, 1), _conv_out_size(W, KW, sw, pw, 1)
-    if OH < 1 or OW < 1:
-        raise ValueError(f"{op}: kernel ({KH}, {KW}) is larger than the padded input "
-                         f"({H + 2 * ph}, {W + 2 * pw}) (input shape {tuple(x.shape)}); "
-                         f"the output (OH, OW) would be ({OH}, {OW})")
-    return KH, KW, sh, sw, ph, pw, OH, OW
+    if padding != (0, 0):
+        x = pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2), value=fill)
+    return im2col(x.reshape(N * C, 1, *x.shape[2:]), kernel, stride, (0, 0), (1, 1))
 
 
-def _pool_offsets(image: np.ndarray, KH, KW, sh, sw, OH, OW):
-    """(kh, kw, strided view (N, C, OH, OW)) for each of the KH*KW kernel offsets."""
-    for kh in range(KH):
-        for kw in range(KW):
-            yield kh, kw, image[:, :, kh:kh + (OH - 1) * sh + 1:sh, kw:kw + (OW - 1) * sw + 1:sw]
-
-
-def _padded(a: np.ndarray, ph: int, pw: int, value: float) -> np.ndarray:
-    if ph == 0 and pw == 0:
-        return a
-    return np.pad(a, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
-
-
+@replaceable("max_pool2d")
 def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
-    r"""Max over each KH x KW window (padding with -inf; stride defaults to kernel_size).
-
-    x: (N, C, H, W) -> (N, C, OH, OW), OH = (H + 2*ph - KH) // sh + 1.
-    Backward: each window's gradient goes to its argmax, the first one (row-major) among ties, as
-    PyTorch; a pixel that is the argmax of several overlapping windows receives the sum. The argmax
-    is not stored: backward finds it again by comparing each kernel offset with the output.
-    (A window whose maximum is NaN passes no gradient.) Must equal pool2d_reference(..., np.max).
-    """
-    op = "max_pool2d"
-    KH, KW, sh, sw, ph, pw, OH, OW = _pool_geometry(op, x, kernel_size, stride, padding)
-    image = _padded(x.data, ph, pw, -np.inf)
-    best = np.empty((x.shape[0], x.shape[1], OH, OW), x.dtype)
-
-    def forward(lo, hi):                                       # images lo..hi (the engine's threads)
-        offsets = [view[lo:hi] for _, _, view in _pool_offsets(image, KH, KW, sh, sw, OH, OW)]
-        np.copyto(best[lo:hi], offsets[0])
-        for view in offsets[1:]:
-            np.maximum(best[lo:hi], view, out=best[lo:hi])     # one pass per kernel offset
-    parallel.for_blocks(forward, x.shape[0], work=image.size)
-    out = Tensor._make(best, (x,), op)
-
-    def _backward(out):
-        grad = np.empty(image.shape, out.grad.dtype)
-        overlapping = sh < KH or sw < KW
-        tiled = (sh, sw) == (KH, KW) and (OH * KH, OW * KW) == image.shape[2:]   # every pixel in one window
-
-        def backward(lo, hi):
-            g, taken = out.grad[lo:hi], None                   # taken: windows already routed
-            if not tiled:
-                grad[lo:hi] = 0
-            offsets = zip(_pool_offsets(image[lo:hi], KH, KW, sh, sw, OH, OW),
-                          _pool_offsets(grad[lo:hi], KH, KW, sh, sw, OH, OW))
-            for k, ((_, _, view), (_, _, target)) in enumerate(offsets):
-                is_argmax = view == best[lo:hi]
-                if taken is not None:
-                    np.greater(is_argmax, taken, out=is_argmax)    # is_argmax and not taken: first tie
-                if k == 0:
-                    taken = is_argmax.copy()
-                elif k < KH * KW - 1:
-                    taken |= is_argmax
-                if overlapping:                                # += : overlapping windows add
-                    np.add(target, g * is_argmax, out=target)
-                else:                                          # each pixel in one window at most
-                    np.multiply(g, is_argmax, out=target)
-        parallel.for_blocks(backward, x.shape[0], work=image.size)
-        x._accumulate(grad[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]])
-    out._backward = _backward
-    return out
+    """Max over each KH x KW window (padding with -inf; stride defaults to kernel_size): (N, C, H, W) ->
+    (N, C, OH, OW). The gradient goes to each window's first maximum (row-major), as PyTorch; a pixel
+    that is the maximum of several overlapping windows receives the sum."""
+    x = as_tensor(x)
+    kernel, stride, padding, (OH, OW) = pool_geometry("max_pool2d", x, kernel_size, stride, padding)
+    cols = _window_columns(x, kernel, stride, padding, -np.inf)
+    best = cols.data.argmax(axis=1)                                     # (N C, OH OW): the first maximum
+    rows, positions = np.ogrid[:best.shape[0], :best.shape[1]]
+    return cols[rows, best, positions].reshape(*x.shape[:2], OH, OW)
 
 
+@replaceable("avg_pool2d")
 def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
-    r"""Mean over each KH x KW window (zero padding counted, count_include_pad=True as PyTorch).
-
-    x: (N, C, H, W) -> (N, C, OH, OW): out = sum of the window / (KH*KW).
-    Backward: every pixel of a window gets g / (KH*KW); overlapping windows add.
-    Must equal pool2d_reference(..., np.mean).
-    """
-    op = "avg_pool2d"
-    KH, KW, sh, sw, ph, pw, OH, OW = _pool_geometry(op, x, kernel_size, stride, padding)
-    image = _padded(x.data, ph, pw, 0)
-    total = np.zeros((x.shape[0], x.shape[1], OH, OW), x.dtype)
-    for _, _, view in _pool_offsets(image, KH, KW, sh, sw, OH, OW):
-        total += view
-    out = Tensor._make(total / np.asarray(KH * KW, x.dtype), (x,), op)
-
-    def _backward(out):
-        share = out.grad / np.asarray(KH * KW, out.grad.dtype)
-        grad = np.zeros(image.shape, out.grad.dtype)
-        overlapping = sh < KH or sw < KW
-        for _, _, target in _pool_offsets(grad, KH, KW, sh, sw, OH, OW):
-            if overlapping:
-                target += share                                # overlapping windows add
-            else:
-                target[...] = share
-        x._accumulate(grad[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]])
-    out._backward = _backward
-    return out
+    """Mean over each KH x KW window, zero padding counted (count_include_pad=True, as PyTorch):
+    (N, C, H, W) -> (N, C, OH, OW). Every pixel of a window gets g / (KH KW); overlapping windows add."""
+    x = as_tensor(x)
+    kernel, stride, padding, (OH, OW) = pool_geometry("avg_pool2d", x, kernel_size, stride, padding)
+    return _window_columns(x, kernel, stride, padding, 0.0).mean(axis=1).reshape(*x.shape[:2], OH, OW)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tensor import Tensor, no_grad
+from .tensor import Tensor, grad, no_grad
 
 
 class GradcheckError(AssertionError):
@@ -50,18 +50,10 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 
         with no_grad():
             return sum(float(np.sum(w * out.data)) for w, out in zip(weights, _outputs(fn(*args))))
 
-    # analytic: backward of L = sum(w * f(x)), starting from clean gradients
-    saved = [inputs[i].grad for i in checked]
-    for i in checked:
-        inputs[i].grad = None
-    loss = sum(((out * Tensor(w)).sum() for out, w in zip(outputs, weights) if out.requires_grad),
-               Tensor(0.0))
-    if loss.requires_grad:
-        loss.backward()
-    analytic = {i: (inputs[i].grad if inputs[i].grad is not None else np.zeros_like(inputs[i].data))
-                for i in checked}
-    for i, g in zip(checked, saved):
-        inputs[i].grad = g
+    # analytic: the backward pass of L = sum(w * f(x)) (autodiff.grad: the inputs' .grad is not touched)
+    loss = sum(((out * Tensor(w)).sum() for out, w in zip(outputs, weights) if out.requires_grad), Tensor(0.0))
+    grads = grad(loss, [inputs[i] for i in checked], allow_unused=True) if loss.requires_grad else [None] * len(checked)
+    analytic = {i: np.zeros_like(inputs[i].data) if g is None else g.data for i, g in zip(checked, grads)}
 
     # numeric: central differences, one element at a time
     for i in checked:

@@ -7,22 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tensor import Tensor
+from .backend import replaceable
+from .tensor import Tensor, as_tensor
 
 
-# ==================================================================== batch norm
-def sum_per_channel(a: np.ndarray) -> np.ndarray:
-    """(N, C, ...) -> (C,): the sum over every axis but C (BatchNorm's statistics, a conv bias's
-    gradient). Each (n, c) row of H*W numbers is summed by one BLAS product with a vector of ones,
-    8x faster than a.sum(axis=(0, 2, 3)) or per-row sums, which step through short rows: 0.05 against
-    0.4 ms on (128, 64, 14, 14)."""
-    N, C = a.shape[:2]
-    if a.ndim > 2:
-        rows = a.reshape(N * C, int(np.prod(a.shape[2:])))
-        a = (rows @ np.ones(rows.shape[1], a.dtype)).reshape(N, C)
-    return a.sum(axis=0)
-
-
+@replaceable("batch_norm")
 def batch_norm(x: Tensor, gamma, beta, running_mean, running_var, training: bool,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     r"""Batch normalisation (PyTorch's F.batch_norm) for (N, C) or (N, C, H, W) input.
@@ -46,78 +35,66 @@ def batch_norm(x: Tensor, gamma, beta, running_mean, running_var, training: bool
         x_hat = (x - running_mean) / sqrt(running_var + eps),  y = gamma * x_hat + beta
         dx = g * gamma / sqrt(running_var + eps),  dgamma = sum(g * x_hat),  dbeta = sum(g)
     """
+    x = as_tensor(x)
+    C, n, shape, axes = _check(x, gamma, beta, running_mean, running_var, training)
+    if training:
+        mu, var = x.data.mean(axis=axes), x.data.var(axis=axes)
+        if running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += momentum * mu
+            running_var *= 1 - momentum
+            running_var += momentum * var * (n / (n - 1))           # unbiased, as PyTorch
+    else:                                                           # constants: copies, as they are now
+        mu, var = (np.array(a, x.dtype) for a in (running_mean, running_var))
+
+    def normalised(x):               # (x_hat, 1 / sqrt(var + eps)) on arrays or Tensors
+        if not training:
+            return (x - mu.reshape(shape)) * (var.reshape(shape) + eps) ** -0.5, (var.reshape(shape) + eps) ** -0.5
+        centred = x - x.mean(axis=axes, keepdims=True)
+        inv_std = ((centred * centred).mean(axis=axes, keepdims=True) + eps) ** -0.5
+        return centred * inv_std, inv_std
+
+    def dx(g, x, *rest):                           # rest: gamma (if given), beta (if given), out
+        x_hat, inv_std = normalised(x)
+        scale = inv_std if gamma is None else rest[0].reshape(shape) * inv_std    # gamma / sqrt(var + eps)
+        if not training:
+            return g * scale
+        return scale * (g - g.mean(axis=axes, keepdims=True) - x_hat * (g * x_hat).mean(axis=axes, keepdims=True))
+
+    y = (x.data - mu.reshape(shape)) / np.sqrt(var.reshape(shape) + x.dtype.type(eps))
+    rules = [dx]
+    if gamma is not None:
+        y = y * gamma.data.reshape(shape)
+        rules.append(lambda g, x, *rest: (g * normalised(x)[0]).sum(axis=axes))
+    if beta is not None:
+        y = y + beta.data.reshape(shape)
+        rules.append(lambda g, *inputs: g.sum(axis=axes))
+    out = Tensor._make(y, tuple(t for t in (x, gamma, beta) if t is not None), "batch_norm")
+    out._backward = tuple(rules)
+    return out
+
+
+def _check(x: Tensor, gamma, beta, running_mean, running_var, training: bool) -> tuple:
+    """-> (C, n values per channel, the shape a (C,) array broadcasts as, the axes of the statistics)."""
     op = "batch_norm"
     if x.ndim not in (2, 4):
         raise ValueError(f"{op}: expected (N, C) or (N, C, H, W) input, got shape {tuple(x.shape)}")
     C = x.shape[1]
-    for name, t in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
-                    ("running_var", running_var)):
+    for name, t in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
         if t is not None and tuple(t.shape) != (C,):
-            raise ValueError(f"{op}: {name} must have shape ({C},) for input of shape "
-                             f"{tuple(x.shape)}, got {tuple(t.shape)}")
+            raise ValueError(f"{op}: {name} must have shape ({C},) for input of shape {tuple(x.shape)}, "
+                             f"got {tuple(t.shape)}")
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: pass both running_mean and running_var, or neither")
-    N = x.shape[0]
-    n = x.data.size // C
-    bshape = (1, C) if x.ndim == 2 else (1, C, 1, 1)           # broadcast a (C,) array over x
-    dtype = x.dtype
-
-    def channel_sum(a: np.ndarray) -> np.ndarray:          # -> (1, C[, 1, 1])
-        return sum_per_channel(a).reshape(bshape)
-
-    if training:
-        if n <= 1:
-            raise ValueError(f"{op}: expected more than 1 value per channel when training, got input "
-                             f"shape {tuple(x.shape)}")
-        mu = channel_sum(x.data) / dtype.type(n)
-        x_hat = x.data - mu                                    # centred; becomes x_hat below
-        var = channel_sum(np.square(x_hat)) / dtype.type(n)    # biased: used to normalise
-        if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mu.reshape(C)
-            running_var *= 1 - momentum
-            running_var += momentum * var.reshape(C) * (n / (n - 1))      # unbiased, as PyTorch
-    else:
-        if running_mean is None:
-            raise ValueError(f"{op}: eval mode (training=False) needs running_mean and running_var")
-        x_hat = x.data - np.asarray(running_mean, dtype).reshape(bshape)
-        var = np.asarray(running_var, dtype).reshape(bshape)
-    inv_std = 1 / np.sqrt(var + dtype.type(eps))
-    x_hat *= inv_std
-    scale = inv_std if gamma is None else inv_std * gamma.data.reshape(bshape)   # gamma / sqrt(var+eps)
-    y = x_hat.copy() if gamma is None else x_hat * gamma.data.reshape(bshape)
-    if beta is not None:
-        y += beta.data.reshape(bshape)
-
-    parents = tuple(t for t in (x, gamma, beta) if t is not None)
-    out = Tensor._make(y, parents, op)
-    if not out.requires_grad:
-        return out
-
-    def _backward(out):
-        g = out.grad
-        dx_needed = x.requires_grad
-        dgamma_needed = gamma is not None and gamma.requires_grad
-        dbeta_needed = beta is not None and beta.requires_grad
-        sum_g_xhat = channel_sum(g * x_hat) if dgamma_needed or (training and dx_needed) else None
-        sum_g = channel_sum(g) if dbeta_needed or (training and dx_needed) else None
-        if dgamma_needed:
-            gamma._accumulate(sum_g_xhat.reshape(C))
-        if dbeta_needed:
-            beta._accumulate(sum_g.reshape(C))
-        if dx_needed and training:      # gamma / sqrt(var + eps) * (g - mean(g) - x_hat * mean(g * x_hat))
-            dx = x_hat * (sum_g_xhat / dtype.type(n))
-            np.subtract(g, dx, out=dx)
-            dx -= sum_g / dtype.type(n)
-            dx *= scale
-            x._accumulate(dx)
-        elif dx_needed:                 # g * gamma / sqrt(running_var + eps)
-            x._accumulate(g * scale)
-    out._backward = _backward
-    return out
+    n = x.data.size // max(C, 1)
+    if training and n <= 1:
+        raise ValueError(f"{op}: expected more than 1 value per channel when training, got input shape "
+                         f"{tuple(x.shape)}")
+    if not training and running_mean is None:
+        raise ValueError(f"{op}: eval mode (training=False) needs running_mean and running_var")
+    return C, n, (1, C) + (1,) * (x.ndim - 2), (0,) if x.ndim == 2 else (0, 2, 3)
 
 
-# ==================================================================== dropout
 def dropout(x: Tensor, p: float, training: bool, rng: np.random.Generator) -> Tensor:
     r"""Inverted dropout: zero each element with probability p, scale the kept ones by 1/(1-p),
     so the expected value is unchanged and eval needs no rescaling.
@@ -130,8 +107,7 @@ def dropout(x: Tensor, p: float, training: bool, rng: np.random.Generator) -> Te
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0:
         return x
-    keep = rng.random(x.shape) >= p
-    scaled_mask = keep.astype(x.dtype) / np.asarray(1 - p, x.dtype)
+    scaled_mask = (rng.random(x.shape) >= p).astype(x.dtype) / np.asarray(1 - p, x.dtype)
     out = Tensor._make(x.data * scaled_mask, (x,), "dropout")
-    out._backward = lambda out: x._accumulate(out.grad * scaled_mask)
+    out._backward = lambda g, x, out: g * scaled_mask
     return out

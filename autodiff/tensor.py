@@ -1,45 +1,43 @@
 r"""The Tensor: a NumPy array that remembers how it was computed.
 
 How reverse-mode autodiff works here, in four sentences.
-1. Every operation on Tensors returns a new Tensor that stores its inputs (`_parents`) and a closure
-   `_backward(out)` that knows the operation's local derivative.
+1. Every operation on Tensors returns a new Tensor that stores its inputs (`_parents`) and its backward
+   rules (`_backward`): for each input, dL/d(input) as a function of g = dL/d(output), the inputs and
+   the output, e.g. for a * b: (g * b, g * a).
 2. `loss.backward()` sorts the graph topologically (iteratively, with an explicit stack, so a
-   5,000-step chain does not hit Python's recursion limit) and calls each node's `_backward` from
-   the output towards the inputs.
-3. Each `_backward` reads `out.grad` (dL/d out) and *adds* dL/d input = dL/d out * d out/d input into
-   its inputs' `.grad` (adding, never overwriting, is what makes `y + y` and fan-out correct).
+   5,000-step chain does not hit Python's recursion limit) and applies each node's rules from the
+   output towards the inputs (`backprop`).
+3. The gradient an input receives is *added* to what it already has (adding, never overwriting, is what
+   makes `y + y` and fan-out correct).
 4. Broadcasting is undone in exactly one place, `unbroadcast` (the adjoint of broadcasting is
-   summation), and `_accumulate` asserts that every gradient has its input's shape.
+   summation), and every gradient is checked to have its input's shape.
 
-Gradients of leaf tensors accumulate across calls, as in PyTorch: two forward-backward passes (or
-`backward(retain_graph=True)` followed by `backward()` on the same graph) add the gradients. Set
-`t.grad = None` (or use an optimizer's `zero_grad()`) between steps. Gradients of intermediate
-(non-leaf) nodes are recomputed from scratch on every `backward()`. Gradient arrays may be shared
-between nodes: treat `.grad` as read-only, or assign a new array. A tensor that receives several
-gradients adds them into one array it allocated itself (`_accumulate`), so a later backward() may
-update a leaf's `.grad` in place, as in PyTorch.
+Rules are written with operators and the engine's own ops, so the same rule runs on NumPy arrays (an
+ordinary backward: fast, no graph) or on Tensors (`backward(create_graph=True)`: the gradients are
+Tensors in the graph and can be differentiated again). Quantities that are constant almost everywhere
+(masks, signs, the position of a maximum) are taken with `value(...)`, as arrays.
 
-Memory. A closure gets its output as an argument (`out._backward = lambda out: ...`, called as
-`node._backward(node)`) instead of capturing it: capturing would form a reference cycle, which only
-Python's slow cycle collector frees, with every array the closure saved (an LSTM's unused final
-state kept ~47 MB per step alive). So a graph, and any branch of it that never reaches the loss, is
-freed by reference counting as soon as its last tensor goes.
-`backward()` also lets go of what the closures saved (replaces each by one that raises if called
-again; pass retain_graph=True to keep them), and inside `no_grad()` no closure is stored at all.
+Gradients of leaf tensors accumulate across calls, as in PyTorch: set `t.grad = None` (or use an
+optimizer's `zero_grad()`) between steps. Gradients of intermediate nodes are recomputed on every
+backward(). `.grad` is a NumPy array; after backward(create_graph=True) it is a Tensor.
+
+Memory. A rule gets the output as an argument instead of capturing it: capturing would form a reference
+cycle, which only Python's slow cycle collector frees. After backward() the rules are dropped (a second
+backward through the same graph raises) unless retain_graph=True.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .grad_mode import _GradMode, no_grad, is_grad_enabled  # noqa: F401  (re-exported)
-from . import parallel
+from .backend import replaceable
+from .grad_mode import _GradMode, enable_grad, no_grad, is_grad_enabled  # noqa: F401  (re-exported)
 
 
 # ==================================================================== broadcasting, in one place
-def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
-    """Sum `grad` down to `shape`. The adjoint of broadcasting is summation: an input that was
-    broadcast (leading axes added, or size-1 axes stretched) received the same value in many output
-    positions, so its gradient is the sum of the gradients of all those positions."""
+def unbroadcast(grad, shape: tuple):
+    """Sum `grad` (array or Tensor) down to `shape`. The adjoint of broadcasting is summation: an input
+    that was broadcast received the same value in many output positions, so its gradient is the sum of
+    the gradients of all those positions."""
     if grad.shape == shape:
         return grad
     extra = grad.ndim - len(shape)
@@ -51,8 +49,23 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return grad
 
 
-def _broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
-    if a == b:                      # the common case, without NumPy's general (slower) routine
+def _fit(grad, shape: tuple):
+    """A rule's gradient brought to its input's shape: summed where the input was broadcast, broadcast
+    where the rule gave one value for many positions (a reduction's gradient)."""
+    if grad.shape != shape and grad.ndim <= len(shape) and _broadcasts_to(grad.shape, shape):
+        return np.broadcast_to(grad, shape) if isinstance(grad, np.ndarray) else M.broadcast_to(grad, shape)
+    grad = unbroadcast(grad, shape)
+    if grad.shape != shape:
+        raise ValueError(f"a backward rule gave a gradient of shape {grad.shape} for an input of shape {shape}")
+    return grad
+
+
+def _broadcasts_to(small: tuple, shape: tuple) -> bool:
+    return all(s in (1, n) for s, n in zip(small[::-1], shape[::-1]))
+
+
+def broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
+    if a == b:
         return a
     try:
         return np.broadcast_shapes(a, b)
@@ -61,142 +74,77 @@ def _broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
                          f"(each trailing axis must match or be 1)") from None
 
 
+def value(x):
+    """The numbers of a Tensor or array, as an array: for masks and signs inside backward rules."""
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def as_tensor(x, like: "Tensor" = None) -> "Tensor":
+    """x as a Tensor; a Python number takes the dtype of `like` (float32 * 2.0 stays float32, as
+    NumPy's weak scalars do)."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and isinstance(x, (int, float)) and np.issubdtype(like.dtype, np.floating):
+        return Tensor(np.asarray(x, dtype=like.dtype))
+    return Tensor(x)
+
+
 # ==================================================================== the Tensor
 class Tensor:
     """A NumPy array `data` plus, when `requires_grad`, the graph that produced it.
 
-    Tensor(data, requires_grad=False): `data` is kept with its dtype (float32 for training,
-    float64 for gradient checks). Only floating-point tensors can require gradients.
+    Tensor(data, requires_grad=False): `data` keeps its dtype (float32 for training, float64 for
+    gradient checks). Only floating-point tensors can require gradients.
     """
     __array_ufunc__ = None          # `ndarray + Tensor` calls Tensor.__radd__ instead of NumPy's ufunc
+    _recompute = None               # a fast op's node: rebuilds it with the reference op (backend.py)
 
     def __init__(self, data, requires_grad: bool = False, _parents: tuple = (), _op: str = ""):
-        if isinstance(data, Tensor):
-            data = data.data
-        self.data = np.asarray(data)
+        self.data = data.data if isinstance(data, Tensor) else np.asarray(data)
         if requires_grad and not np.issubdtype(self.data.dtype, np.floating):
             raise TypeError(f"only floating-point tensors can require gradients, got dtype "
                             f"{self.data.dtype}; convert first, e.g. Tensor(x.astype(np.float32), "
                             f"requires_grad=True)")
         self.requires_grad = bool(requires_grad)
-        self.grad = None                 # np.ndarray of data's shape once backward() reached us
+        self.grad = None                 # dL/d(this), of data's shape, once backward() reached us
         self._parents = _parents         # the Tensors this one was computed from
         self._op = _op                   # name of the operation, for printing graphs
-        self._backward_fn = None         # closure(self): adds d(loss)/d(parent) into each parent's grad
-        self._grad_buffer = None         # the gradient array this tensor allocated itself (see _accumulate)
+        self._backward = None            # rule(s): (g, *inputs, out) -> dL/d(input), see the docstring
+        self._grad_buffer = None         # a gradient array this leaf allocated itself (may add in place)
 
-    _backward = property(lambda self: self._backward_fn)
-    _checked_closures = set()     # code objects of backward closures that passed the setter's checks
-
-    @_backward.setter
-    def _backward(self, fn):
-        """Ops set `out._backward = closure(out)`; kept only if `out` is part of a graph (see Memory)."""
-        if self.requires_grad:
-            code = getattr(fn, "__code__", None)
-            if code is not None and code not in self._checked_closures:      # once per op (a hot path)
-                if code.co_argcount < 1:
-                    raise TypeError(f"{self._op}: a backward closure takes its output: `lambda out: ...`")
-                if any(_holds(cell, self) for cell in fn.__closure__ or ()):
-                    raise TypeError(f"{self._op}: the backward closure captures its own output; use its argument")
-                self._checked_closures.add(code)
-            self._backward_fn = fn
-
-    # ---------------------------------------------------------------- building the graph
     @staticmethod
     def _make(data, parents: tuple, op: str) -> "Tensor":
         """The result of an op. It joins the graph only if grad mode is on and an input needs grad."""
         needs_grad = _GradMode.enabled and any(p.requires_grad for p in parents)
         return Tensor(data, needs_grad, parents if needs_grad else (), op)
 
-    def _accumulate(self, grad) -> None:
-        """self.grad += grad, after undoing broadcasting. Every gradient in the engine passes here.
-
-        The first gradient is stored as it is (no copy; it may be shared with another node). A second
-        one is added into a new array that this tensor owns (`_grad_buffer`); later ones are added
-        into that array in place, so a tensor used k times costs one allocation, not k - 1."""
-        if not self.requires_grad:
-            return
-        grad = unbroadcast(np.asarray(grad), self.data.shape)
-        assert grad.shape == self.data.shape, \
-            f"gradient of shape {grad.shape} for a tensor of shape {self.data.shape} ({self._op or 'leaf'})"
-        if self.grad is None:
-            self.grad = grad if grad.dtype == self.data.dtype else grad.astype(self.data.dtype)
-        elif self.grad is self._grad_buffer:
-            self.grad += grad
-        else:
-            self.grad = self._grad_buffer = np.add(self.grad, grad, dtype=self.data.dtype)
-
-    def _accumulate_at(self, index, grad, unique: bool) -> None:
-        """self.grad[index] += grad: the adjoint of indexing. `unique` says that no element is
-        selected twice (slices); otherwise repeated indices add up (np.add.at)."""
-        if not self.requires_grad:
-            return
-        if self.grad is not self._grad_buffer or self.grad is None:
-            buffer = np.zeros_like(self.data) if self.grad is None else self.grad.astype(self.data.dtype)
-            self.grad = self._grad_buffer = buffer
-        if unique:
-            self.grad[index] += grad
-        else:
-            np.add.at(self.grad, index, grad)
-
-    def _wrap(self, other) -> "Tensor":
-        """Python numbers take this tensor's dtype, so float32 * 2.0 stays float32."""
-        if isinstance(other, Tensor):
-            return other
-        if isinstance(other, (int, float)) and np.issubdtype(self.data.dtype, np.floating):
-            return Tensor(np.asarray(other, dtype=self.data.dtype))
-        return Tensor(other)
-
     # ---------------------------------------------------------------- backward
-    def backward(self, grad=None, retain_graph: bool = False) -> None:
-        """Fill `.grad` of every tensor this one depends on with d(self)/d(tensor), times `grad`.
-
-        `grad` defaults to 1 for a scalar; a non-scalar output needs an explicit `grad` of its shape.
-        Leaf gradients accumulate. The graph is freed afterwards unless retain_graph=True (a second
-        backward through a freed graph raises, as in PyTorch)."""
-        if not self.requires_grad:
-            raise RuntimeError("backward() on a tensor that does not require grad: no input of the "
-                               "computation had requires_grad=True (or it ran inside no_grad())")
-        if grad is None:
-            if self.data.size != 1:
-                raise RuntimeError(f"backward() without an argument needs a scalar output, got shape "
-                                   f"{self.data.shape}; reduce it (e.g. .sum() or .mean()) or pass "
-                                   f"grad=<array of shape {self.data.shape}>")
-            grad = np.ones_like(self.data)
-        grad = np.asarray(grad, dtype=self.data.dtype)
-        if grad.shape != self.data.shape:
-            raise ValueError(f"backward(grad): grad has shape {grad.shape}, output has shape {self.data.shape}")
-
-        order = self._topological_order()
-        for node in order:                 # intermediate grads start from zero on every call
+    def backward(self, grad=None, retain_graph: bool = None, create_graph: bool = False) -> None:
+        """Add d(self)/d(leaf) * grad into `.grad` of every leaf this tensor depends on (and set `.grad`
+        of every intermediate node). `grad` defaults to 1 for a scalar. create_graph=True computes the
+        gradients as Tensors in the graph (differentiate them again); the graph is freed afterwards
+        unless retain_graph (default: create_graph) is true."""
+        order, grads = backprop([self], [_seed(self, grad)], create_graph)
+        for node in order:
+            g = grads.get(id(node))
             if node._parents:
-                node.grad = None
-        self._accumulate(grad)
-        for node in reversed(order):       # outputs before inputs
-            if node._backward_fn is not None and node.grad is not None:
-                node._backward_fn(node)
-        if not retain_graph:               # free the arrays the closures saved (see Memory)
-            for node in order:
-                if node._parents:
-                    node._backward_fn = _graph_freed
+                node.grad = g
+            elif g is not None:
+                node._add_to_leaf(g)
+        if not (create_graph if retain_graph is None else retain_graph):
+            _free(order)
 
-    def _topological_order(self) -> list:
-        """Nodes that need grad, every node after all its parents. Iterative depth-first search."""
-        order, visited = [], set()
-        stack = [(self, False)]
-        while stack:
-            node, parents_done = stack.pop()
-            if parents_done:
-                order.append(node)
-                continue
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            stack.append((node, True))
-            for parent in node._parents:
-                if parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
-        return order
+    def _add_to_leaf(self, g) -> None:
+        """leaf.grad += g, allocating a new array the first time two gradients meet (an array received
+        from backprop may be shared with another tensor)."""
+        if self.grad is None:
+            self.grad = g
+        elif isinstance(self.grad, Tensor) or isinstance(g, Tensor):
+            self.grad = as_tensor(self.grad) + g
+        elif self.grad is self._grad_buffer:
+            self.grad += g
+        else:
+            self.grad = self._grad_buffer = np.add(self.grad, g, dtype=self.data.dtype)
 
     # ---------------------------------------------------------------- plain properties
     shape = property(lambda self: self.data.shape)
@@ -218,145 +166,90 @@ class Tensor:
         """Same data, no history: gradients stop here."""
         return Tensor(self.data)
 
-    def astype(self, dtype) -> "Tensor":
-        """Cast; the gradient is cast back. Casting to an integer type ends the graph (no gradient)."""
-        if not np.issubdtype(np.dtype(dtype), np.floating):
-            return Tensor(self.data.astype(dtype))
-        out = Tensor._make(self.data.astype(dtype), (self,), "astype")
-        out._backward = lambda out: self._accumulate(out.grad.astype(self.data.dtype))
-        return out
-
     # comparisons give plain boolean arrays (no gradient flows through a comparison)
-    def __lt__(self, other): return self.data < _data(other)
-    def __le__(self, other): return self.data <= _data(other)
-    def __gt__(self, other): return self.data > _data(other)
-    def __ge__(self, other): return self.data >= _data(other)
-    def __eq__(self, other): return self.data == _data(other)
-    def __ne__(self, other): return self.data != _data(other)
+    def __lt__(self, other): return self.data < value(other)
+    def __le__(self, other): return self.data <= value(other)
+    def __gt__(self, other): return self.data > value(other)
+    def __ge__(self, other): return self.data >= value(other)
+    def __eq__(self, other): return self.data == value(other)
+    def __ne__(self, other): return self.data != value(other)
     __hash__ = object.__hash__      # tensors are graph nodes: hashed by identity
 
     # ---------------------------------------------------------------- arithmetic
     def __add__(self, other):
         """a + b: d/da = 1, d/db = 1."""
-        other = self._wrap(other)
-        _broadcast_shape("add", self.shape, other.shape)
+        other = as_tensor(other, self)
+        broadcast_shape("add", self.shape, other.shape)
         out = Tensor._make(self.data + other.data, (self, other), "add")
-        def _backward(out):
-            self._accumulate(out.grad)
-            other._accumulate(out.grad)
-        out._backward = _backward
+        out._backward = (lambda g, a, b, out: g,
+                         lambda g, a, b, out: g)
         return out
 
     def __sub__(self, other):
         """a - b: d/da = 1, d/db = -1."""
-        other = self._wrap(other)
-        _broadcast_shape("sub", self.shape, other.shape)
+        other = as_tensor(other, self)
+        broadcast_shape("sub", self.shape, other.shape)
         out = Tensor._make(self.data - other.data, (self, other), "sub")
-        def _backward(out):
-            self._accumulate(out.grad)
-            if other.requires_grad:
-                other._accumulate(-out.grad)
-        out._backward = _backward
+        out._backward = (lambda g, a, b, out: g,
+                         lambda g, a, b, out: -g)
         return out
 
     def __mul__(self, other):
         """a * b: d/da = b, d/db = a."""
-        other = self._wrap(other)
-        _broadcast_shape("mul", self.shape, other.shape)
+        other = as_tensor(other, self)
+        broadcast_shape("mul", self.shape, other.shape)
         out = Tensor._make(self.data * other.data, (self, other), "mul")
-        def _backward(out):                   # (a product is computed only if its input needs it)
-            if self.requires_grad:
-                self._accumulate(out.grad * other.data)
-            if other.requires_grad:
-                other._accumulate(out.grad * self.data)
-        out._backward = _backward
+        out._backward = (lambda g, a, b, out: g * b,
+                         lambda g, a, b, out: g * a)
         return out
 
     def __truediv__(self, other):
         """a / b: d/da = 1/b, d/db = -a/b^2 = -out/b."""
-        other = self._wrap(other)
-        _broadcast_shape("div", self.shape, other.shape)
+        other = as_tensor(other, self)
+        broadcast_shape("div", self.shape, other.shape)
         out = Tensor._make(self.data / other.data, (self, other), "div")
-        def _backward(out):
-            if self.requires_grad:
-                self._accumulate(out.grad / other.data)
-            if other.requires_grad:
-                other._accumulate(-out.grad * out.data / other.data)
-        out._backward = _backward
+        out._backward = (lambda g, a, b, out: g / b,
+                         lambda g, a, b, out: -g * out / b)
         return out
 
     def __pow__(self, other):
-        """a ** b: d/da = b a^(b-1), d/db = a^b log(a) (only computed when b needs grad)."""
-        other = self._wrap(other)
-        _broadcast_shape("pow", self.shape, other.shape)
+        """a ** b: d/da = b a^(b-1), d/db = a^b log(a)."""
+        other = as_tensor(other, self)
+        broadcast_shape("pow", self.shape, other.shape)
         out = Tensor._make(self.data ** other.data, (self, other), "pow")
-        def _backward(out):
-            if self.requires_grad:
-                self._accumulate(out.grad * other.data * self.data ** (other.data - 1))
-            if other.requires_grad:
-                other._accumulate(out.grad * out.data * np.log(self.data))
-        out._backward = _backward
+        out._backward = (lambda g, a, b, out: g * b * a ** (b - 1),
+                         lambda g, a, b, out: g * out * M.log(a))
         return out
 
     def __neg__(self):
         """-a: d/da = -1."""
         out = Tensor._make(-self.data, (self,), "neg")
-        out._backward = lambda out: self._accumulate(-out.grad)
+        out._backward = lambda g, a, out: -g
         return out
 
-    def __radd__(self, other): return self._wrap(other) + self
-    def __rsub__(self, other): return self._wrap(other) - self
-    def __rmul__(self, other): return self._wrap(other) * self
-    def __rtruediv__(self, other): return self._wrap(other) / self
-    def __rpow__(self, other): return self._wrap(other) ** self
-    def __rmatmul__(self, other): return self._wrap(other) @ self
-
-    def __matmul__(self, other):
-        """A @ B (batched over leading axes): dL/dA = G B^T, dL/dB = A^T G."""
-        other = self._wrap(other)
-        if self.ndim == 0 or other.ndim == 0:
-            raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes "
-                             f"{self.shape} and {other.shape}")
-        if self.ndim == 1 and other.ndim == 1:   # vector @ vector: a (1, K) row times a (K, 1) column
-            return (self.reshape(1, -1) @ other.reshape(-1, 1)).reshape(())
-        if self.ndim == 1:                   # vector @ matrix: as a (1, K) row, then drop the row axis
-            result = self.reshape(1, -1) @ other
-            return result.reshape(*result.shape[:-2], result.shape[-1])
-        if other.ndim == 1:                  # matrix @ vector: as a (K, 1) column, then drop it
-            return (self @ other.reshape(-1, 1)).reshape(*self.shape[:-1])
-        if self.shape[-1] != other.shape[-2]:
-            raise ValueError(f"matmul: shapes {self.shape} and {other.shape} do not align: "
-                             f"{self.shape[-1]} (last axis of the left) != {other.shape[-2]} "
-                             f"(second-to-last axis of the right)")
-        try:
-            if self.ndim > 2 or other.ndim > 2:
-                np.broadcast_shapes(self.shape[:-2], other.shape[:-2])
-        except ValueError:
-            raise ValueError(f"matmul: shapes {self.shape} and {other.shape}: batch axes {self.shape[:-2]} "
-                             f"and {other.shape[:-2]} cannot be broadcast together") from None
-        out = Tensor._make(parallel.matmul(self.data, other.data), (self, other), "matmul")
-        def _backward(out):
-            if self.requires_grad:
-                self._accumulate(_product(out.grad, np.swapaxes(other.data, -1, -2), like=self.data))
-            if other.requires_grad:
-                other._accumulate(_product(np.swapaxes(self.data, -1, -2), out.grad, like=other.data))
-        out._backward = _backward
-        return out
+    def __matmul__(self, other): return matmul(self, other)
+    def __radd__(self, other): return as_tensor(other, self) + self
+    def __rsub__(self, other): return as_tensor(other, self) - self
+    def __rmul__(self, other): return as_tensor(other, self) * self
+    def __rtruediv__(self, other): return as_tensor(other, self) / self
+    def __rpow__(self, other): return as_tensor(other, self) ** self
+    def __rmatmul__(self, other): return matmul(as_tensor(other, self), self)
 
     # ---------------------------------------------------------------- named methods
-    # Each one's forward, backward and math line are in autodiff/tensor_methods.py (the operators
-    # +, -, *, /, **, @ are above); `M` is that module.
+    # Each one's forward, backward and math line are in autodiff/tensor_methods.py (`M`).
     def exp(self): return M.exp(self)
     def log(self): return M.log(self)
     def sqrt(self): return M.sqrt(self)
     def abs(self): return M.abs(self)
     def clip(self, min=None, max=None): return M.clip(self, min, max)
+    def astype(self, dtype): return M.astype(self, dtype)
     def sum(self, axis=None, keepdims=False): return M.sum(self, axis, keepdims)
     def mean(self, axis=None, keepdims=False): return M.mean(self, axis, keepdims)
     def var(self, axis=None, keepdims=False, ddof=0): return M.var(self, axis, keepdims, ddof)
     def max(self, axis=None, keepdims=False): return M.extremum(self, np.max, "max", axis, keepdims)
     def min(self, axis=None, keepdims=False): return M.extremum(self, np.min, "min", axis, keepdims)
     def __getitem__(self, index): return M.getitem(self, index)
+    def swapaxes(self, a, b): return M.swapaxes(self, a, b)
 
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
@@ -369,32 +262,168 @@ class Tensor:
     T = property(lambda self: self.transpose())
 
 
-# ==================================================================== helpers
-def _holds(cell, value) -> bool:
-    try:
-        return cell.cell_contents is value
-    except ValueError:                     # a cell not yet filled
-        return False
+# ==================================================================== matrix product
+@replaceable("matmul")
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """A @ B (batched over leading axes): dL/dA = G B^T, dL/dB = A^T G. A vector operand is a (1, K) row
+    or a (K, 1) column whose extra axis is dropped afterwards, as in NumPy."""
+    a, b = as_tensor(a), as_tensor(b, a)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+    if a.ndim == 1 and b.ndim == 1:                        # vector @ vector: row times column
+        return matmul(a.reshape(1, -1), b.reshape(-1, 1)).reshape(())
+    if a.ndim == 1:                                        # vector @ matrix
+        result = matmul(a.reshape(1, -1), b)
+        return result.reshape(*result.shape[:-2], result.shape[-1])
+    if b.ndim == 1:                                        # matrix @ vector
+        return matmul(a, b.reshape(-1, 1)).reshape(*a.shape[:-1])
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align: {a.shape[-1]} (last axis "
+                         f"of the left) != {b.shape[-2]} (second-to-last axis of the right)")
+    broadcast_shape(f"matmul: shapes {a.shape} and {b.shape}: batch axes", a.shape[:-2], b.shape[:-2])
+    out = Tensor._make(a.data @ b.data, (a, b), "matmul")
+    out._backward = (lambda g, a, b, out: g @ b.swapaxes(-1, -2),
+                     lambda g, a, b, out: a.swapaxes(-1, -2) @ g)
+    return out
 
 
-def _graph_freed(_out):
+# ==================================================================== the engine
+def backprop(roots: list, seeds: list, create_graph: bool = False, stop_at: frozenset = frozenset()):
+    """d(sum of roots * seeds)/d(node) for every node the roots depend on -> (nodes in topological order,
+    {id(node): gradient}). Arrays, or Tensors in the graph when create_graph. Nodes whose id is in
+    `stop_at` get their gradient but pass none on."""
+    order = topological_order(roots, stop_at)
+    grads, owned = {}, set()                         # owned: arrays allocated here (added to in place)
+    for root, seed in zip(roots, seeds):
+        _add_gradient(grads, owned, root, seed, create_graph)
+    with enable_grad() if create_graph else no_grad():
+        for node in reversed(order):                 # outputs before inputs
+            g = grads.get(id(node))
+            if g is not None and node._parents and id(node) not in stop_at:
+                for parent, grad in _input_gradients(node, g, create_graph):
+                    _add_gradient(grads, owned, parent, grad, create_graph)
+    return order, grads
+
+
+def topological_order(roots: list, stop_at: frozenset = frozenset()) -> list:
+    """Nodes that need grad, every node after all its parents. Iterative depth-first search."""
+    order, visited = [], set()
+    stack = [(root, False) for root in reversed(roots) if root.requires_grad]
+    while stack:
+        node, parents_done = stack.pop()
+        if parents_done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        if id(node) not in stop_at:
+            stack.extend((p, False) for p in node._parents if p.requires_grad and id(p) not in visited)
+    return order
+
+
+def _input_gradients(node: Tensor, g, create_graph: bool):
+    """(parent, dL/d(parent)) pairs from the node's rules: one rule per input (None: no gradient), or
+    one rule that returns every input's gradient at once (ops whose gradients share their work)."""
+    if create_graph and node._recompute is not None:     # a fast op: backprop through its reference ops
+        rebuilt, parents = node._recompute(), node._parents
+        _, grads = backprop([rebuilt], [g], True, frozenset(id(p) for p in parents))
+        return [(p, grads.get(id(p))) for p in parents]
+    parents, rules = node._parents, node._backward
+    if create_graph:
+        args = (as_tensor(g), *parents, node)
+    else:
+        args = (g, *(p.data for p in parents), node.data)
+    if not isinstance(rules, tuple):
+        grads = rules(*args)
+        return zip(parents, grads if isinstance(grads, (tuple, list)) else (grads,))
+    return [(p, rule(*args)) for p, rule in zip(parents, rules) if p.requires_grad and rule is not None]
+
+
+def _add_gradient(grads: dict, owned: set, node: Tensor, grad, create_graph: bool) -> None:
+    """grads[node] += grad, after bringing grad to the node's shape. The first gradient is stored as it
+    is (it may be shared with another node); a second one is added into a new array that later ones
+    are added into in place. An IndexAdd (the adjoint of indexing) is added at its index."""
+    if grad is None or not node.requires_grad:
+        return
+    key, current = id(node), grads.get(id(node))
+    if isinstance(grad, M.IndexAdd) and not create_graph:
+        if key not in owned:
+            grads[key] = np.zeros_like(node.data) if current is None else np.array(current, node.dtype)
+            owned.add(key)
+        grad.add_into(grads[key])
+        return
+    if isinstance(grad, M.IndexAdd):
+        grad = grad.as_tensor(node.shape)
+    if create_graph:
+        grad = _fit(as_tensor(grad), node.shape)
+        grads[key] = grad if current is None else current + grad
+        return
+    grad = _fit(value(grad), node.shape)
+    if grad.dtype != node.dtype:
+        grad = grad.astype(node.dtype)
+    if current is None:
+        grads[key] = grad
+    elif key in owned:
+        current += grad
+    else:
+        grads[key] = np.add(current, grad)
+        owned.add(key)
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False, retain_graph: bool = None,
+         allow_unused: bool = False) -> tuple:
+    """d(outputs)/d(inputs) as a tuple of Tensors, one per input (PyTorch's torch.autograd.grad): the
+    vector-Jacobian product with grad_outputs (default 1 for scalar outputs). Leaves' `.grad` is not
+    touched. create_graph=True: the gradients are in the graph, so they can be differentiated again."""
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    order, grads = backprop(outputs, [_seed(o, s) for o, s in zip(outputs, grad_outputs)], create_graph)
+    result = []
+    for i, x in enumerate(inputs):
+        g = grads.get(id(x))
+        if g is None and not allow_unused:
+            raise RuntimeError(f"grad: input {i} (shape {x.shape}) was not used to compute the outputs; "
+                               f"pass allow_unused=True to get None for it")
+        result.append(None if g is None else as_tensor(g))
+    if not (create_graph if retain_graph is None else retain_graph):
+        _free(order)
+    return tuple(result)
+
+
+def _seed(output: Tensor, grad):
+    """The gradient that starts backward: 1 for a scalar output, else an explicit one of its shape."""
+    if not output.requires_grad:
+        raise RuntimeError("backward() on a tensor that does not require grad: no input of the "
+                           "computation had requires_grad=True (or it ran inside no_grad())")
+    if grad is None:
+        if output.data.size != 1:
+            raise RuntimeError(f"backward() without a gradient needs a scalar output, got shape "
+                               f"{output.shape}; reduce it (e.g. .sum() or .mean()) or pass "
+                               f"grad=<array of shape {output.shape}>")
+        return np.ones_like(output.data)
+    if isinstance(grad, Tensor):
+        grad = grad if grad.requires_grad else grad.data
+    if not isinstance(grad, Tensor):
+        grad = np.asarray(grad, dtype=output.dtype)
+    if grad.shape != output.shape:
+        raise ValueError(f"backward(grad): grad has shape {grad.shape}, output has shape {output.shape}")
+    return grad
+
+
+def _free(order: list) -> None:
+    for node in order:                   # let go of what the rules saved (see Memory)
+        if node._parents:
+            node._backward, node._recompute = _graph_freed, None
+
+
+def _graph_freed(*_):
     raise RuntimeError("backward() through a graph that an earlier backward() already freed; "
                        "call the first backward(retain_graph=True) to go through it twice, or "
                        "recompute the forward pass")
-
-
-def _data(x):
-    return x.data if isinstance(x, Tensor) else x
-
-
-def _product(a: np.ndarray, b: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """a @ b laid out in memory as `like` (the operand whose gradient it is): a matrix stored
-    column-major, such as the view W.T of a Linear layer's weight, gets its gradient computed as
-    (b^T a^T)^T, so that transposing it back gives W's gradient as a contiguous array (which the
-    optimizer's elementwise passes read several times)."""
-    if a.ndim == b.ndim == like.ndim == 2 and like.flags.f_contiguous and not like.flags.c_contiguous:
-        return parallel.matmul(b.T, a.T).T
-    return parallel.matmul(a, b)
 
 
 from . import tensor_methods as M  # noqa: E402  (it imports Tensor from this module)

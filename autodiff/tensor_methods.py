@@ -1,98 +1,106 @@
-r"""The Tensor's named methods: elementwise functions (exp, log, sqrt, abs, clip), reductions (sum,
-mean, var, max, min), reshaping (reshape, transpose) and indexing (x[index]). Each is called through
-its method (`x.sum(axis=1)`, defined in the Tensor class); its forward line, derivative and math line
-are here. The operators (+, -, *, /, **, @) are in tensor.py.
+r"""The Tensor's named methods: elementwise functions (exp, log, sqrt, abs, clip, astype), reductions
+(sum, mean, var, max, min), shapes (reshape, transpose, swapaxes, broadcast_to) and indexing (x[index]).
+Each is called through its method (`x.sum(axis=1)`, defined in the Tensor class); its forward line,
+rules and math line are here. The operators (+, -, *, /, **, @) are in tensor.py.
 
-The adjoint of a reduction broadcasts the output's gradient back over the reduced axes (`_expand`);
-the adjoint of indexing scatters it back into the input's shape (`Tensor._accumulate_at`).
+A reduction's rule gives one gradient per output value; the engine broadcasts it back over the reduced
+axes (tensor.py's `_fit`). The adjoint of indexing scatters the gradient back into the input's shape
+(`IndexAdd`), and the adjoint of that is indexing again.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .tensor import Tensor, _data
+from .tensor import Tensor, value
 
 
 # ==================================================================== elementwise functions
 def exp(x: Tensor) -> Tensor:
     """exp: f(x) = e^x, f'(x) = e^x (reuse the output)."""
     out = Tensor._make(np.exp(x.data), (x,), "exp")
-    out._backward = lambda out: x._accumulate(out.grad * out.data)
+    out._backward = lambda g, x, out: g * out
     return out
 
 
 def log(x: Tensor) -> Tensor:
     """log: f(x) = ln x, f'(x) = 1/x."""
+    x = x if isinstance(x, Tensor) else Tensor(x)
     out = Tensor._make(np.log(x.data), (x,), "log")
-    out._backward = lambda out: x._accumulate(out.grad / x.data)
+    out._backward = lambda g, x, out: g / x
     return out
 
 
 def sqrt(x: Tensor) -> Tensor:
     """sqrt: f(x) = x^(1/2), f'(x) = 1 / (2 sqrt(x)) (reuse the output)."""
     out = Tensor._make(np.sqrt(x.data), (x,), "sqrt")
-    out._backward = lambda out: x._accumulate(out.grad / (2 * out.data))
+    out._backward = lambda g, x, out: g / (2 * out)
     return out
 
 
 def abs(x: Tensor) -> Tensor:                                           # noqa: A001  (Tensor.abs)
     """abs: f(x) = |x|, f'(x) = sign(x) (0 at the kink x = 0)."""
     out = Tensor._make(np.abs(x.data), (x,), "abs")
-    out._backward = lambda out: x._accumulate(out.grad * np.sign(x.data))
+    out._backward = lambda g, x, out: g * np.sign(value(x))
     return out
 
 
 def clip(x: Tensor, lo, hi) -> Tensor:
     """clip: f(x) = min(max(x, lo), hi), f'(x) = 1 inside [lo, hi], 0 outside."""
     out = Tensor._make(np.clip(x.data, lo, hi), (x,), "clip")
-    def _backward(out):
-        inside = np.ones(x.shape, dtype=bool)
-        if lo is not None:
-            inside &= x.data >= lo
-        if hi is not None:
-            inside &= x.data <= hi
-        x._accumulate(out.grad * inside)
-    out._backward = _backward
+    inside = np.ones(x.shape, bool) & (True if lo is None else x.data >= lo) & (True if hi is None else x.data <= hi)
+    out._backward = lambda g, x, out: g * inside
+    return out
+
+
+def astype(x: Tensor, dtype) -> Tensor:
+    """Cast; the gradient is cast back. Casting to an integer type ends the graph (no gradient)."""
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        return Tensor(x.data.astype(dtype))
+    out = Tensor._make(x.data.astype(dtype), (x,), "astype")
+    out._backward = lambda g, x, out: g.astype(x.dtype)
     return out
 
 
 # ==================================================================== reductions
+def _kept(shape: tuple, axis) -> tuple:
+    """The shape of a reduction over `axis` with keepdims=True: its gradient broadcasts from it."""
+    if axis is None:
+        return (1,) * len(shape)
+    axes = {a % max(len(shape), 1) for a in ((axis,) if np.isscalar(axis) else axis)}
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
 def sum(x: Tensor, axis, keepdims: bool) -> Tensor:                    # noqa: A001  (Tensor.sum)
     """sum: every input element gets the output's gradient (broadcast back)."""
     out = Tensor._make(x.data.sum(axis=axis, keepdims=keepdims), (x,), "sum")
-    out._backward = lambda out: x._accumulate(_expand(out.grad, x.shape, axis, keepdims))
+    kept = _kept(x.shape, axis)
+    out._backward = lambda g, x, out: g.reshape(kept)
     return out
 
 
 def mean(x: Tensor, axis, keepdims: bool) -> Tensor:
     """mean = sum / n: every input element gets the output's gradient divided by n."""
-    data = x.data.mean(axis=axis, keepdims=keepdims)
-    count = x.data.size // max(np.size(data), 1)
-    out = Tensor._make(data, (x,), "mean")
-    out._backward = lambda out: x._accumulate(_expand(out.grad / count, x.shape, axis, keepdims))
+    out = Tensor._make(x.data.mean(axis=axis, keepdims=keepdims), (x,), "mean")
+    kept, count = _kept(x.shape, axis), x.data.size // max(out.data.size, 1)
+    out._backward = lambda g, x, out: g.reshape(kept) / count
     return out
 
 
 def var(x: Tensor, axis, keepdims: bool, ddof: int) -> Tensor:
     """var = sum((x - mean)^2) / (n - ddof): d/dx_i = 2 (x_i - mean) / (n - ddof)."""
-    mu = x.data.mean(axis=axis, keepdims=True)
-    count = x.data.size // mu.size
     out = Tensor._make(x.data.var(axis=axis, keepdims=keepdims, ddof=ddof), (x,), "var")
-    def _backward(out):
-        g = _expand(out.grad, x.shape, axis, keepdims)
-        x._accumulate(g * 2 * (x.data - mu) / (count - ddof))
-    out._backward = _backward
+    kept, count = _kept(x.shape, axis), x.data.size // max(out.data.size, 1)
+    out._backward = lambda g, x, out: g.reshape(kept) * 2 * (x - x.mean(axis=axis, keepdims=True)) / (count - ddof)
     return out
 
 
 def extremum(x: Tensor, reduce, name: str, axis, keepdims: bool) -> Tensor:
     """max or min: the gradient goes to the extremal element, split evenly between ties."""
     out = Tensor._make(reduce(x.data, axis=axis, keepdims=keepdims), (x,), name)
-    def _backward(out):
-        picked = x.data == _expand(out.data, x.shape, axis, keepdims)
-        ties = picked.sum(axis=axis, keepdims=True)
-        x._accumulate(_expand(out.grad, x.shape, axis, keepdims) * picked / ties)
-    out._backward = _backward
+    kept = _kept(x.shape, axis)
+    picked = x.data == out.data.reshape(kept)
+    share = picked / picked.sum(axis=axis, keepdims=True)
+    out._backward = lambda g, x, out: g.reshape(kept) * share
     return out
 
 
@@ -105,38 +113,77 @@ def reshape(x: Tensor, shape: tuple) -> Tensor:
         raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} "
                          f"({x.data.size} elements) into shape {tuple(shape)}") from None
     out = Tensor._make(data, (x,), "reshape")
-    out._backward = lambda out: x._accumulate(out.grad.reshape(x.shape))
+    out._backward = lambda g, x, out: g.reshape(x.shape)
     return out
 
 
 def transpose(x: Tensor, axes: tuple) -> Tensor:
     """transpose: the gradient is transposed by the inverse permutation."""
     out = Tensor._make(x.data.transpose(axes), (x,), "transpose")
-    out._backward = lambda out: x._accumulate(out.grad.transpose(np.argsort(axes)))
+    inverse = tuple(np.argsort([a % x.ndim for a in axes]))
+    out._backward = lambda g, x, out: g.transpose(inverse)
     return out
 
 
+def swapaxes(x: Tensor, a: int, b: int) -> Tensor:
+    """swapaxes: its own inverse, so the gradient is swapped back."""
+    out = Tensor._make(x.data.swapaxes(a, b), (x,), "swapaxes")
+    out._backward = lambda g, x, out: g.swapaxes(a, b)
+    return out
+
+
+def broadcast_to(x: Tensor, shape: tuple) -> Tensor:
+    """broadcast_to: the engine sums the gradient back to x's shape (its adjoint is summation)."""
+    out = Tensor._make(np.broadcast_to(x.data, shape), (x,), "broadcast_to")
+    out._backward = lambda g, x, out: g
+    return out
+
+
+# ==================================================================== indexing and its adjoint
 def getitem(x: Tensor, index) -> Tensor:
-    """x[index] (slices, or integer arrays as in q[np.arange(N), actions]): the gradient is added
-    into x's gradient at `index` (repeated integer indices add up: np.add.at)."""
-    index = _data(index) if isinstance(index, Tensor) else index
-    if isinstance(index, tuple):
-        index = tuple(_data(i) if isinstance(i, Tensor) else i for i in index)
+    """x[index] (slices, or integer arrays as in q[np.arange(N), actions]): the gradient is added into
+    x's gradient at `index` (repeated integer indices add up)."""
+    index = _plain_index(index)
     out = Tensor._make(x.data[index], (x,), "getitem")
-    out._backward = lambda out: x._accumulate_at(index, out.grad, unique=_is_basic_index(index))
+    out._backward = lambda g, x, out: IndexAdd(index, g)
     return out
 
 
-# ==================================================================== helpers
+class IndexAdd:
+    """The gradient of x[index]: zeros of x's shape with g added at `index`. The engine adds it into the
+    gradient it is accumulating, in place, so that cutting a sequence into T steps costs O(T) not O(T^2)."""
+
+    def __init__(self, index, g):
+        self.index, self.g = index, g
+
+    def add_into(self, target: np.ndarray) -> None:
+        if _is_basic_index(self.index):                # slices and ints never select an element twice
+            target[self.index] += self.g
+        else:
+            np.add.at(target, self.index, self.g)      # repeated integer indices add up
+
+    def as_tensor(self, shape: tuple) -> Tensor:
+        return index_add(Tensor(np.zeros(shape, self.g.dtype)), self.index, self.g)
+
+
+def index_add(base: Tensor, index, source: Tensor) -> Tensor:
+    """base with source added at index: d/dbase = g, d/dsource = g[index] (indexing: its adjoint)."""
+    index = _plain_index(index)
+    data = np.array(base.data, dtype=np.result_type(base.data, source.data))
+    IndexAdd(index, source.data).add_into(data)
+    out = Tensor._make(data, (base, source), "index_add")
+    out._backward = (lambda g, base, source, out: g,
+                     lambda g, base, source, out: g[index])
+    return out
+
+
+def _plain_index(index):
+    """Tensors inside an index become their arrays (an index carries no gradient)."""
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index.data if isinstance(index, Tensor) else index
+
+
 def _is_basic_index(index) -> bool:
-    """Slices and ints never select an element twice (integer arrays can)."""
     parts = index if isinstance(index, tuple) else (index,)
     return all(p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer)) for p in parts)
-
-
-def _expand(grad: np.ndarray, shape: tuple, axis, keepdims: bool) -> np.ndarray:
-    """Broadcast the gradient of a reduction over `axis` back to the input's `shape`."""
-    if axis is not None and not keepdims:
-        axes = (axis,) if np.isscalar(axis) else axis
-        grad = np.expand_dims(grad, tuple(a % len(shape) for a in axes))
-    return np.broadcast_to(grad, shape)

@@ -18,7 +18,7 @@ own gradient needs (Algorithm 1 of the paper). From y = (y1, y2) and the gradien
     f = F(x2)   (graph on a leaf x2)      x1 = y1 - f              reconstruct x1
     backward of <g, dy2>:   dz1 = dy1 + (dG/dy1)^T dy2             (y1 also feeds y2 through G)
     backward of <f, dz1>:   dx2 = dy2 + (dF/dx2)^T dz1,  dx1 = dz1
-and the two local backward passes add the gradients of G's and F's parameters into their `.grad`. Each
+and the two local backward passes (autodiff.grad) also give the gradients of G's and F's parameters. Each
 local graph is freed before the next block, so the activations held at any moment are ONE block's,
 whatever the depth; the price is one more forward pass of F and G per block. (Parameter gradients still
 grow with depth: one array per weight.)
@@ -38,7 +38,7 @@ import numpy as np
 
 import autodiff.functional as F
 import nets
-from autodiff import Tensor, is_grad_enabled, no_grad
+from autodiff import Tensor, enable_grad, grad, no_grad
 from nets.data import iterate_minibatches
 from nets.harness import hp
 from nets.losses import cross_entropy
@@ -85,17 +85,18 @@ class RevBlock(nets.Module):
 
     def backward_from_output(self, y1, y2, dy1, dy2) -> tuple:
         """Algorithm 1 (see the module docstring): from the output (y1, y2) and its gradient, return the
-        input (x1, x2) and ITS gradient (dx1, dx2); adds f's and g's parameter gradients into their .grad."""
+        input (x1, x2), ITS gradient (dx1, dx2), and the gradients of f's and g's parameters (in the
+        order of self.parameters())."""
         z1 = Tensor(y1, requires_grad=True)
         g = self.g(z1)                          # g's graph, rebuilt from the output
         x2 = y2 - g.data                        # reconstruct x2
-        g.backward(dy2)                         # z1.grad = (dG/dy1)^T dy2; g's parameter gradients
-        dz1 = dy1 + z1.grad                     # total gradient of y1 (directly, and through y2 = x2 + g(y1))
+        dz1, *dg = grad(g, [z1, *self.g.parameters()], dy2)        # (dG/dy1)^T dy2, and g's parameters'
+        dz1 = dy1 + dz1.data                    # total gradient of y1 (directly, and through y2 = x2 + g(y1))
         x2_leaf = Tensor(x2, requires_grad=True)
         f = self.f(x2_leaf)                     # f's graph, on the reconstructed x2
         x1 = y1 - f.data                        # reconstruct x1
-        f.backward(dz1)                         # x2_leaf.grad = (dF/dx2)^T dz1; f's parameter gradients
-        return x1, x2, dz1, dy2 + x2_leaf.grad
+        dx2, *df = grad(f, [x2_leaf, *self.f.parameters()], dz1)   # (dF/dx2)^T dz1, and f's parameters'
+        return x1, x2, dz1, dy2 + dx2.data, [t.data for t in df + dg]
 
 
 # ==================================================================== two ways to run a stack of blocks
@@ -128,16 +129,20 @@ def reversible_stack(x: Tensor, blocks) -> Tensor:
             y1, y2 = (t.data for t in block(Tensor(y1), Tensor(y2)))
     out = Tensor._make(np.concatenate([y1, y2], axis=1), (x, *params), "reversible_stack")
 
-    def _backward(out):
-        if not is_grad_enabled():
-            raise RuntimeError("reversible_stack: its backward rebuilds small graphs, so it cannot run "
-                               "inside no_grad()")
-        y1, y2 = out.data[:, :half], out.data[:, half:]
-        dy1, dy2 = out.grad[:, :half], out.grad[:, half:]
-        for block in reversed(blocks):
-            y1, y2, dy1, dy2 = block.backward_from_output(y1, y2, dy1, dy2)
-        x._accumulate(np.concatenate([dy1, dy2], axis=1))
-    out._backward = _backward
+    def gradients(g, *inputs):             # (dL/dx, dL/d(each parameter))
+        if isinstance(g, Tensor):
+            raise NotImplementedError("reversible_stack has no second derivative (create_graph=True): "
+                                      "use store_activations=True")
+        y1, y2 = out_data[:, :half], out_data[:, half:]
+        dy1, dy2 = g[:, :half], g[:, half:]
+        param_grads = []
+        with enable_grad():                # each block's backward rebuilds a small graph
+            for block in reversed(blocks):
+                y1, y2, dy1, dy2, block_grads = block.backward_from_output(y1, y2, dy1, dy2)
+                param_grads = block_grads + param_grads
+        return (np.concatenate([dy1, dy2], axis=1), *param_grads)
+    out_data = out.data
+    out._backward = gradients
     return out
 
 

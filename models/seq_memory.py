@@ -46,7 +46,7 @@ from nets.layers import Linear
 from nets.losses import cross_entropy
 from nets.module import Module
 from nets.optim import Adam, clip_grad_norm_
-from nets.recurrent import GRU, LSTM, RNN, gru_cell_reference, lstm_cell_reference, rnn_cell_reference
+from nets.recurrent import GRU, LSTM, RNN
 
 MODELS = ("rnn", "lstm", "gru")
 
@@ -137,26 +137,15 @@ def accuracy(model: Recaller, batch: tuple) -> float:
 
 # ==================================================================== the gradient's decay, made visible
 def grad_norms(model: Recaller, batch: tuple, clip: float) -> dict:
-    """||dL/dh_t|| (mean over the batch) for t = 1..T on one batch, by unrolling the composed cells by
-    hand; "clipped": the same after the global clip (every gradient scaled by min(1, clip / ||g||))."""
+    """||dL/dh_t|| (mean over the batch) for t = 1..T on one batch: the layer's own loop, step by step
+    (`unroll`), keeps every h_t in the graph, so after backward() h_t.grad is dL/dh_t. "clipped": the
+    same after the global clip (every gradient scaled by min(1, clip / ||g||))."""
     x, first = batch
-    rnn = model.rnn
-    weight_ih, weight_hh, bias_ih, bias_hh = rnn._weights(0)
-    N, H = x.shape[0], rnn.hidden_size
-    h, c, hs = Tensor(np.zeros((N, H), np.float32)), Tensor(np.zeros((N, H), np.float32)), []
-    for t in range(x.shape[1]):
-        gx = Tensor(x[:, t]) @ weight_ih.T + bias_ih
-        if model.kind == "rnn":
-            h = rnn_cell_reference(gx + bias_hh, h, weight_hh, rnn.nonlinearity)
-        elif model.kind == "lstm":
-            h, c = lstm_cell_reference(gx + bias_hh, h, c, weight_hh)
-        else:
-            h = gru_cell_reference(gx, h, weight_hh, bias_hh)
-        hs.append(h)
-    loss = cross_entropy(model.out(h), first)
+    hs, _ = model.rnn.unroll(Tensor(x))
+    loss = cross_entropy(model.out(hs[-1]), first)
     model.zero_grad()
     loss.backward()
-    raw = [float(np.linalg.norm(ht.grad, axis=1).mean()) for ht in hs]
+    raw = [float(np.linalg.norm(h.grad, axis=1).mean()) for h in hs]
     total = clip_grad_norm_(model.parameters(), np.inf)
     scale = min(1.0, clip / (total + 1e-6))
     model.zero_grad()

@@ -8,3 +8,6 @@ from .init import manual_seed, get_rng
 from .optim import SGD, Adam, RMSProp, Adagrad, clip_grad_norm_
 from . import init, optim, losses
 from .checkpoint import save_checkpoint, load_checkpoint, save_npz_atomic, load_npz, save_json_atomic
+from .threads import configure_threads
+
+configure_threads()      # the same thread policy as train.py's (nets/threads.py): NUMPY_DL_LAB_THREADS or auto

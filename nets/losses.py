@@ -38,13 +38,9 @@ def binary_cross_entropy_with_logits(logits: Tensor, targets, reduction: str = "
     _same_shape("binary_cross_entropy_with_logits", logits, targets)
     t = targets if isinstance(targets, Tensor) else Tensor(np.asarray(targets, dtype=logits.dtype))
     x = logits.data
-    value = np.maximum(x, 0) - x * t.data + np.log1p(np.exp(-np.abs(x)))
-    out = Tensor._make(value, (logits, t), "bce_with_logits")
-    def _backward(out):
-        logits._accumulate(out.grad * (F._stable_sigmoid(x) - t.data))
-        if t.requires_grad:                      # targets are usually constants: skip the product
-            t._accumulate(-out.grad * x)
-    out._backward = _backward
+    out = Tensor._make(np.maximum(x, 0) - x * t.data + np.log1p(np.exp(-np.abs(x))), (logits, t), "bce_with_logits")
+    out._backward = (lambda g, x, t, out: g * (F.sigmoid(x) - t),
+                     lambda g, x, t, out: -g * x)
     return _reduce(out, reduction)
 
 
@@ -53,13 +49,12 @@ def binary_cross_entropy(probs: Tensor, targets, reduction: str = "mean") -> Ten
     (so p = 0 or 1 gives a large finite loss, not inf). dl/dp = -t/p + (1 - t)/(1 - p) where unclamped."""
     _same_shape("binary_cross_entropy", probs, targets)
     t = np.asarray(targets.data if isinstance(targets, Tensor) else targets, dtype=probs.dtype)
-    p = probs.data
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_p, log_q = np.log(p), np.log1p(-p)
-        value = -(t * np.maximum(log_p, -100) + (1 - t) * np.maximum(log_q, -100))
-        d_p = np.where(log_p > -100, -t / p, 0) + np.where(log_q > -100, (1 - t) / (1 - p), 0)
-    out = Tensor._make(value, (probs,), "bce")
-    out._backward = lambda out: probs._accumulate(out.grad * d_p)
+        log_p, log_q = np.log(probs.data), np.log1p(-probs.data)
+    unclamped_p, unclamped_q = log_p > -100, log_q > -100          # where each log is not clamped
+    out = Tensor._make(-(t * np.maximum(log_p, -100) + (1 - t) * np.maximum(log_q, -100)), (probs,), "bce")
+    out._backward = lambda g, p, out: g * (F.where(unclamped_p, -t / F.where(unclamped_p, p, 1), 0)
+                                           + F.where(unclamped_q, (1 - t) / F.where(unclamped_q, 1 - p, 1), 0))
     return _reduce(out, reduction)
 
 
@@ -92,14 +87,9 @@ def huber_loss(pred: Tensor, target, delta: float = 1.0, reduction: str = "mean"
     _same_shape("huber_loss", pred, target)
     t = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=pred.dtype))
     d = pred.data - t.data
-    small = np.abs(d) <= delta
-    value = np.where(small, 0.5 * d * d, delta * (np.abs(d) - 0.5 * delta))
-    out = Tensor._make(value, (pred, t), "huber")
-    def _backward(out):
-        g = out.grad * np.clip(d, -delta, delta)
-        pred._accumulate(g)
-        t._accumulate(-g)
-    out._backward = _backward
+    out = Tensor._make(np.where(np.abs(d) <= delta, 0.5 * d * d, delta * (np.abs(d) - 0.5 * delta)), (pred, t), "huber")
+    out._backward = (lambda g, pred, t, out: g * (pred - t).clip(-delta, delta),
+                     lambda g, pred, t, out: -g * (pred - t).clip(-delta, delta))
     return _reduce(out, reduction)
 
 

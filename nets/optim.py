@@ -10,7 +10,9 @@ import math
 
 import numpy as np
 
-from autodiff import Tensor, parallel
+from autodiff import Tensor
+from autodiff.tensor import value
+from autodiff.backend import replaceable
 
 
 class Optimizer:
@@ -37,7 +39,7 @@ class Optimizer:
         self.step_count += 1
         for p, state in zip(self.params, self.state):
             if p.grad is not None:
-                self._update(p, p.grad.astype(p.dtype, copy=False), state)
+                self._update(p, value(p.grad).astype(p.dtype, copy=False), state)
 
     def _update(self, p: Tensor, g: np.ndarray, state: dict) -> None:
         raise NotImplementedError
@@ -121,93 +123,21 @@ class Adam(Optimizer):
             raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
         self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
 
+    @replaceable("Adam.step")
     def step(self) -> None:
-        """Small models take one flat pass over all parameters (see _step_flat); otherwise per parameter."""
-        if self._flat_applies():
-            self.step_count += 1
-            self._step_flat()
-        else:
-            super().step()
+        """_update for every parameter that has a gradient (the fast backend: all at once)."""
+        super().step()
 
     def _update(self, p, g, state):
+        """Algorithm 1 of the paper, line by line, for one parameter."""
         beta1, beta2 = self.betas
-        t = int(state.get("step", 0)) + 1      # this parameter's own step count, as in PyTorch
-        state["step"] = np.asarray(t)
-        m, v = self._buffer(state, "m", p), self._buffer(state, "v", p)
-        bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t   # m_hat = m / bias1,  v_hat = v / bias2
-        # The same passes for each cache-sized piece (see _pieces); `step` and `decayed` are scratch.
-        arrays = (p.data, np.ascontiguousarray(g), m, v)
-
-        def update(*block):
-            for p_, g_, m_, v_, step, decayed in _pieces(*block, scratch=2):
-                if self.weight_decay:                     # g + wd * p
-                    g_ = np.add(g_, np.multiply(p_, self.weight_decay, out=decayed), out=decayed)
-                p_ -= self._moments_and_step(g_, m_, v_, step, bias1, bias2)
-        if all(a.flags.c_contiguous for a in arrays):    # blocks of the flat arrays, on the engine's threads
-            parallel.for_blocks(lambda lo, hi: update(*(a.reshape(-1)[lo:hi] for a in arrays)), p.data.size,
-                                min_block=1 << 18)        # a VAE's 313k weights stay one block
-        else:
-            update(*arrays)
-
-    def _moments_and_step(self, g, m, v, step, bias1: float, bias2: float) -> np.ndarray:
-        """The passes of one Adam step on matching arrays: m and v updated in place, and the scratch array
-        `step` filled with lr m_hat / (sqrt(v_hat) + eps), which the caller subtracts from p."""
-        beta1, beta2 = self.betas
-        m *= beta1
-        m += np.multiply(g, 1 - beta1, out=step)              # m = beta1 m + (1 - beta1) g
-        v *= beta2
-        v += np.multiply(np.square(g, out=step), 1 - beta2, out=step)   # v = beta2 v + (1 - beta2) g^2
-        np.sqrt(v, out=step)
-        step /= math.sqrt(bias2)                    # sqrt(v_hat)
-        step += self.eps                            # sqrt(v_hat) + eps
-        np.divide(m, step, out=step)                # m / (sqrt(v_hat) + eps)
-        step *= self.lr / bias1                     # lr m_hat / (sqrt(v_hat) + eps)
-        return step
-
-    # ---------------------------------------------------------------- the same update, all parameters at once
-    # For a small network (a DQN's 4.6k weights in 6 arrays) the cost of Adam is NumPy's per-call overhead:
-    # 13 calls per parameter. Here m and v of all parameters live in two flat arrays (each state["m"] is a
-    # view into one), the gradients are concatenated, and _moments_and_step runs once on them: element by
-    # element the very same float operations as _update, so the results are identical (tests compare the two).
-    FLAT_MAX = 1 << 16            # total elements up to which the flat pass is used
-
-    def _flat_applies(self) -> bool:
-        params = self.params
-        if sum(p.size for p in params) > self.FLAT_MAX or any(p.grad is None for p in params):
-            return False
-        steps = {int(st.get("step", 0)) for st in self.state}
-        return len(steps) == 1 and len({p.dtype for p in params}) == 1     # one step count, one dtype
-
-    def _flat_buffers(self):
-        """(m, v, bounds, m_views), rebuilt when the state arrays are not (or no longer, after
-        load_state_dict) views into the flat buffers."""
-        flat = getattr(self, "_flat", None)
-        if flat is None or any(st.get("m") is not view for st, view in zip(self.state, flat[3])):
-            sizes = [p.size for p in self.params]
-            bounds = np.concatenate([[0], np.cumsum(sizes)])
-            m, v = (np.zeros(bounds[-1], self.params[0].dtype) for _ in range(2))
-            for p, st, start, stop in zip(self.params, self.state, bounds[:-1], bounds[1:]):
-                m_view, v_view = m[start:stop].reshape(p.shape), v[start:stop].reshape(p.shape)
-                if "m" in st:
-                    m_view[...], v_view[...] = st["m"], st["v"]
-                st["m"], st["v"] = m_view, v_view
-            flat = self._flat = (m, v, bounds, [st["m"] for st in self.state])
-        return flat
-
-    def _step_flat(self) -> None:
-        beta1, beta2 = self.betas
-        m, v, bounds, _ = self._flat_buffers()
-        t = int(self.state[0].get("step", 0)) + 1
-        for st in self.state:
-            st["step"] = np.asarray(t)
-        bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
-        dtype = m.dtype
-        g = np.concatenate([p.grad.astype(dtype, copy=False).reshape(-1) for p in self.params])
-        if self.weight_decay:                                        # g + wd * p
-            g += np.concatenate([p.data.reshape(-1) for p in self.params]) * dtype.type(self.weight_decay)
-        step = self._moments_and_step(g, m, v, np.empty_like(g), bias1, bias2)
-        for p, start, stop in zip(self.params, bounds[:-1], bounds[1:]):
-            p.data -= step[start:stop].reshape(p.shape)
+        g = self._decayed(p, g, self.weight_decay)
+        t = state["step"] = int(state.get("step", 0)) + 1
+        m = state["m"] = beta1 * state.get("m", 0) + (1 - beta1) * g
+        v = state["v"] = beta2 * state.get("v", 0) + (1 - beta2) * g * g
+        m_hat = m / (1 - beta1 ** t)
+        v_hat = v / (1 - beta2 ** t)
+        p.data -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
 class RMSProp(Optimizer):
@@ -260,24 +190,3 @@ def clip_grad_norm_(params, max_norm: float) -> float:
             if p.grad is not None:
                 p.grad = p.grad * scale
     return total
-
-
-# ==================================================================== elementwise passes in pieces
-_PIECE = 1 << 16          # elements per piece: six arrays of 256 KB stay in the CPU's cache
-
-
-def _pieces(*arrays, scratch: int = 0):
-    """Yield the arrays (same shape) cut into matching flat pieces, plus `scratch` temporary arrays of
-    the piece's size. An update that runs ten elementwise passes then reads and writes each array
-    from memory once instead of ten times, and allocates nothing big. Arrays that are not contiguous
-    come whole (a flat view of them would be a copy)."""
-    dtype = arrays[0].dtype
-    if not all(a.flags.c_contiguous for a in arrays):
-        yield (*arrays, *(np.empty(arrays[0].shape, dtype) for _ in range(scratch)))
-        return
-    flat = [a.reshape(-1) for a in arrays]
-    size = flat[0].size
-    temps = [np.empty(min(size, _PIECE), dtype) for _ in range(scratch)]
-    for start in range(0, size, _PIECE):
-        stop = min(start + _PIECE, size)
-        yield (*(a[start:stop] for a in flat), *(t[:stop - start] for t in temps))

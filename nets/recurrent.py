@@ -4,13 +4,12 @@ Notation: T time steps, N batch, I input features, H hidden units, L layers.
 Input (T, N, I), or (N, T, I) with batch_first=True, or (T, I) unbatched; output (T, N, H) likewise.
 
 Backpropagation through time (BPTT) is just backprop on the unrolled graph: `forward` below runs a
-Python loop over t, each step adds a few nodes to the graph, and `loss.backward()` walks them back from
-t = T-1 to 0 with nothing recurrent-specific in the engine. The per-step cells `*_cell_reference` are
-that lesson written with engine ops; the LSTM also has a fast path (`fused=True`, the default):
-`autodiff.recurrent.lstm_fused`, a layer's T steps as one node whose backward is the cell's derivative
-written out by hand; it must equal the loop over `lstm_cell_reference` (tests/test_recurrent.py).
-The input's share of the gates, x_t W_ih^T + b_ih, is computed for all T steps in one matmul before
-the loop (it does not depend on h), as cuDNN does.
+Python loop over t, each step adds a few nodes to the graph (the cells `rnn_cell`, `lstm_cell`,
+`gru_cell`, written with engine ops), and `loss.backward()` walks them back from t = T-1 to 0 with
+nothing recurrent-specific in the engine. `unroll` returns each step's hidden state, so that its
+gradient dL/dh_t can be read after backward(). The input's share of the gates, x_t W_ih^T + b_ih, is
+computed for all T steps in one matmul before the loop (it does not depend on h), as cuDNN does.
+The fast backend replaces an LSTM layer's loop (`lstm_layer`) by one fused node (autodiff/fast/lstm.py).
 
 Truncated BPTT: carry the state from one chunk of the sequence into the next, but `detach_state` it
 first, so the next backward() stops at the chunk boundary. Clip the gradient with
@@ -29,20 +28,20 @@ import numpy as np
 
 import autodiff.functional as F
 from autodiff import Tensor
-from autodiff.recurrent import lstm_fused, unstack
+from autodiff.backend import replaceable
 from . import init
 from .module import Module, Parameter
 from .optim import clip_grad_norm_  # noqa: F401  (re-exported: clipping belongs to every BPTT loop)
 
 
 # ==================================================================== the cells, composed from engine ops
-def rnn_cell_reference(gx: Tensor, h: Tensor, weight_hh: Tensor, nonlinearity: str = "tanh") -> Tensor:
+def rnn_cell(gx: Tensor, h: Tensor, weight_hh: Tensor, nonlinearity: str = "tanh") -> Tensor:
     """Elman RNN step: h' = tanh(gx + h W_hh^T) with gx = x W_ih^T + b_ih + b_hh (or relu)."""
     a = gx + h @ weight_hh.T
     return F.tanh(a) if nonlinearity == "tanh" else F.relu(a)
 
 
-def lstm_cell_reference(gx: Tensor, h: Tensor, c: Tensor, weight_hh: Tensor) -> tuple:
+def lstm_cell(gx: Tensor, h: Tensor, c: Tensor, weight_hh: Tensor) -> tuple:
     """LSTM step, gx = x W_ih^T + b_ih + b_hh: a = gx + h W_hh^T, i, f, o = sigmoid(a_i, a_f, a_o),
     g = tanh(a_g), c' = f c + i g (the forget gate f scales the path c -> c' that the gradient takes),
     h' = o tanh(c')."""
@@ -53,7 +52,7 @@ def lstm_cell_reference(gx: Tensor, h: Tensor, c: Tensor, weight_hh: Tensor) -> 
     return o * F.tanh(c), c
 
 
-def gru_cell_reference(gx: Tensor, h: Tensor, weight_hh: Tensor, bias_hh) -> Tensor:
+def gru_cell(gx: Tensor, h: Tensor, weight_hh: Tensor, bias_hh) -> Tensor:
     """GRU step (PyTorch's form: b_hn stays inside the reset gate): gh = h W_hh^T + b_hh,
     r, z = sigmoid(gx_r + gh_r, gx_z + gh_z), n = tanh(gx_n + r gh_n), h' = (1 - z) n + z h."""
     gh = h @ weight_hh.T
@@ -65,10 +64,23 @@ def gru_cell_reference(gx: Tensor, h: Tensor, weight_hh: Tensor, bias_hh) -> Ten
     return (1 - z) * n + z * h
 
 
+@replaceable("lstm_layer")
+def lstm_layer(gx: Tensor, h: Tensor, c: Tensor, weight_hh: Tensor) -> tuple:
+    """One LSTM layer over T steps: gx (T, N, 4H) the input's share of the gates, h and c (N, H)
+    -> (outputs (T, N, H), h_T, c_T)."""
+    outputs = []
+    for t in range(gx.shape[0]):
+        h, c = lstm_cell(gx[t], h, c, weight_hh)
+        outputs.append(h)
+    return F.stack(outputs), h, c
+
+
 # ==================================================================== the layers
 class _RNNBase(Module):
-    """Shared constructor, input checks and the loop over layers; subclasses define `_layer`."""
+    """Shared constructor, input checks and the loops over layers and steps; subclasses define `_cell`
+    (one step of layer k) and how the input gates fold in the biases."""
     gates = 1
+    bias_hh_in_gates = True            # b_hh joins x W_ih^T + b_ih before the loop (not in the GRU)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dtype=np.float32, rng=None):
@@ -87,13 +99,59 @@ class _RNNBase(Module):
                 setattr(self, f"bias_ih_l{k}", Parameter(init.uniform((rows,), bound, dtype, rng)))
                 setattr(self, f"bias_hh_l{k}", Parameter(init.uniform((rows,), bound, dtype, rng)))
 
-    def _weights(self, k: int) -> tuple:
+    def weights(self, k: int) -> tuple:
         """(weight_ih, weight_hh, bias_ih, bias_hh) of layer k; biases None when bias=False."""
         get = lambda name: getattr(self, f"{name}_l{k}") if self.bias or name.startswith("weight") else None
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
 
-    def _check(self, x: Tensor, state_shapes: list) -> tuple:
-        """-> (x as (T, N, I), whether the input was unbatched)."""
+    # ---------------------------------------------------------------- running the layers
+    def forward(self, x: Tensor, state=None) -> tuple:
+        """-> (output of the last layer, final state of every layer), in the caller's layout."""
+        x, unbatched, states = self._prepare(x, state)
+        finals = []
+        for k in range(self.num_layers):
+            x, final = self._layer(k, x, states[k])
+            finals.append(final)
+        return self._finish(x, unbatched), self._final(finals, unbatched)
+
+    def unroll(self, x: Tensor, state=None) -> tuple:
+        """forward's computation with the cells, step by step in every backend -> (the last layer's
+        hidden states as a list of T tensors (N, H), the final states). Each h_t is a node of the graph:
+        after backward() its .grad is dL/dh_t (through every later step)."""
+        x, unbatched, states = self._prepare(x, state)
+        finals = []
+        for k in range(self.num_layers):
+            hs, final = self._steps(k, x, states[k])
+            x = F.stack(hs)
+            finals.append(final)
+        return hs, self._final(finals, unbatched)
+
+    def _layer(self, k: int, x: Tensor, state) -> tuple:
+        """Layer k over all T steps: ((T, N, H) outputs, final state)."""
+        hs, final = self._steps(k, x, state)
+        return F.stack(hs), final
+
+    def _steps(self, k: int, x: Tensor, state) -> tuple:
+        gx = self._input_gates(x, k)
+        hs = []
+        for t in range(x.shape[0]):
+            h, state = self._cell(k, gx[t], state)
+            hs.append(h)
+        return hs, state
+
+    def _input_gates(self, x: Tensor, k: int) -> Tensor:
+        """x W_ih^T + b_ih (+ b_hh) for all T steps in one matmul: (T, N, gates*H)."""
+        weight_ih, _, bias_ih, bias_hh = self.weights(k)
+        T, N, _ = x.shape
+        gx = x.reshape(T * N, x.shape[2]) @ weight_ih.T
+        if bias_ih is not None:
+            gx = gx + (bias_ih + bias_hh if self.bias_hh_in_gates else bias_ih)
+        return gx.reshape(T, N, gx.shape[-1])
+
+    # ---------------------------------------------------------------- layouts and states
+    def _prepare(self, x: Tensor, state) -> tuple:
+        """-> (x as (T, N, I), whether the input was unbatched, the initial state of each layer)."""
+        x = x if isinstance(x, Tensor) else Tensor(x)
         name = type(self).__name__
         layout = "(N, T, I)" if self.batch_first else "(T, N, I)"
         if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
@@ -102,19 +160,19 @@ class _RNNBase(Module):
         unbatched = x.ndim == 2
         x = x.reshape(x.shape[0], 1, x.shape[1]) if unbatched else x
         x = x.transpose(1, 0, 2) if self.batch_first and not unbatched else x
+        parts = self._state_parts(state)
         expected = (self.num_layers, *(() if unbatched else (x.shape[1],)), self.hidden_size)
-        for state in state_shapes:
-            if tuple(state.shape) != expected:
+        for part in parts:
+            if part is not None and tuple(part.shape) != expected:
                 raise ValueError(f"{name}: initial state must have shape {expected} (num_layers, "
-                                 f"{'' if unbatched else 'N, '}hidden_size), got {state.shape}")
-        return x, unbatched
+                                 f"{'' if unbatched else 'N, '}hidden_size), got {part.shape}")
+        zeros = Tensor(np.zeros((x.shape[1], self.hidden_size), x.dtype))
+        per_layer = [[zeros if p is None else p.reshape(self.num_layers, -1, self.hidden_size)[k]
+                      for p in parts] for k in range(self.num_layers)]
+        return x, unbatched, [s if len(s) > 1 else s[0] for s in per_layer]
 
-    def _initial(self, state, x: Tensor, unbatched: bool) -> list:
-        """The state as a list of L tensors (N, H); zeros when not given."""
-        if state is None:
-            return [Tensor(np.zeros((x.shape[1], self.hidden_size), x.dtype))] * self.num_layers
-        state = state.reshape(self.num_layers, 1, self.hidden_size) if unbatched else state
-        return unstack(state) if self.num_layers > 1 else [state.reshape(state.shape[1:])]
+    def _state_parts(self, state) -> list:
+        return [state]                       # h_0 (RNN, GRU); the LSTM has (h_0, c_0)
 
     def _finish(self, out: Tensor, unbatched: bool) -> Tensor:
         """The last layer's (T, N, H) in the caller's layout."""
@@ -122,20 +180,9 @@ class _RNNBase(Module):
             return out.reshape(out.shape[0], self.hidden_size)
         return out.transpose(1, 0, 2) if self.batch_first else out
 
-    def _final(self, states: list, unbatched: bool) -> Tensor:
-        s = F.stack(states, axis=0)                                   # (L, N, H)
+    def _final(self, finals: list, unbatched: bool) -> Tensor:
+        s = F.stack(finals, axis=0)                                   # (L, N, H)
         return s.reshape(self.num_layers, self.hidden_size) if unbatched else s
-
-    def _input_gates(self, x: Tensor, k: int, with_bias_hh: bool, steps: bool = True):
-        """x W_ih^T + b_ih (+ b_hh) for all T steps in one matmul: (T, N, gates*H), or cut into a list of T
-        tensors (N, gates*H) when `steps`."""
-        weight_ih, _, bias_ih, bias_hh = self._weights(k)
-        T, N, _ = x.shape
-        gx = x.reshape(T * N, x.shape[2]) @ weight_ih.T
-        if bias_ih is not None:
-            gx = gx + (bias_ih + bias_hh if with_bias_hh else bias_ih)
-        gx = gx.reshape(T, N, gx.shape[-1])
-        return unstack(gx) if steps else gx
 
     def extra_repr(self):
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, bias={self.bias}, "
@@ -153,74 +200,43 @@ class RNN(_RNNBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dtype, rng)
         self.nonlinearity = nonlinearity
 
-    def forward(self, x: Tensor, h_0: Tensor | None = None) -> tuple:
-        x, unbatched = self._check(x, [] if h_0 is None else [h_0])
-        finals = []
-        for k, h in enumerate(self._initial(h_0, x, unbatched)):
-            outputs = []
-            for gx in self._input_gates(x, k, with_bias_hh=True):
-                h = rnn_cell_reference(gx, h, self._weights(k)[1], self.nonlinearity)
-                outputs.append(h)
-            finals.append(h)
-            x = F.stack(outputs, axis=0)
-        return self._finish(x, unbatched), self._final(finals, unbatched)
+    def _cell(self, k: int, gx: Tensor, h: Tensor) -> tuple:
+        h = rnn_cell(gx, h, self.weights(k)[1], self.nonlinearity)
+        return h, h
 
 
 class LSTM(_RNNBase):
-    """LSTM (gates i, f, g, o). Call: output, (h_n, c_n) = lstm(x, (h_0, c_0)).
-    fused=True (not a PyTorch argument): each layer's T steps are one hand-differentiated node
-    (autodiff.recurrent.lstm_fused); fused=False: the composed reference cell, step by step."""
+    """LSTM (gates i, f, g, o). Call: output, (h_n, c_n) = lstm(x, (h_0, c_0))."""
     gates = 4
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dtype=np.float32, rng=None, fused: bool = True):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dtype, rng)
-        self.fused = fused
+    def _cell(self, k: int, gx: Tensor, state: tuple) -> tuple:
+        h, c = lstm_cell(gx, *state, self.weights(k)[1])
+        return h, (h, c)
 
-    def forward(self, x: Tensor, state: tuple | None = None) -> tuple:
-        if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
+    def _layer(self, k: int, x: Tensor, state: tuple) -> tuple:
+        outputs, h, c = lstm_layer(self._input_gates(x, k), *state, self.weights(k)[1])
+        return outputs, (h, c)
+
+    def _state_parts(self, state) -> list:
+        if state is None:
+            return [None, None]
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
             raise ValueError(f"LSTM: the initial state must be a pair (h_0, c_0), got {type(state).__name__}")
-        x, unbatched = self._check(x, [] if state is None else list(state))
-        hs = self._initial(None if state is None else state[0], x, unbatched)
-        cs = self._initial(None if state is None else state[1], x, unbatched)
-        final_h, final_c = [], []
-        for k in range(self.num_layers):
-            h, c = hs[k], cs[k]
-            weight_hh = self._weights(k)[1]
-            if self.fused:            # all T steps in one node; its last row is c_T
-                gx = self._input_gates(x, k, with_bias_hh=True, steps=False)
-                hc = lstm_fused(gx, h, c, weight_hh)
-                x, h, c = hc[:-1], hc[-2], hc[-1]
-            else:
-                outputs = []
-                for gx in self._input_gates(x, k, with_bias_hh=True):
-                    h, c = lstm_cell_reference(gx, h, c, weight_hh)
-                    outputs.append(h)
-                x = F.stack(outputs, axis=0)
-            final_h.append(h)
-            final_c.append(c)
-        return self._finish(x, unbatched), (self._final(final_h, unbatched), self._final(final_c, unbatched))
+        return list(state)
 
-    def extra_repr(self):
-        return super().extra_repr() + f", fused={self.fused}"
+    def _final(self, finals: list, unbatched: bool) -> tuple:
+        return (super()._final([h for h, _ in finals], unbatched), super()._final([c for _, c in finals], unbatched))
 
 
 class GRU(_RNNBase):
     """GRU (gates r, z, n). Call: output, h_n = gru(x, h_0)."""
     gates = 3
+    bias_hh_in_gates = False           # b_hn stays inside the reset gate
 
-    def forward(self, x: Tensor, h_0: Tensor | None = None) -> tuple:
-        x, unbatched = self._check(x, [] if h_0 is None else [h_0])
-        finals = []
-        for k, h in enumerate(self._initial(h_0, x, unbatched)):
-            _, weight_hh, _, bias_hh = self._weights(k)
-            outputs = []
-            for gx in self._input_gates(x, k, with_bias_hh=False):
-                h = gru_cell_reference(gx, h, weight_hh, bias_hh)
-                outputs.append(h)
-            finals.append(h)
-            x = F.stack(outputs, axis=0)
-        return self._finish(x, unbatched), self._final(finals, unbatched)
+    def _cell(self, k: int, gx: Tensor, h: Tensor) -> tuple:
+        _, weight_hh, _, bias_hh = self.weights(k)
+        h = gru_cell(gx, h, weight_hh, bias_hh)
+        return h, h
 
 
 class Embedding(Module):

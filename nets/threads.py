@@ -1,31 +1,29 @@
 """How many threads training uses, and who runs them.
 
-Who. Either the BLAS library (OpenBLAS or MKL, under NumPy's products) runs the threads, inside
-each product, or the engine's own threads do (autodiff/parallel.py): products cut into blocks of
-rows or columns, and the passes between them too (im2col, col2im, layout changes, pooling,
-activations, Adam), with the BLAS library on one thread. Never both: OpenBLAS's threads spin while
-they wait for the next product and would take the core our threads use (switching it between 1 and
-2 threads per product made a DCGAN step 1.6x slower). The first products decide which one pays
-(autodiff/parallel.py says how, with the measurements).
+Who. With the reference backend, the BLAS library (OpenBLAS or MKL, under NumPy's products) runs them,
+inside each product. With the fast backend, either the BLAS library does or the engine's own threads do
+(autodiff/fast/parallel.py: products cut into blocks, and the passes between them too), never both:
+OpenBLAS's threads spin while they wait for the next product and would take the core the engine's use.
+The first products decide which (autodiff/fast/parallel.set_threads).
 
-How many. When another process holds a core (a browser, a second training run), a thread on that
-core runs late; static splits (OpenBLAS's) then wait for it: with two threads on a two-core laptop
-and one core busy, VAE training took 2.4x its quiet time; with one thread, about 1.1x. The policy
-(`configure_threads`), in order:
+How many (`configure_threads`), in order:
     1. an explicit request wins: the `threads` argument (the --threads flag) or, if it is None, the
        environment variable NUMPY_DL_LAB_THREADS; an integer >= 1, or "auto";
-    2. "auto": the cores this process may run on, minus the cores other processes keep busy
-       (measured over 0.1 s before training starts), and at least 1.
-The setting lasts for the process (threadpoolctl changes the library's thread count at run time; no
-restart, no environment variable needed before NumPy is imported). Without threadpoolctl the BLAS
-library keeps its own threads and the engine uses one.
+    2. "auto": the cores this process may run on, minus the cores other processes keep busy (measured
+       over 0.1 s when it is called), and at least 1: a thread on a busy core runs late and the others
+       wait for it.
+`import nets` applies this policy once (so a notebook gets what the CLI gets); train.py applies it again
+with --threads and records the count in metrics.json and the checkpoint (a resumed run takes it back).
+Float results can depend on the thread count (the BLAS library's sums), so compare runs with the same
+--threads N. Without threadpoolctl the BLAS library keeps its own threads and the engine uses one.
 """
 from __future__ import annotations
 
 import os
+import sys
 import time
 
-from autodiff import parallel
+from autodiff.backend import current_backend
 
 ENV_VAR = "NUMPY_DL_LAB_THREADS"
 
@@ -94,7 +92,11 @@ def configure_threads(requested=None, verbose: bool = False, owner: str = "auto"
     def set_blas_threads(n: int) -> None:
         for library in blas:
             library.set_num_threads(n)
-    parallel.set_threads(threads, set_blas_threads, owner)     # owner: see autodiff.parallel.set_threads
+    if current_backend() == "fast":
+        from autodiff.fast import parallel
+        parallel.set_threads(threads, set_blas_threads, owner)      # owner: see that function
+    else:
+        set_blas_threads(threads)
     if verbose:
         print(f"threads: {threads} ({available_cores()} cores, {busy_cores()} busy; "
               f"override with --threads or {ENV_VAR})")
@@ -104,7 +106,8 @@ def configure_threads(requested=None, verbose: bool = False, owner: str = "auto"
 def current_threads() -> dict:
     """{'engine': autodiff's threads, library: its thread count for each BLAS library NumPy loaded},
     e.g. {'engine': 2, 'openblas': 1}."""
-    counts = {"engine": parallel.get_threads()}
+    fast = sys.modules.get("autodiff.fast.parallel")
+    counts = {"engine": fast.get_threads() if fast is not None and current_backend() == "fast" else 1}
     try:
         from threadpoolctl import threadpool_info
     except ImportError:

@@ -4,14 +4,14 @@
     python scripts/bench.py vae flow --json       # some workloads, one JSON object on stdout
     python scripts/bench.py dcgan --profile       # where the time goes, by function (cProfile)
     python scripts/bench.py --threads auto --busy 1   # one core kept busy by a spinning process
+    python scripts/bench.py --backend reference       # the reference engine (default: fast)
 
 Workloads (each is one training step: forward, backward, optimizer step, as the models run them):
     vae     MLP VAE 784-400-20, batch 128, Bernoulli decoder, Adam
     cvae    conditional VAE 784+10 -> 500 -> 20, batch 100, Adam
     flow    RealNVP, 6 affine couplings with MLPs 784-512-512-1568, batch 100, Adam
     convT   conv_transpose2d 128->64, k4 s2 p1, 7x7 -> 14x14, batch 128, forward + backward (no optimizer)
-    lstm    one LSTM layer 64 -> 256, 50 steps, batch 64, forward + backward, the fused op (fast path)
-    lstm-composed   the same with the composed reference cell (the speed-up is the ratio of the two)
+    lstm    one LSTM layer 64 -> 256, 50 steps, batch 64, forward + backward
     dcgan   one DCGAN iteration, batch 128: G forward, D step on real and fake, G step through D
     save    writing a checkpoint of the flow's parameters and Adam state (106 MB)
 
@@ -41,7 +41,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import autodiff.functional as F                                     # noqa: E402
 import nets                                                          # noqa: E402
-from autodiff import Tensor, memory, parallel                        # noqa: E402
+from autodiff import Tensor, current_backend, use_backend              # noqa: E402
 from nets.losses import binary_cross_entropy_with_logits, gaussian_kl  # noqa: E402
 from nets.threads import configure_threads, current_threads           # noqa: E402
 
@@ -159,10 +159,10 @@ def make_dcgan(rng, N=128, noise=96):
     return step, 3 * d_flops + g_flops
 
 
-def make_lstm(rng, fused: bool, T=50, N=64, I=64, H=256):
-    """One LSTM layer over T steps, forward + backward (no optimizer): fused=True is the fast path
-    (autodiff.recurrent.lstm_fused), False the composed reference cell step by step."""
-    lstm = nets.LSTM(I, H, fused=fused, rng=rng)
+def make_lstm(rng, T=50, N=64, I=64, H=256):
+    """One LSTM layer over T steps, forward + backward (no optimizer): the fused node with the fast
+    backend, the cells step by step with the reference."""
+    lstm = nets.LSTM(I, H, rng=rng)
     x = Tensor(rng.standard_normal((T, N, I), dtype=np.float32), requires_grad=True)
     g = rng.standard_normal((T, N, H), dtype=np.float32)
 
@@ -192,7 +192,7 @@ def make_save(rng):
 
 WORKLOADS = {"vae": make_vae, "cvae": lambda rng: make_vae(rng, N=100, hidden=500, classes=10),
              "flow": make_flow, "convT": make_conv_transpose, "dcgan": make_dcgan, "save": make_save,
-             "lstm": lambda rng: make_lstm(rng, fused=True), "lstm-composed": lambda rng: make_lstm(rng, fused=False)}
+             "lstm": make_lstm}
 
 
 # ==================================================================== measuring
@@ -215,13 +215,14 @@ def matmul_gflops(repeats: int, n: int = 1024) -> float:
     """The best rate of a large float32 matmul (the ceiling our GEMM-bound steps can reach)."""
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    return 2 * n ** 3 / min(timed(lambda: parallel.matmul(a, b), repeats)) / 1e9    # as the engine multiplies
+    return 2 * n ** 3 / min(timed(lambda: (Tensor(a) @ Tensor(b)).data, repeats)) / 1e9   # as the engine multiplies
 
 
 def measure(name: str, repeats: int, seed: int = 0) -> dict:
     """One workload in this process: step times, rates and peak memory."""
     step, flops = WORKLOADS[name](np.random.default_rng(seed))
-    for _ in range(50):                 # the workload's first products choose who runs the threads
+    parallel = sys.modules.get("autodiff.fast.parallel") if current_backend() == "fast" else None
+    for _ in range(50 if parallel else 0):     # the workload's first products choose who runs the threads
         if not parallel.deciding():
             break
         step()
@@ -234,7 +235,8 @@ def measure(name: str, repeats: int, seed: int = 0) -> dict:
             "cpu_ms": 1e3 * float(np.median(cpu)),
             "gflop_per_step": flops / 1e9, "gflops": rate, "matmul_gflops": peak,
             "fraction_of_matmul": rate / peak, "peak_rss_mb": _peak_rss_mb(), "threads": _threads(),
-            "freed_memory_kept": memory.kept}
+            "freed_memory_kept": getattr(sys.modules.get("autodiff.fast.memory"), "kept", False),
+            "backend": current_backend()}
 
 
 def _peak_rss_mb() -> float:
@@ -272,11 +274,13 @@ def main():
                         help="threads: a number or 'auto' (nets/threads.py's policy; default: the BLAS library's own)")
     parser.add_argument("--owner", choices=("auto", "blas", "engine"), default="auto",
                         help="who runs the threads: auto (the workload's first products decide), the BLAS library, "
-                             "or the engine's own (autodiff/parallel.py)")
+                             "or the engine's own (autodiff/fast/parallel.py)")
+    parser.add_argument("--backend", choices=("fast", "reference"), default="fast", help="which engine (default: fast)")
     parser.add_argument("--busy", type=int, default=0,
                         help="keep this many cores busy with spinning processes while measuring (a busy laptop)")
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    use_backend(args.backend)
     if args.owner != "auto" and args.threads is None:
         parser.error("--owner needs --threads")
     if args.threads is not None:
@@ -298,21 +302,23 @@ def main():
     try:
         time.sleep(0.5 if spinners else 0)       # let them show up in the 'auto' policy's busy-core count
         for name in names:                      # one process per workload: its own peak memory
-            command = [sys.executable, os.path.abspath(__file__), name, "--repeats", str(args.repeats), "--in-process"]
+            command = [sys.executable, os.path.abspath(__file__), name, "--repeats", str(args.repeats), "--in-process",
+                       "--backend", args.backend]
             command += [] if args.threads is None else ["--threads", str(args.threads), "--owner", args.owner]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             results += json.loads(done.stdout)
     finally:
         for spinner in spinners:
             spinner.kill()
-    report = {"numpy": np.__version__, "cores": os.cpu_count(), "threads": results[0]["threads"], "busy": args.busy,
+    report = {"numpy": np.__version__, "cores": os.cpu_count(), "backend": args.backend,
+              "threads": results[0]["threads"], "busy": args.busy,
               "freed_memory_kept": results[0]["freed_memory_kept"],
               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "results": results}
     if args.json:
         print(json.dumps(report, indent=2, allow_nan=False))
         return
-    print(f"numpy {report['numpy']}, {report['cores']} cores, threads {report['threads']}, "
-          f"{args.busy} kept busy, freed memory kept {report['freed_memory_kept']} (autodiff/memory.py), "
+    print(f"numpy {report['numpy']}, {report['cores']} cores, backend {args.backend}, threads {report['threads']}, "
+          f"{args.busy} kept busy, freed memory kept {report['freed_memory_kept']} (autodiff/fast/memory.py), "
           f"load average {report['load_average']}")
     print(f"{'workload':13s} {'median ms':>10s} {'min ms':>9s} {'cpu ms':>9s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'matmul':>8s} "
           f"{'fraction':>8s} {'RSS MB':>7s}")

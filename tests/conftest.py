@@ -25,3 +25,11 @@ SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def fast_backend():
+    """Run a test with the fast backend (tests of its kernels run in both CI modes)."""
+    from autodiff import use_backend
+    with use_backend("fast"):
+        yield

@@ -1,6 +1,6 @@
-"""conv2d, conv_transpose2d, max_pool2d, avg_pool2d: forward against the plain-loop references of
-autodiff/conv.py, gradients against central differences (float64), the adjoint identity, shapes,
-dtypes and error messages."""
+"""conv2d, conv_transpose2d, max_pool2d, avg_pool2d on the selected backend: forward against the plain
+loops of autodiff/conv.py, gradients against central differences (float64), the adjoint identity,
+shapes, dtypes and error messages. (The fast backend's own layouts are forced both ways by `layout`.)"""
 import contextlib
 
 import numpy as np
@@ -8,17 +8,22 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 import autodiff.conv as conv
-import autodiff.im2col as fast
-from autodiff import GradcheckError, Tensor, gradcheck
-from autodiff.conv import (avg_pool2d, conv2d, conv2d_reference, conv_transpose2d, conv_transpose2d_reference,
-                           max_pool2d, pool2d_reference)
+from autodiff import GradcheckError, Tensor, current_backend, gradcheck, use_backend
+from autodiff.conv import (avg_pool2d, conv2d, conv2d_loops as conv2d_reference, conv_transpose2d,
+                           conv_transpose2d_loops as conv_transpose2d_reference, max_pool2d,
+                           pool2d_loops as pool2d_reference)
 
 CHEAP = settings(deadline=None, max_examples=30, derandomize=True)   # numeric tests are slow-ish
 
 
 @contextlib.contextmanager
 def layout(n_last: bool):
-    """Force one of the two internal layouts (tiny test images would otherwise always pick N last)."""
+    """Force one of the fast backend's two layouts (tiny test images would otherwise always pick N last);
+    nothing to force with the reference backend."""
+    if current_backend() != "fast":
+        yield
+        return
+    import autodiff.fast.im2col as fast
     saved = fast.N_LAST_BELOW_GW
     fast.N_LAST_BELOW_GW = 10 ** 9 if n_last else 0
     try:
@@ -259,24 +264,49 @@ def test_conv_errors_name_expected_and_actual_shapes():
 
 
 # ==================================================================== the checker can fail
+@pytest.mark.parametrize("helper", ["conv2d_weight_grad", "conv_transpose2d"])
+def test_gradcheck_rejects_a_broken_conv2d_backward_rule(monkeypatch, helper):
+    """A test of the test: scale one of the ops conv2d's rules call by 1.01 and gradcheck must fail."""
+    original = getattr(conv, helper)
+    monkeypatch.setattr(conv, helper, lambda *args: 1.01 * original(*args))
+    rng = np.random.default_rng(0)
+    x, w = t64(rng.standard_normal((1, 2, 5, 5)), True), t64(rng.standard_normal((2, 2, 3, 3)), True)
+    with use_backend("reference"), pytest.raises(GradcheckError):
+        gradcheck(lambda a, b: conv2d(a, b, padding=1), x, w)
+
+
 @pytest.mark.parametrize("helper", ["conv2d_weight_grad", "conv2d_input_grad"])
-def test_gradcheck_rejects_a_broken_conv2d_backward(monkeypatch, helper):
-    """A test of the test: scale one of conv2d's gradient routines by 1.01 and gradcheck must fail."""
+def test_gradcheck_rejects_a_broken_fast_conv2d_backward(monkeypatch, helper):
+    """The same for the fast backend's im2col path: one of its gradient routines scaled by 1.01."""
+    import autodiff.fast.im2col as fast
     original = getattr(fast, helper)
     monkeypatch.setattr(fast, helper, lambda *args: 1.01 * original(*args))
     rng = np.random.default_rng(0)
     x, w = t64(rng.standard_normal((1, 2, 5, 5)), True), t64(rng.standard_normal((2, 2, 3, 3)), True)
-    with pytest.raises(GradcheckError):
+    with use_backend("fast"), pytest.raises(GradcheckError):
         gradcheck(lambda a, b: conv2d(a, b, padding=1), x, w)
 
 
-@pytest.mark.parametrize("n_last", [False, True])
-def test_col2im_is_the_adjoint_of_im2col(n_last):
+def test_col2im_is_the_adjoint_of_im2col():
     """<im2col(x), c> = <x, col2im(c)> with overlapping windows: col2im must ADD, not assign."""
+    rng = np.random.default_rng(0)
+    N, C, H, W, K, s, p, d = 2, 3, 6, 5, 3, (1, 2), (1, 1), (1, 1)
+    x = rng.standard_normal((N, C, H, W))
+    cols = conv.im2col(x, (K, K), s, p, d).data
+    c = rng.standard_normal(cols.shape)
+    back = conv.col2im(c, x.shape, conv._conv_size((H, W), (K, K), s, p, d), (K, K), s, p, d).data
+    assert cols.shape == (N, C * K * K, 6 * 3) and back.shape == x.shape
+    np.testing.assert_allclose(np.sum(cols * c), np.sum(x * back), rtol=1e-12)
+    assert gradcheck(lambda x: conv.im2col(x, (K, K), s, p, d), t64(x, True))
+
+
+@pytest.mark.parametrize("n_last", [False, True])
+def test_fast_col2im_is_the_adjoint_of_its_im2col(n_last):
+    import autodiff.fast.im2col as fast
     rng = np.random.default_rng(0)
     N, C, H, W, K, s, p, d = 2, 3, 6, 5, 3, 1, 1, 1
     OH, OW = (H + 2 * p - d * (K - 1) - 1) // s + 1, (W + 2 * p - d * (K - 1) - 1) // s + 1
-    with layout(n_last):
+    with use_backend("fast"), layout(n_last):
         g = fast.Windows(N=N, C=C, IH=H, IW=W, KH=K, KW=K, sh=s, sw=s, ph=p, pw=p, dh=d, dw=d, GH=OH, GW=OW)
         x = rng.standard_normal((N, C, H, W))
         cols = fast.im2col(x, g)

@@ -1,4 +1,4 @@
-"""autodiff.memory: with glibc, memory freed by one step is reused by the next without page faults;
+"""autodiff.fast.memory (loaded with the fast backend): with glibc, memory freed by one step is reused by the next without page faults;
 NUMPY_DL_LAB_KEEP_MEMORY=0 leaves malloc alone; any other value is a clear error. Each case runs in
 a fresh Python process (the setting is the process's)."""
 import ctypes
@@ -15,7 +15,7 @@ glibc = sys.platform.startswith("linux") and hasattr(ctypes.CDLL(None), "gnu_get
 # Each "step" allocates and frees 3, 6, 9 and 12 MB arrays; prints the page faults of each step.
 STEPS = """
 import json, resource, numpy as np, autodiff
-from autodiff.memory import keep_freed_memory
+from autodiff.fast.memory import keep_freed_memory
 def faults(): return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 counts = []
 for step in range(5):
@@ -29,6 +29,7 @@ print(json.dumps([keep_freed_memory(), counts]))
 
 def run(code: str, setting: str = None) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key != "NUMPY_DL_LAB_KEEP_MEMORY"}
+    env["NUMPY_DL_LAB_BACKEND"] = "fast"                  # the setting belongs to the fast backend
     if setting is not None:
         env["NUMPY_DL_LAB_KEEP_MEMORY"] = setting
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -135,38 +135,6 @@ def test_zero_grad_and_parameters_without_gradient_are_skipped():
     assert a.grad is None and b.grad is None
 
 
-@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
-def test_adam_flat_pass_equals_the_per_parameter_update(weight_decay):
-    """Small models take Adam's flat pass; it must give bit for bit what the per-parameter update gives,
-    also across a checkpoint round trip and a step in which one parameter has no gradient."""
-    rng = np.random.default_rng(0)
-    shapes = [(8, 4), (8,), (3, 8), (3,)]
-    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
-    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(6)]
-
-    def run(flat_max):
-        params = [nets.Parameter(x.copy()) for x in start]
-        opt = nets.Adam(params, lr=0.01, weight_decay=weight_decay)
-        opt.FLAT_MAX = flat_max
-        for k, step_grads in enumerate(grads):
-            for p, g in zip(params, step_grads):
-                p.grad = None if (k == 4 and p is params[1]) else g
-            opt.step()
-            if k == 2:                                  # resume from a checkpoint mid-way
-                state = opt.state_dict()
-                opt = nets.Adam(params, lr=0.01, weight_decay=weight_decay)
-                opt.FLAT_MAX = flat_max
-                opt.load_state_dict(state)
-        return [p.data for p in params], opt
-
-    (flat, opt_flat), (per_param, opt_per_param) = run(1 << 16), run(0)
-    assert hasattr(opt_flat, "_flat") and not hasattr(opt_per_param, "_flat")     # both paths were taken
-    for a, b in zip(flat, per_param):
-        np.testing.assert_array_equal(a, b)
-    for key, value in opt_per_param.state_dict().items():
-        np.testing.assert_array_equal(opt_flat.state_dict()[key], value)
-
-
 def test_dtype_is_kept_and_lr_can_be_changed():
     p = nets.Parameter(np.ones(3, np.float32))
     opt = nets.SGD([p], lr=0.1)
@@ -297,27 +265,3 @@ def test_adam_bias_correction_counts_each_parameters_own_steps():
     a.grad, b.grad = np.array([1.0, -2.0]), np.array([3.0, -0.5])
     opt.step()
     np.testing.assert_allclose(b.data, -0.1 * np.sign([3.0, -0.5]), rtol=1e-6)
-
-
-@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_adam_in_cache_sized_pieces_equals_one_pass(monkeypatch, weight_decay):
-    """Adam runs its elementwise passes piece by piece (nets.optim._pieces): cutting a parameter into
-    pieces of 7 elements (with a short last piece) gives bit-for-bit the whole-array update."""
-    rng = np.random.default_rng(0)
-    p0, grads = rng.standard_normal((5, 9)), [rng.standard_normal((5, 9)) for _ in range(3)]
-    whole, _ = run(nets.Adam, grads=grads, p0=p0, lr=0.1, weight_decay=weight_decay)
-    monkeypatch.setattr(nets.optim, "_PIECE", 7)
-    pieces, opt = run(nets.Adam, grads=grads, p0=p0, lr=0.1, weight_decay=weight_decay)
-    p, m, v = p0.copy(), 0.0, 0.0                      # the update rule written out, whole arrays
-    for t, (g, a, b) in enumerate(zip(grads, whole, pieces), start=1):
-        g = g + weight_decay * p
-        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g ** 2
-        p = p - 0.1 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
-        np.testing.assert_allclose(a, p, rtol=1e-12)
-        np.testing.assert_array_equal(a, b)
-    # a non-contiguous gradient (the transpose of a C-ordered array) is read correctly
-    p = nets.Parameter(p0.copy())
-    opt = nets.Adam([p], lr=0.1, weight_decay=weight_decay)
-    p.grad = np.ascontiguousarray(grads[0].T).T
-    opt.step()
-    np.testing.assert_array_equal(p.data, whole[0])

@@ -1,4 +1,4 @@
-"""autodiff.parallel: blocks cover every index once, errors come back, and every op that uses the
+"""autodiff.fast.parallel (the fast backend's threads): blocks cover every index once, errors come back, and every op that uses the
 engine's threads gives the same forward values and gradients with 1 and with 2-3 threads."""
 import threading
 import time
@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 import nets
-from autodiff import Tensor, parallel
+from autodiff import Tensor
+from autodiff.fast import parallel
 from autodiff import functional as F
+
+pytestmark = pytest.mark.usefixtures("fast_backend")
 
 
 @pytest.fixture

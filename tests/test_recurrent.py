@@ -9,10 +9,8 @@ import pytest
 
 import autodiff.functional as F
 import nets
-from autodiff import GradcheckError, Tensor, gradcheck
-from autodiff.recurrent import lstm_fused, unstack
-from nets.recurrent import (GRU, LSTM, RNN, Embedding, detach_state, gru_cell_reference, lstm_cell_reference,
-                            rnn_cell_reference)
+from autodiff import GradcheckError, Tensor, gradcheck, use_backend
+from nets.recurrent import GRU, LSTM, RNN, Embedding, detach_state, gru_cell, lstm_cell, rnn_cell
 
 
 def t64(rng, *shape, scale=1.0):
@@ -52,8 +50,7 @@ def naive(kind, params, x, h0, c0=None, nonlinearity="tanh"):
     return x, np.stack(hs_n), (np.stack(cs_n) if c0 is not None else None)
 
 
-LAYERS = [("rnn", RNN, {}), ("rnn-relu", RNN, {"nonlinearity": "relu"}), ("lstm", LSTM, {"fused": True}),
-          ("lstm-composed", LSTM, {"fused": False}), ("gru", GRU, {})]
+LAYERS = [("rnn", RNN, {}), ("rnn-relu", RNN, {"nonlinearity": "relu"}), ("lstm", LSTM, {}), ("gru", GRU, {})]
 
 
 @pytest.mark.parametrize("name, cls, extra", LAYERS, ids=[l[0] for l in LAYERS])
@@ -106,20 +103,21 @@ def test_unbatched_input_and_default_zero_state(rng):
 # ============================================================================ gradient checks
 def test_gradcheck_rnn_cell(rng):
     args = t64(rng, 3, 4), t64(rng, 3, 4), t64(rng, 4, 4, scale=0.5)
-    assert gradcheck(lambda gx, h, w: rnn_cell_reference(gx, h, w), *args)
+    assert gradcheck(lambda gx, h, w: rnn_cell(gx, h, w), *args)
 
 
 def test_gradcheck_gru_cell(rng):
     args = t64(rng, 3, 12), t64(rng, 3, 4), t64(rng, 12, 4, scale=0.5), t64(rng, 12)
-    assert gradcheck(gru_cell_reference, *args)
+    assert gradcheck(gru_cell, *args)
 
 
-def test_gradcheck_lstm_cell_reference(rng):
+def test_gradcheck_lstm_cell(rng):
     args = t64(rng, 3, 16), t64(rng, 3, 4), t64(rng, 3, 4), t64(rng, 16, 4, scale=0.5)
-    assert gradcheck(lambda gx, h, c, w: lstm_cell_reference(gx, h, c, w), *args)
+    assert gradcheck(lambda gx, h, c, w: lstm_cell(gx, h, c, w), *args)
 
 
-def test_gradcheck_fused_lstm(rng):
+def test_gradcheck_fused_lstm(rng, fast_backend):
+    from autodiff.fast.lstm import lstm_fused
     args = t64(rng, 4, 3, 16), t64(rng, 3, 4), t64(rng, 3, 4), t64(rng, 16, 4, scale=0.5)
     assert gradcheck(lstm_fused, *args)
 
@@ -153,24 +151,37 @@ def test_gradcheck_catches_a_wrong_cell_derivative(rng):
         gradcheck(broken, *args)
 
 
-def test_unstack_gradient_is_the_stacked_step_gradients(rng):
+def test_cutting_a_sequence_into_steps_adds_every_step_gradient_into_one_array(rng):
     x = t64(rng, 4, 2, 3)
-    assert gradcheck(lambda x: tuple(unstack(x, axis=1)), x)
-    pieces = unstack(x)
-    (pieces[1] * 2 + pieces[3]).sum().backward()
+    assert gradcheck(lambda x: tuple(x[t] for t in range(4)), x)
+    (x[1] * 2 + x[3]).sum().backward()
     np.testing.assert_array_equal(x.grad, np.array([0, 2, 0, 1])[:, None, None] * np.ones((4, 2, 3)))
 
 
-# ============================================================================ fused == composed
-def test_fused_lstm_equals_the_composed_lstm(rng):
+def test_unroll_keeps_each_step_and_equals_forward(rng):
+    """unroll's h_t are nodes of the graph: after backward() each has dL/dh_t, through every later step."""
+    lstm = LSTM(3, 4, dtype=np.float64, rng=np.random.default_rng(2))
+    x = t64(rng, 5, 2, 3)
+    hs, (h, c) = lstm.unroll(x)
+    out, (h2, _) = lstm(x)
+    np.testing.assert_allclose(np.stack([t.data for t in hs]), out.data, atol=1e-13)
+    (hs[-1] * hs[-1]).sum().backward()
+    assert all(t.grad is not None for t in hs) and np.abs(hs[0].grad).sum() > 0
+
+
+# ============================================================================ fast == reference
+def test_fused_lstm_equals_the_reference_cells(rng):
+    from autodiff.fast import taken
     outputs, grads = [], []
     x = rng.standard_normal((6, 4, 5))
-    for fused in (True, False):
-        lstm = LSTM(5, 8, num_layers=2, dtype=np.float64, rng=np.random.default_rng(4), fused=fused)
+    for backend in ("fast", "reference"):
+        lstm = LSTM(5, 8, num_layers=2, dtype=np.float64, rng=np.random.default_rng(4))
         xt = Tensor(x, requires_grad=True)
-        out, (h, c) = lstm(xt)
-        w = np.random.default_rng(0).standard_normal(out.shape)
-        ((out * Tensor(w)).sum() + (c * c).sum() + h.sum()).backward()
+        with use_backend(backend), taken() as seen:
+            out, (h, c) = lstm(xt)
+            w = np.random.default_rng(0).standard_normal(out.shape)
+            ((out * Tensor(w)).sum() + (c * c).sum() + h.sum()).backward()
+        assert (seen["lstm fused"] == 2) == (backend == "fast")
         outputs.append(out.data)
         grads.append([xt.grad] + [p.grad for p in lstm.parameters()])
     np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-13)

@@ -39,10 +39,10 @@ def test_busy_cores_reads_the_share_of_non_idle_time(monkeypatch):
     assert threads.busy_cores(interval=0) == 2                # the load average, rounded
 
 
-def test_configure_threads_gives_the_threads_to_blas_until_big_products_hand_them_to_the_engine():
+def test_configure_threads_gives_the_threads_to_blas_until_big_products_hand_them_to_the_engine(fast_backend):
     pytest.importorskip("threadpoolctl")
     from threadpoolctl import threadpool_limits
-    from autodiff import parallel
+    from autodiff.fast import parallel
     before = threads.current_threads()
     blas = [count for library, count in before.items() if library != "engine"]
     if not blas:

@@ -1,5 +1,5 @@
 """The Winograd path of conv2d (stride 1, kernel 3..5) and conv_transpose2d (kernel 4, stride 2)
-(autodiff/winograd.py): the Toom-Cook matrices, forward against the plain-loop references,
+(autodiff/fast/winograd.py): the Toom-Cook matrices, forward against the plain-loop references,
 gradients against central differences (float64), float32 accuracy, and which layers take it."""
 import contextlib
 
@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from autodiff import Tensor, gradcheck, winograd
-from autodiff.conv import conv2d, conv2d_reference, conv_transpose2d, conv_transpose2d_reference
+from autodiff import Tensor, gradcheck
+from autodiff.conv import (conv2d, conv2d_loops as conv2d_reference, conv_transpose2d,
+                           conv_transpose2d_loops as conv_transpose2d_reference)
+from autodiff.fast import winograd
+
+pytestmark = pytest.mark.usefixtures("fast_backend")
 
 CHEAP = settings(deadline=None, max_examples=25, derandomize=True)
 

@@ -1,45 +1,34 @@
-r"""Ops for recurrent networks: cutting a sequence into time steps, and the fused LSTM cell.
+r"""The fused LSTM layer: replaces nets/recurrent.py's `lstm_layer` (T steps of `lstm_cell`).
 
-Notation: T time steps, N batch, I input features, H hidden units; gate pre-activations a = (N, 4H) in
-PyTorch's order i, f, g, o (input, forget, cell candidate, output).
+Why it computes the same thing. The reference runs `lstm_cell` T times, about twenty graph nodes per step,
+and the engine differentiates each. Here the T steps are ONE node whose backward is the cell's derivative
+written out by hand (below), with every array preallocated, and the four gates' nonlinearities as ONE
+tanh: sigmoid(a) = (1 + tanh(a/2)) / 2. Results equal the reference's to rounding (tests/test_fast.py).
 
-The lesson is in `nets/recurrent.py`: an RNN unrolled over T steps is an ordinary graph, and
-backpropagation through time (BPTT) is nothing but backprop on that unrolled graph. The ops here only
-make the unrolled graph cheaper to walk:
-  * `unstack` cuts (T, ...) into T tensors whose gradients are written into one shared buffer (slicing
-    with x[t] would allocate a full (T, ...) zero gradient per step: O(T^2) work);
-  * `lstm_fused` runs all T steps of an LSTM layer as ONE node with the derivative of the cell written
-    out by hand, instead of about twenty nodes per step of the composed cell
-    (`nets.recurrent.lstm_cell_reference`, which it must equal).
+Notation: T time steps, N batch, H hidden units; gate pre-activations a = (N, 4H) in PyTorch's order
+i, f, g, o (input, forget, cell candidate, output).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from autodiff import functional as F
+from autodiff.backend import run_reference
+from autodiff.tensor import Tensor
 from . import parallel
-from .tensor import Tensor
+from .taken import note
 
 
-# ==================================================================== cutting a sequence into steps
-def unstack(x: Tensor, axis: int = 0) -> list:
-    """unstack: y_t = x[t] along `axis`; the adjoint of unstack is stack: dL/dx[t] = dL/dy_t, each step's
-    gradient written into its own row of one buffer that is passed to x once."""
-    axis = axis % x.ndim
-    moved = np.moveaxis(x.data, axis, 0)
-    hub = Tensor._make(x.data, (x,), "unstack")            # collects the steps' gradients
-    if not hub.requires_grad:
-        return [Tensor(moved[t]) for t in range(len(moved))]
-    pieces = []
-    for t in range(len(moved)):
-        piece = Tensor._make(moved[t], (hub,), "unstack_step")
-        def _backward(piece, t=t):
-            if hub.grad is None:
-                hub.grad = np.zeros_like(x.data)
-            np.moveaxis(hub.grad, axis, 0)[t] += piece.grad
-        piece._backward = _backward
-        pieces.append(piece)
-    hub._backward = lambda hub: x._accumulate(hub.grad)
-    return pieces
+def lstm_layer(gx, h0, c0, weight_hh):
+    """Replaces nets.recurrent.lstm_layer: -> (outputs (T, N, H), h_T, c_T), slices of one fused node."""
+    note("lstm fused")
+    hc = lstm_fused(gx, h0, c0, weight_hh)
+    if hc.requires_grad:                 # a create_graph backward differentiates the reference cells
+        def rebuild():
+            outputs, _, c = run_reference("lstm_layer", gx, h0, c0, weight_hh)
+            return F.concatenate([outputs, c.reshape(1, *c.shape)])
+        hc._recompute = rebuild
+    return hc[:-1], hc[-2], hc[-1]
 
 
 # ==================================================================== the fused LSTM
@@ -82,13 +71,13 @@ def lstm_fused(gx: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Tensor:
         np.multiply(o, tanh_cs[t], out=hs[t + 1])                 # h' = o tanh(c')
     out = Tensor._make(np.concatenate([hs[1:], cs[T:]]), (gx, h0, c0, weight_hh), "lstm_fused")
 
-    def _backward(out):
+    def gradients(grad, *inputs):
         da, slope = np.empty_like(gates), np.empty((N, 4 * H), dtype)
-        dh, dc, dtanh = np.zeros((N, H), dtype), out.grad[T].copy(), np.empty((N, H), dtype)
+        dh, dc, dtanh = np.zeros((N, H), dtype), grad[T].copy(), np.empty((N, H), dtype)
         for t in reversed(range(T)):
             gate, d = gates[t], da[t]
             i, f, g, o = (gate[:, q] for q in quarters)
-            dh += out.grad[t]
+            dh += grad[t]
             np.multiply(tanh_cs[t], tanh_cs[t], out=dtanh)          # dc += dh o (1 - tanh(c')^2)
             np.subtract(1, dtanh, out=dtanh)
             dtanh *= o
@@ -105,10 +94,7 @@ def lstm_fused(gx: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Tensor:
             d *= slope
             parallel.matmul(d, weight_hh.data, out=dh)              # dh <- da W_hh,  dc <- dc f
             dc *= f
-        gx._accumulate(da)
-        h0._accumulate(dh)
-        c0._accumulate(dc)
-        if weight_hh.requires_grad:
-            weight_hh._accumulate(parallel.matmul(da.reshape(T * N, 4 * H).T, hs[:T].reshape(T * N, H)))
-    out._backward = _backward
+        dW = parallel.matmul(da.reshape(T * N, 4 * H).T, hs[:T].reshape(T * N, H)) if weight_hh.requires_grad else None
+        return da, dh, dc, dW
+    out._backward = gradients
     return out
