@@ -7,7 +7,8 @@ The reference engine imports NumPy and the standard library, nothing else. The f
 (autodiff/fast) plugs in beside it: NUMPY_DL_LAB_BACKEND=reference|fast (default fast) or
 `autodiff.use_backend(...)` choose (autodiff/backend.py).
 """
-from .tensor import Tensor, no_grad, enable_grad, is_grad_enabled, unbroadcast, grad
+from .tensor import Tensor, no_grad, enable_grad, is_grad_enabled, unbroadcast
+from .engine import grad
 from .gradcheck import gradcheck, GradcheckError
 from .graph import graph_str, print_graph, to_dot
 from . import functional

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tensor import Tensor, grad, no_grad
+from .engine import grad
+from .tensor import Tensor, no_grad
 
 
 class GradcheckError(AssertionError):

@@ -42,6 +42,8 @@ import zlib
 import numpy as np
 
 from .checkpoint import load_checkpoint, save_checkpoint, save_json_atomic
+from autodiff import current_backend
+
 from .init import get_rng, manual_seed
 
 CHECKPOINT = "checkpoint.npz"
@@ -91,6 +93,9 @@ def add_run_flags(parser: argparse.ArgumentParser, mnist: bool = False) -> None:
                         help="run one process per seed, e.g. 0-9 or 3,7,11: DIR/seed-S/ each, then "
                              "DIR/summary.json and summary.png (needs --out; --resume DIR continues them)")
     parser.add_argument("--workers", type=positive_int, default=1, help="processes at once with --seeds")
+    parser.add_argument("--backend", choices=("fast", "reference"), default=None,
+                        help="the engine: fast (default; $NUMPY_DL_LAB_BACKEND) or reference (the plain code, to "
+                             "read and step through); a resumed run keeps its own")
     parser.add_argument("--threads", default=None, metavar="N|auto",
                         help="threads, for the BLAS library or the engine (default: $NUMPY_DL_LAB_THREADS, else "
                              "auto = free cores; the RL agents and --seeds workers use 1); see nets/threads.py")
@@ -233,6 +238,9 @@ class Run:
                                      f"{_show(values[name])}; on resume only {allowed} may change")
             if args.seed is not None and args.seed != meta["seed"]:
                 raise UsageError(f"--seed {args.seed} differs from the resumed run's {meta['seed']}")
+            if getattr(args, "backend", None) and args.backend != meta.get("backend", args.backend):
+                raise UsageError(f"--backend {args.backend} differs from the resumed run's {meta['backend']}; a resumed "
+                                 f"run keeps its backend (so that it continues bit for bit)")
             self.seed, self.state, self.sections = int(meta["seed"]), meta["state"], checkpoint
             self.config = config_from(config_cls, values)
             already = float(meta.get("wall_seconds", 0.0))
@@ -250,6 +258,7 @@ class Run:
             already = 0.0
         self.resumed = self.state is not None
         self.threads = getattr(args, "thread_count", None)     # threads, saved so a resume uses the same
+        self.backend = current_backend()                       # likewise the engine (scripts/train.py sets it)
         self._started, self._already = time.perf_counter(), already
         self._stop_requested, self._bar = False, None
 
@@ -268,7 +277,7 @@ class Run:
         (model=model.state_dict(), optimizer=...). The previous checkpoint stays intact until the rename."""
         meta = {"model": self.model, "seed": self.seed, "config": dataclasses.asdict(self.config),
                 "state": state, "wall_seconds": self.wall_seconds, "init_rng": get_rng().bit_generator.state,
-                "threads": self.threads}
+                "threads": self.threads, "backend": self.backend}
         save_checkpoint(os.path.join(self.dir, CHECKPOINT), meta=meta, **sections)
 
     # ---------------------------------------------------------------- the loop
@@ -348,7 +357,7 @@ class Run:
         """Write DIR/metrics.json (model, seed, config, wall_seconds first) as strict JSON; non-finite
         numbers become null and their keys are listed under "nonfinite_as_null"."""
         metrics = {"model": self.model, "seed": self.seed, "config": dataclasses.asdict(self.config),
-                   "wall_seconds": self.wall_seconds, **metrics}
+                   "wall_seconds": self.wall_seconds, "backend": self.backend, "threads": self.threads, **metrics}
         found: list = []
         clean = strict_json(metrics, found=found)
         if found:

@@ -61,14 +61,18 @@ def main(argv=None) -> int:
     try:
         if args.seeds is not None:
             return run_many(args, argv)
+        from autodiff import backend_from_environment, use_backend
         from nets.harness import read_checkpoint
         from nets.threads import configure_threads
         requested = args.threads or ("1" if args.model in RL_COMMANDS else None)
-        if requested is None and args.resume:     # the run's own count: BLAS sums depend on it, resume is exact
+        saved = {}
+        if args.resume:                           # the run's own threads and backend: resume is exact
             try:
-                requested = read_checkpoint(args.resume)["meta"].get("threads")
+                saved = read_checkpoint(args.resume)["meta"]
             except UsageError:
                 pass                              # the command itself reports a bad --resume
+        requested = requested or saved.get("threads")
+        use_backend(args.backend or saved.get("backend") or backend_from_environment())
         try:
             args.thread_count = configure_threads(requested)
         except ValueError as error:
