@@ -25,9 +25,8 @@ by autodiff/fast/conv.py (which replaces autodiff/conv.py's conv2d and conv_tran
    beyond out_full's 2H + 2 rows). Multiplications: 25 / 16 per output against 4.
 Accuracy, and the tiles. The a^2 products sum over the input channels values that the transforms made
 larger than the outputs, and the output transform cancels them again: the products' float32 rounding is
-amplified (computing the transforms in float64 does not help; the products' rounding dominates). With
-m = 4 the gradients' float32 error was 6-28x im2col's against a float64 computation (16-256 channels).
-So the tile size m is chosen per r for float32 gradients within 2x of im2col's error (tests/test_winograd.py
+amplified (computing the transforms in float64 does not help; the products' rounding dominates), the
+more the larger the tile. So the tile size m is chosen per r for float32 gradients within 2x of im2col's error (tests/test_winograd.py
 measures it): r = 3 (3x3 conv2d): F(2, 3), points 0, +-1, inf (4 multiplications per output, not 9), with
 the weight gradient's product (a sum over every tile of the batch) in float64; r = 2 (conv_transpose2d's
 phases): F(3, 2), the same points (16 per 9 outputs of a phase, not 4 per output); r = 5 (5x5 conv2d):
