@@ -236,6 +236,8 @@ def test_cli_rejects_a_batch_larger_than_the_data(tmp_path, capsys):
     import train
     assert train.main(["dcgan", "--batch-size", "100000", "--out", str(tmp_path / "x")]) == 2
     assert "larger than the 4500 training images" in capsys.readouterr().err
+    assert train.main(["dcgan", "--d-channels", "2", "3", "4", "--out", str(tmp_path / "y")]) == 2
+    assert "d_channels and g_channels take two numbers each" in capsys.readouterr().err
 
 
 def test_warns_when_D_loss_stays_near_zero():
