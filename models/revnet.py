@@ -55,7 +55,7 @@ class RevNetConfig:
     hidden: int = hp(256, "hidden units of each F and G (Linear-ReLU-Linear)", check="positive")
     depth: int = hp(4, "reversible blocks in the classifier", check="positive")
     store_activations: bool = hp(False, "train with the ordinary backward (store every activation)")
-    memory_depths: tuple = hp((2, 4, 8, 16), "depths at which peak memory is measured (>= 3 of them)")
+    memory_depths: tuple = hp((2, 4, 8, 16), "depths at which peak memory is taken (three or more)")
     memory_batch: int = hp(256, "batch size of the memory measurement", check="positive")
 
 

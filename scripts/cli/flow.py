@@ -7,7 +7,7 @@ its test bits/dim.
 
 Writes into --out: metrics.json (per-epoch train/validation bits/dim), checkpoint.npz, samples.npz
 (`images`: 1,000 samples at temperature 1.0; `images_t07`: 1,000 at 0.7), samples_t1.0.png,
-samples_t0.7.png and bits_per_dim.png. Bits/dim is measured on the dequantised [0, 256) pixel scale
+samples_t0.7.png and bits_per_dim.png. Bits/dim is reported on the dequantised [0, 256) pixel scale
 (see models/flow.py).
 """
 from __future__ import annotations
