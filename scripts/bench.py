@@ -13,6 +13,9 @@ Workloads (each is one training step: forward, backward, optimizer step, as the 
     convT   conv_transpose2d 128->64, k4 s2 p1, 7x7 -> 14x14, batch 128, forward + backward (no optimizer)
     lstm    one LSTM layer 64 -> 256, 50 steps, batch 64, forward + backward
     dcgan   one DCGAN iteration, batch 128: G forward, D step on real and fake, G step through D
+    vae-epochs    20 epochs of models/vae.py's train_epoch on the embedded digits (the CLI's defaults:
+                  dynamic binarisation, shuffling and batching included): the whole loop, not one step
+    cvae-epochs   30 epochs of models/cvae.py's, likewise
     save    writing a checkpoint of the flow's parameters and Adam state (106 MB)
 
 For each: the median wall time of a step over --repeats (after warm-up), the minimum, the matmul/conv
@@ -190,9 +193,35 @@ def make_save(rng):
     return step, 0
 
 
+def make_epochs(rng, name: str, epochs: int):
+    """`epochs` epochs of the model's own train_epoch with its default config (the whole training loop)."""
+    import models
+    from nets.data import load_mnist
+    from nets.harness import stream
+    module = models.load(name)
+    cfg = module.Config()
+    images, labels = load_mnist("train")
+    data = images if name == "vae" else (images, labels)
+    nets.manual_seed(0)
+    model = module.build(cfg)
+    optimizer = module.build_optimizer(model, cfg)
+    seen = [0]
+
+    def step(epochs=epochs):
+        for _ in range(epochs):
+            module.train_epoch(model, optimizer, data, stream(0, "train", seen[0]), cfg)
+            seen[0] += 1
+    step(1)                                         # warm-up: one epoch (measure() warms the others up)
+    D, classes = 784, 10 if name == "cvae" else 0
+    per_image = (linear_flops(1, D + classes, cfg.hidden, False) + 2 * linear_flops(1, cfg.hidden, cfg.latent)
+                 + linear_flops(1, cfg.latent + classes, cfg.hidden) + linear_flops(1, cfg.hidden, D))
+    return step, epochs * len(images) * per_image
+
+
 WORKLOADS = {"vae": make_vae, "cvae": lambda rng: make_vae(rng, N=100, hidden=500, classes=10),
              "flow": make_flow, "convT": make_conv_transpose, "dcgan": make_dcgan, "save": make_save,
-             "lstm": make_lstm}
+             "lstm": make_lstm, "vae-epochs": lambda rng: make_epochs(rng, "vae", 20),
+             "cvae-epochs": lambda rng: make_epochs(rng, "cvae", 30)}
 
 
 # ==================================================================== measuring
@@ -228,7 +257,7 @@ def measure(name: str, repeats: int, seed: int = 0) -> dict:
         step()
     peak = matmul_gflops(max(repeats, 5))
     cpu = []
-    times = timed(step, repeats, cpu=cpu)
+    times = timed(step, repeats, warmup=0 if name.endswith("-epochs") else 2, cpu=cpu)
     median = float(np.median(times))
     rate = flops / median / 1e9
     return {"workload": name, "median_ms": 1e3 * median, "min_ms": 1e3 * min(times), "repeats": repeats,
