@@ -24,7 +24,8 @@ Data space and bits/dim (read this once, precisely):
 
 The flow, data -> code (each step a Module with forward -> (y, log_det) and inverse):
     LogitTransform   y = logit(a + (1 - 2a) x), a = 1e-6: maps [0, 1) to the real line (no parameters);
-    K couplings      AdditiveCoupling (NICE) or AffineCoupling (RealNVP), masks alternating;
+    K couplings      AdditiveCoupling (NICE) or AffineCoupling (RealNVP), masks alternating, each after a
+                     Glow invertible 1x1 convolution (nets.Invertible1x1Conv) with --invertible-1x1;
     Scaling          NICE only: y = x * exp(log_scale), one learned log-scale per dimension;
 then a fixed prior on z: standard Gaussian or standard logistic, independent over dimensions.
 
@@ -61,6 +62,7 @@ class FlowConfig:
     mask: str = hp("checkerboard", "checkerboard on the image or the vector's two halves, flipped every layer",
                    choices=MASKS)
     clip_grad: float = hp(100.0, "clip the gradient's global L2 norm to this before each step", check="positive")
+    invertible_1x1: bool = hp(False, "a Glow invertible 1x1 convolution (mixing each 2x2 block) before each coupling")
 
 
 # ==================================================================== masks: which half is kept
@@ -72,12 +74,8 @@ def checkerboard_mask(shape: tuple, parity: int = 0, dtype=np.float32) -> np.nda
 
 def half_mask(dim: int, first: bool = True, dtype=np.float32) -> np.ndarray:
     """(dim,) mask over the flattened features: 1 on the first half (first=True) or on the second."""
-    mask = np.zeros(dim, dtype=dtype)
-    if first:
-        mask[:dim // 2] = 1
-    else:
-        mask[dim // 2:] = 1
-    return mask
+    mask = (np.arange(dim) < dim // 2).astype(dtype)
+    return mask if first else 1 - mask
 
 
 def make_mask(kind: str, image_shape: tuple, layer: int, dtype=np.float32) -> np.ndarray:
@@ -269,7 +267,7 @@ class Flow(nets.Module):
 
     def __init__(self, coupling: str = "affine", num_layers: int = 6, hidden: int = 512,
                  mask: str = "checkerboard", prior: str = "gaussian", image_shape=(28, 28),
-                 alpha: float = 1e-6, dtype=np.float32, rng=None):
+                 alpha: float = 1e-6, invertible_1x1: bool = False, dtype=np.float32, rng=None):
         super().__init__()
         if coupling not in COUPLINGS:
             raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
@@ -286,10 +284,13 @@ class Flow(nets.Module):
         self.couplings = nets.ModuleList(
             [layer(make_mask(mask, self.image_shape, k, dtype), hidden, dtype, rng) for k in range(num_layers)])
         self.scaling = Scaling(self.dim, dtype) if coupling == "additive" else None
+        self.mixers = nets.ModuleList([nets.Invertible1x1Conv(self.image_shape, dtype=dtype, rng=rng)
+                                       for _ in range(num_layers)]) if invertible_1x1 else None
 
     def steps(self) -> list:
-        """The bijections from data to code, in order."""
-        return [self.preprocess, *self.couplings] + ([self.scaling] if self.scaling is not None else [])
+        """The bijections from data to code, in order (with invertible_1x1: a mixer before each coupling)."""
+        couplings = [s for pair in zip(self.mixers, self.couplings) for s in pair] if self.mixers else self.couplings
+        return [self.preprocess, *couplings] + ([self.scaling] if self.scaling is not None else [])
 
     def _flatten(self, x) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
@@ -355,7 +356,8 @@ def nats_to_bits_per_dim(nats_per_image: float, dim: int) -> float:
 
 # ==================================================================== training and evaluation
 def build(cfg: FlowConfig) -> Flow:
-    return Flow(coupling=cfg.coupling, num_layers=cfg.layers, hidden=cfg.hidden, mask=cfg.mask, prior=cfg.prior)
+    return Flow(coupling=cfg.coupling, num_layers=cfg.layers, hidden=cfg.hidden, mask=cfg.mask, prior=cfg.prior,
+                invertible_1x1=cfg.invertible_1x1)
 
 def train_step(model: Flow, optimizer, x: np.ndarray, clip_grad: float) -> dict:
     """One Adam step of maximum likelihood on dequantised images x: minimise the mean -log p(x) (nats)."""
