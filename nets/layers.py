@@ -58,8 +58,8 @@ class Conv2d(Module):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}" + (f", groups={self.groups}" if self.groups > 1 else ""))
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}" + (f", groups={self.groups}" if self.groups > 1 else ""))
 
 
 class Conv1d(Conv2d):
@@ -67,7 +67,8 @@ class Conv1d(Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, dtype=np.float32, rng=None):
-        super().__init__(in_channels, out_channels, (1, kernel_size), stride, padding, dilation, groups, bias, dtype, rng)
+        super().__init__(in_channels, out_channels, (1, kernel_size), stride, padding, dilation, groups, bias, dtype,
+                         rng)
         self.kernel_size = kernel_size
         self.weight.data = np.ascontiguousarray(self.weight.data[:, :, 0])         # (C_out, C_in / groups, K)
 

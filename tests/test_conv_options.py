@@ -27,7 +27,8 @@ def test_grouped_conv2d_is_one_convolution_per_group(groups, c_in, c_out):
     kw = dict(stride=(2, 1), padding=1, dilation=(1, 2))
     out = F.conv2d(x, w, b, groups=groups, **kw)
     i, o = c_in // groups, c_out // groups
-    parts = [F.conv2d(x[:, g * i:(g + 1) * i], w[g * o:(g + 1) * o], b[g * o:(g + 1) * o], **kw).data for g in range(groups)]
+    parts = [F.conv2d(x[:, g * i:(g + 1) * i], w[g * o:(g + 1) * o], b[g * o:(g + 1) * o], **kw).data
+             for g in range(groups)]
     np.testing.assert_allclose(out.data, np.concatenate(parts, axis=1), atol=1e-12)
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, groups=groups, **kw), x, w, b)
 
@@ -89,8 +90,11 @@ def test_max_pool2d_options_against_the_loops_and_gradcheck(cfg):
                                   out.data.reshape(2, 2, -1))
 
 
-@pytest.mark.parametrize("cfg", [dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2, stride=2, ceil_mode=True),
-                                 dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)])
+AVG_POOLS = [dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2, stride=2, ceil_mode=True),
+             dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)]
+
+
+@pytest.mark.parametrize("cfg", AVG_POOLS)
 @pytest.mark.parametrize("include", [True, False])
 def test_avg_pool2d_counts_against_the_loops_and_gradcheck(cfg, include):
     rng = np.random.default_rng(1)
@@ -109,7 +113,8 @@ def test_max_unpool2d_puts_each_maximum_back_and_its_gradient_is_a_gather():
     kept = restored.data != 0
     np.testing.assert_array_equal(restored.data[kept], x.data[kept])
     assert kept.sum() == pooled.size
-    assert gradcheck(lambda p: F.max_unpool2d(p, indices, 2, output_size=(4, 6)), Tensor(pooled.data, requires_grad=True))
+    unpool = lambda p: F.max_unpool2d(p, indices, 2, output_size=(4, 6))               # noqa: E731
+    assert gradcheck(unpool, Tensor(pooled.data, requires_grad=True))
     with pytest.raises(ValueError, match="max_unpool2d: expected x .* indices of the same shape in"):
         F.max_unpool2d(pooled, indices.data + 100, 2)
 
@@ -151,7 +156,8 @@ def test_layers_take_groups_with_pytorchs_weight_layout_and_init():
     conv = nets.Conv2d(4, 6, 3, groups=2, rng=np.random.default_rng(0))
     assert conv.weight.shape == (6, 2, 3, 3) and np.abs(conv.weight.data).max() <= 1 / np.sqrt(2 * 9)
     depthwise = nets.Conv2d(4, 4, 3, groups=4, padding=1)
-    assert depthwise.weight.shape == (4, 1, 3, 3) and depthwise(Tensor(np.ones((1, 4, 5, 5), np.float32))).shape == (1, 4, 5, 5)
+    assert depthwise.weight.shape == (4, 1, 3, 3)
+    assert depthwise(Tensor(np.ones((1, 4, 5, 5), np.float32))).shape == (1, 4, 5, 5)
     up = nets.ConvTranspose2d(4, 6, 4, stride=2, padding=1, groups=2)
     assert up.weight.shape == (4, 3, 4, 4) and np.abs(up.weight.data).max() <= 1 / np.sqrt(3 * 16)
     assert up(Tensor(np.ones((1, 4, 3, 3), np.float32))).shape == (1, 6, 6, 6)

@@ -45,16 +45,21 @@ def binary(name, fn, ref, domain=None):
     return Op(name, fn, ref, two_inputs, domain or real(), examples=[(pair, {}) for pair in BROADCAST_PAIRS[:4]])
 
 
-def cases(*listed):
-    """A fixed list of (shapes, params) as both the strategy and the listed examples."""
-    return dict(cases=st.sampled_from(list(listed)), examples=list(listed))
+def listed(name, fn, ref, *examples, domain=None):
+    """An op checked on a fixed list of cases (input shapes, keyword arguments)."""
+    return Op(name, fn, ref, st.sampled_from(list(examples)), domain or real(), examples=list(examples))
+
+
+def one(shape, **params):
+    """A case with one input of `shape`."""
+    return (shape,), params
 
 
 @st.composite
 def std_cases(draw):
     (shape,), params = draw(reduction_cases())
-    n = int(np.prod(shape if params["axis"] is None else
-                    [shape[a] for a in ((params["axis"],) if isinstance(params["axis"], int) else params["axis"])]))
+    axis = params["axis"]
+    n = int(np.prod(shape if axis is None else [shape[a] for a in ((axis,) if isinstance(axis, int) else axis)]))
     return (shape,), dict(params, ddof=draw(st.sampled_from([0, 1] if n > 1 else [0])))
 
 
@@ -67,29 +72,39 @@ def cumsum_cases(draw):
 def _sym_pd(a):
     """A symmetric positive-definite matrix from any square a (for cholesky)."""
     n = a.shape[-1]
-    return (a + a.swapaxes(-1, -2)) * 0.5 + 4 * n * (np.eye(n) if isinstance(a, np.ndarray) else Tensor(np.eye(n, dtype=a.dtype)))
+    eye = np.eye(n) if isinstance(a, np.ndarray) else Tensor(np.eye(n, dtype=a.dtype))
+    return (a + a.swapaxes(-1, -2)) * 0.5 + 4 * n * eye
 
 
 def well_conditioned(lo=-1.0, hi=1.0):
     return lambda rng, shape: rng.uniform(lo, hi, size=shape) + 3 * np.eye(shape[-1])
 
 
-EINSUM = ["ij,jk->ik", "ij,jk", "bij,bjk->bik", "i,i->", "i,j->ij", "ii->i", "ii", "ij->j", "ij->ji",
-          "...ij,...jk->...ik", "...i,i->...", "i...->...", "ijk,jil->kl", "iij->j", "ab,bc,cd->ad", "bA,Ac", "i,ij,j"]
-EINSUM_SHAPES = {"ij,jk->ik": [(3, 4), (4, 2)], "ij,jk": [(3, 4), (4, 2)], "bij,bjk->bik": [(2, 3, 4), (2, 4, 5)],
-                 "i,i->": [(4,), (4,)], "i,j->ij": [(3,), (2,)], "ii->i": [(3, 3)], "ii": [(3, 3)], "ij->j": [(2, 3)],
-                 "ij->ji": [(2, 3)], "...ij,...jk->...ik": [(2, 1, 3, 4), (5, 4, 2)], "...i,i->...": [(2, 3, 4), (4,)],
-                 "i...->...": [(3, 2)], "ijk,jil->kl": [(2, 3, 4), (3, 2, 5)], "iij->j": [(3, 3, 2)],
-                 "ab,bc,cd->ad": [(2, 3), (3, 4), (4, 2)], "bA,Ac": [(2, 3), (3, 4)], "i,ij,j": [(3,), (3, 4), (4,)]}
+def _np_solve(a, b):
+    """np.linalg.solve with PyTorch's rule: b is a batch of vectors when b.shape == a.shape[:-1]."""
+    vector = b.ndim == 1 or b.shape == a.shape[:-1]
+    return np.linalg.solve(a, b[..., None])[..., 0] if vector else np.linalg.solve(a, b)
+
+
+def _chunks(a, n, axis):
+    size = -(-a.shape[axis] // n)
+    return np.array_split(a, range(size, a.shape[axis], size), axis)
+
+
+EINSUM = [("ij,jk->ik", (3, 4), (4, 2)), ("ij,jk", (3, 4), (4, 2)), ("bij,bjk->bik", (2, 3, 4), (2, 4, 5)),
+          ("i,i->", (4,), (4,)), ("i,j->ij", (3,), (2,)), ("ii->i", (3, 3)), ("ii", (3, 3)), ("ij->j", (2, 3)),
+          ("ij->ji", (2, 3)), ("...ij,...jk->...ik", (2, 1, 3, 4), (5, 4, 2)), ("...i,i->...", (2, 3, 4), (4,)),
+          ("i...->...", (3, 2)), ("ijk,jil->kl", (2, 3, 4), (3, 2, 5)), ("iij->j", (3, 3, 2)),
+          ("ab,bc,cd->ad", (2, 3), (3, 4), (4, 2)), ("bA,Ac", (2, 3), (3, 4)), ("i,ij,j", (3,), (3, 4), (4,))]
+KINKS = away_from(-2, -1, 0, 1, 2)
 
 NEW_OPS = [
     # elementwise
     unary("sin", F.sin, np.sin), unary("cos", F.cos, np.cos), unary("tan", F.tan, np.tan, real(-1.2, 1.2)),
-    unary("sinh", F.sinh, np.sinh), unary("cosh", F.cosh, np.cosh),
+    unary("sinh", F.sinh, np.sinh), unary("cosh", F.cosh, np.cosh), unary("arctan", F.arctan, np.arctan),
     unary("arcsin", F.arcsin, np.arcsin, real(-0.9, 0.9)), unary("arccos", F.arccos, np.arccos, real(-0.9, 0.9)),
-    unary("arctan", F.arctan, np.arctan),
-    unary("sign", F.sign, np.sign, away_from(0.0)), unary("floor", F.floor, np.floor, away_from(-2, -1, 0, 1, 2)),
-    unary("ceil", F.ceil, np.ceil, away_from(-2, -1, 0, 1, 2)), unary("round", F.round, np.round, away_from(-1.5, -0.5, 0.5, 1.5)),
+    unary("sign", F.sign, np.sign, away_from(0.0)), unary("floor", F.floor, np.floor, KINKS),
+    unary("ceil", F.ceil, np.ceil, KINKS), unary("round", F.round, np.round, away_from(-1.5, -0.5, 0.5, 1.5)),
     unary("x.sin()", lambda a: a.sin(), np.sin),
     binary("arctan2", F.arctan2, np.arctan2, (away_from(0.0), real())),
     binary("mod", F.mod, np.mod, (real(), away_from(0.0, margin=0.5))),
@@ -98,59 +113,59 @@ NEW_OPS = [
     binary("hypot", F.hypot, np.hypot, (away_from(0.0), away_from(0.0))),
     # reductions and scans
     Op("prod", lambda a, **kw: a.prod(**kw), lambda a, **kw: np.prod(a, **kw), reduction_cases(), real(),
-       examples=[(((2, 3, 4),), dict(axis=axis, keepdims=k)) for axis in (None, -1, (0, 2)) for k in (False, True)]),
+       examples=[one((2, 3, 4), axis=axis, keepdims=k) for axis in (None, -1, (0, 2)) for k in (False, True)]),
     Op("std", lambda a, **kw: a.std(**kw), lambda a, **kw: np.std(a, **kw), std_cases(), real(),
-       examples=[(((2, 3, 4),), dict(axis=(0, -1), keepdims=True, ddof=1)), (((5,),), dict(axis=None, keepdims=False, ddof=0))]),
+       examples=[one((2, 3, 4), axis=(0, -1), keepdims=True, ddof=1), one((5,), axis=None, keepdims=False, ddof=0)]),
     Op("cumsum", lambda a, axis: a.cumsum(axis), lambda a, axis: np.cumsum(a, axis), cumsum_cases(), real(),
-       examples=[(((2, 3, 4),), dict(axis=-2)), (((2, 3),), dict(axis=None))]),
+       examples=[one((2, 3, 4), axis=-2), one((2, 3), axis=None)]),
     # shapes
-    Op("squeeze", lambda a, axis: a.squeeze(axis), lambda a, axis: a if a.ndim == 0 else np.squeeze(a, axis if axis is None
-       else tuple(i for i in np.atleast_1d(axis) if a.shape[i] == 1)), **cases(
-           (((2, 1, 3, 1),), dict(axis=None)), (((2, 1, 3, 1),), dict(axis=-1)), (((2, 1, 3, 1),), dict(axis=(1, 0))),
-           (((),), dict(axis=0)))),
-    Op("unsqueeze", lambda a, axis: a.unsqueeze(axis), lambda a, axis: np.expand_dims(a, axis), **cases(
-        (((2, 3),), dict(axis=0)), (((2, 3),), dict(axis=-1)), (((2, 3),), dict(axis=-2)), (((),), dict(axis=0)))),
-    Op("flatten", lambda a, s, e: a.flatten(s, e), lambda a, s, e: a.reshape(a.shape[:s % a.ndim] + (-1,) + a.shape[e % a.ndim + 1:]),
-       **cases((((2, 3, 4),), dict(s=0, e=-1)), (((2, 3, 4, 2),), dict(s=1, e=-2)), (((2, 3),), dict(s=-1, e=-1)))),
-    Op("flip", lambda a, axis: a.flip(axis), lambda a, axis: np.flip(a, axis), **cases(
-        (((2, 3, 4),), dict(axis=-1)), (((2, 3, 4),), dict(axis=(0, -2))), (((3,),), dict(axis=None)))),
-    Op("roll", lambda a, s, axis: a.roll(s, axis), lambda a, s, axis: np.roll(a, s, axis), **cases(
-        (((2, 3, 4),), dict(s=2, axis=None)), (((2, 3, 4),), dict(s=(1, -3), axis=(0, -1))), (((5,),), dict(s=-7, axis=0)))),
-    Op("repeat", lambda a, reps: a.repeat(*reps), lambda a, reps: np.tile(a, reps), **cases(
-        (((2, 3),), dict(reps=(2, 1))), (((2, 3),), dict(reps=(3, 1, 2))), (((),), dict(reps=(2,))))),
-    Op("tile", lambda a, reps: a.tile(reps), lambda a, reps: np.tile(a, reps), **cases(
-        (((2, 3),), dict(reps=2)), (((2, 3, 2),), dict(reps=(2, 1))), (((3,),), dict(reps=(2, 1, 2))))),
-    Op("repeat_interleave", lambda a, r, axis: F.repeat_interleave(a, r, axis), lambda a, r, axis: np.repeat(a, r, axis), **cases(
-        (((2, 3),), dict(r=2, axis=None)), (((2, 3),), dict(r=[1, 0, 3], axis=-1)))),
-    Op("tril", lambda a, k: a.tril(k), lambda a, k: np.tril(a, k), **cases(
-        (((3, 4),), dict(k=0)), (((2, 3, 3),), dict(k=-1)), (((3, 4),), dict(k=2)))),
-    Op("triu", lambda a, k: a.triu(k), lambda a, k: np.triu(a, k), **cases((((3, 4),), dict(k=0)), (((2, 3, 3),), dict(k=1)))),
-    Op("diag", lambda a, k: a.diag(k), lambda a, k: np.diag(a, k), **cases(
-        (((3,),), dict(k=0)), (((3,),), dict(k=-2)), (((3, 4),), dict(k=1)), (((4, 3),), dict(k=-1)))),
-    Op("diagonal", lambda a, o, a1, a2: a.diagonal(o, a1, a2), lambda a, o, a1, a2: np.diagonal(a, o, a1, a2), **cases(
-        (((2, 3, 4),), dict(o=0, a1=0, a2=1)), (((2, 3, 4),), dict(o=1, a1=-1, a2=0)), (((3, 3),), dict(o=-1, a1=0, a2=1)))),
-    Op("trace", lambda a, o: a.trace(o), lambda a, o: np.trace(a, o), **cases((((3, 3),), dict(o=0)), (((3, 4),), dict(o=1)))),
-    Op("sort", lambda a, axis, d: a.sort(axis, d)[0], lambda a, axis, d: np.flip(np.sort(a, axis), axis) if d else np.sort(a, axis),
-       domain=grid(), **cases((((3, 4),), dict(axis=-1, d=False)), (((3, 4),), dict(axis=0, d=True)), (((5,),), dict(axis=0, d=False)))),
-    Op("chunk", lambda a, n, axis: a.chunk(n, axis), lambda a, n, axis: np.array_split(a, range(-(-a.shape[axis] // n), a.shape[axis],
-                                                                                              -(-a.shape[axis] // n)), axis),
-       **cases((((5, 3),), dict(n=2, axis=0)), (((2, 7),), dict(n=3, axis=-1)))),
+    listed("squeeze", lambda a, axis: a.squeeze(axis),
+           lambda a, axis: np.squeeze(a, axis if axis is None else tuple(i for i in np.atleast_1d(axis)
+                                                                         if a.shape[i] == 1)),
+           one((2, 1, 3, 1), axis=None), one((2, 1, 3, 1), axis=-1), one((2, 1, 3, 1), axis=(1, 0))),
+    listed("unsqueeze", lambda a, axis: a.unsqueeze(axis), lambda a, axis: np.expand_dims(a, axis),
+           one((2, 3), axis=0), one((2, 3), axis=-1), one((2, 3), axis=-2), one((), axis=0)),
+    listed("flatten", lambda a, s, e: a.flatten(s, e),
+           lambda a, s, e: a.reshape(a.shape[:s % a.ndim] + (-1,) + a.shape[e % a.ndim + 1:]),
+           one((2, 3, 4), s=0, e=-1), one((2, 3, 4, 2), s=1, e=-2), one((2, 3), s=-1, e=-1)),
+    listed("flip", lambda a, axis: a.flip(axis), lambda a, axis: np.flip(a, axis),
+           one((2, 3, 4), axis=-1), one((2, 3, 4), axis=(0, -2)), one((3,), axis=None)),
+    listed("roll", lambda a, s, axis: a.roll(s, axis), lambda a, s, axis: np.roll(a, s, axis),
+           one((2, 3, 4), s=2, axis=None), one((2, 3, 4), s=(1, -3), axis=(0, -1)), one((5,), s=-7, axis=0)),
+    listed("repeat", lambda a, reps: a.repeat(*reps), lambda a, reps: np.tile(a, reps),
+           one((2, 3), reps=(2, 1)), one((2, 3), reps=(3, 1, 2)), one((), reps=(2,))),
+    listed("tile", lambda a, reps: a.tile(reps), lambda a, reps: np.tile(a, reps),
+           one((2, 3), reps=2), one((2, 3, 2), reps=(2, 1)), one((3,), reps=(2, 1, 2))),
+    listed("repeat_interleave", lambda a, r, axis: F.repeat_interleave(a, r, axis),
+           lambda a, r, axis: np.repeat(a, r, axis), one((2, 3), r=2, axis=None), one((2, 3), r=[1, 0, 3], axis=-1)),
+    listed("tril", lambda a, k: a.tril(k), lambda a, k: np.tril(a, k),
+           one((3, 4), k=0), one((2, 3, 3), k=-1), one((3, 4), k=2)),
+    listed("triu", lambda a, k: a.triu(k), lambda a, k: np.triu(a, k), one((3, 4), k=0), one((2, 3, 3), k=1)),
+    listed("diag", lambda a, k: a.diag(k), lambda a, k: np.diag(a, k),
+           one((3,), k=0), one((3,), k=-2), one((3, 4), k=1), one((4, 3), k=-1)),
+    listed("diagonal", lambda a, o, a1, a2: a.diagonal(o, a1, a2), lambda a, o, a1, a2: np.diagonal(a, o, a1, a2),
+           one((2, 3, 4), o=0, a1=0, a2=1), one((2, 3, 4), o=1, a1=-1, a2=0), one((3, 3), o=-1, a1=0, a2=1)),
+    listed("trace", lambda a, o: a.trace(o), lambda a, o: np.trace(a, o), one((3, 3), o=0), one((3, 4), o=1)),
+    listed("sort", lambda a, axis, d: a.sort(axis, d)[0],
+           lambda a, axis, d: np.flip(np.sort(a, axis), axis) if d else np.sort(a, axis),
+           one((3, 4), axis=-1, d=False), one((3, 4), axis=0, d=True), one((5,), axis=0, d=False), domain=grid()),
+    listed("chunk", lambda a, n, axis: a.chunk(n, axis), _chunks, one((5, 3), n=2, axis=0), one((2, 7), n=3, axis=-1)),
     # contractions
-    Op("einsum", lambda *ts, spec: F.einsum(spec, *ts), lambda *xs, spec: np.einsum(spec, *xs),
-       **cases(*((tuple(EINSUM_SHAPES[spec]), dict(spec=spec)) for spec in EINSUM))),
-    Op("tensordot", lambda a, b, axes: F.tensordot(a, b, axes), lambda a, b, axes: np.tensordot(a, b, axes), **cases(
-        (((2, 3, 4), (3, 4, 5)), dict(axes=2)), (((2, 3), (4, 5)), dict(axes=0)), (((2, 3, 4), (4, 2)), dict(axes=([0, 2], [1, 0]))))),
+    listed("einsum", lambda *ts, spec: F.einsum(spec, *ts), lambda *xs, spec: np.einsum(spec, *xs),
+           *((tuple(shapes), dict(spec=spec)) for spec, *shapes in EINSUM)),
+    listed("tensordot", lambda a, b, axes: F.tensordot(a, b, axes), lambda a, b, axes: np.tensordot(a, b, axes),
+           (((2, 3, 4), (3, 4, 5)), dict(axes=2)), (((2, 3), (4, 5)), dict(axes=0)),
+           (((2, 3, 4), (4, 2)), dict(axes=([0, 2], [1, 0])))),
     # linear algebra
-    Op("inv", F.inv, np.linalg.inv, domain=well_conditioned(), **cases((((3, 3),), {}), (((2, 4, 4),), {}))),
-    Op("det", F.det, np.linalg.det, domain=well_conditioned(), **cases((((3, 3),), {}), (((2, 2, 2),), {}))),
-    Op("slogdet", lambda a: F.slogdet(a * Tensor(np.array([-1.0, 1, 1], a.dtype)))[1],
-       lambda a: np.linalg.slogdet(a * np.array([-1.0, 1, 1]))[1], domain=well_conditioned(),
-       **cases((((3, 3),), {}), (((2, 3, 3),), {}))),
-    Op("solve", F.solve, lambda a, b: np.linalg.solve(a, b if b.ndim != a.ndim - 1 else b[..., None])[..., 0]
-       if b.ndim == a.ndim - 1 else np.linalg.solve(a, b), domain=(well_conditioned(), real()),
-       **cases((((3, 3), (3, 2)), {}), (((2, 3, 3), (2, 3)), {}), (((3, 3), (2, 3, 1)), {}), (((3, 3), (3,)), {}))),
-    Op("cholesky", lambda a: F.cholesky(_sym_pd(a)), lambda a: np.linalg.cholesky(_sym_pd(a)),
-       **cases((((3, 3),), {}), (((2, 4, 4),), {}))),
+    listed("inv", F.inv, np.linalg.inv, one((3, 3)), one((2, 4, 4)), domain=well_conditioned()),
+    listed("det", F.det, np.linalg.det, one((3, 3)), one((2, 2, 2)), domain=well_conditioned()),
+    listed("slogdet", lambda a: F.slogdet(a * Tensor(np.array([-1.0, 1, 1], a.dtype)))[1],
+           lambda a: np.linalg.slogdet(a * np.array([-1.0, 1, 1]))[1], one((3, 3)), one((2, 3, 3)),
+           domain=well_conditioned()),
+    listed("solve", F.solve, _np_solve, (((3, 3), (3, 2)), {}), (((2, 3, 3), (2, 3)), {}), (((3, 3), (2, 3, 1)), {}),
+           (((3, 3), (3,)), {}), domain=(well_conditioned(), real())),
+    listed("cholesky", lambda a: F.cholesky(_sym_pd(a)), lambda a: np.linalg.cholesky(_sym_pd(a)),
+           one((3, 3)), one((2, 4, 4))),
 ]
 NEW_LISTED = [pytest.param(op, case, id=f"{op.name}-{i}") for op in NEW_OPS for i, case in enumerate(op.examples)]
 
@@ -160,7 +175,8 @@ def test_listed_case(op, case):
     shapes, params = case
     check_forward(op, shapes, params, seed=0)
     check_gradient(op, shapes, params, seed=1)
-    second_derivative_check(lambda *ts: op.fn(*ts, **params), *[Tensor(a, requires_grad=True) for a in op.sample(3, shapes)])
+    inputs = [Tensor(a, requires_grad=True) for a in op.sample(3, shapes)]
+    second_derivative_check(lambda *ts: op.fn(*ts, **params), *inputs)
 
 
 @pytest.mark.parametrize("op", NEW_OPS, ids=lambda op: op.name)
@@ -257,7 +273,8 @@ def test_a_0d_node_that_receives_three_gradients_keeps_them_all():
 def test_other_scalar_arguments_keep_float32():
     x = Tensor(np.ones((2, 3), np.float32), requires_grad=True)
     for y in (F.leaky_relu(x, np.float64(0.2)), x.clip(np.float64(0.0), None), x.clip(None, np.float64(0.5)),
-              F.pad(x, 1, value=np.float64(-1.0)), F.stack([x[0, 0], 2.0]), F.concatenate([x[0], np.float32(2.0) * x[1]]),
+              F.pad(x, 1, value=np.float64(-1.0)), F.stack([x[0, 0], 2.0]),
+              F.concatenate([x[0], np.float32(2.0) * x[1]]),
               x * np.int64(3), np.float64(2.0) ** x, F.where(np.ones((2, 3), bool), 0.0, x)):
         assert y.dtype == np.float32, y._op
 
@@ -299,13 +316,14 @@ def test_integer_inputs_to_ops_with_a_floating_result_raise():
     a = Tensor(np.arange(6).reshape(2, 3))
     for op in (lambda t: t.exp(), F.sin, lambda t: t.mean(), lambda t: t.var(), lambda t: t / 2, lambda t: t.std(),
                F.sigmoid, lambda t: F.softmax(t), lambda t: F.logsumexp(t), lambda t: F.inv(t[:, :2])):
-        with pytest.raises(TypeError, match=r"integer/boolean input \(int64(, int64)?\) would give a floating-point result; cast"):
+        with pytest.raises(TypeError, match=r"input \(int64(, int64)?\) would give a floating-point result; cast"):
             op(a)
 
 
 def test_integer_tensors_flow_through_integer_ops_and_next_to_floats_take_the_float_dtype():
     a = Tensor(np.array([[3, 1, 2], [0, 5, 4]]))
-    for y in (a.sort()[0], a.argsort(), a.flip(0), a.cumsum(1), a.prod(), a.tile(2), a % 2, a.sign(), F.einsum("ij->j", a),
+    for y in (a.sort()[0], a.argsort(), a.flip(0), a.cumsum(1), a.prod(), a.tile(2), a % 2, a.sign(),
+              F.einsum("ij->j", a),
               a.tril(), F.maximum(a, 2), a.diagonal()):
         assert np.issubdtype(y.dtype, np.integer) and not y.requires_grad, y._op
     x = Tensor(np.ones((2, 3), np.float32), requires_grad=True)
@@ -348,7 +366,8 @@ def test_sort_sends_each_gradient_back_through_the_permutation_and_argsort_is_st
 
 def test_einsum_broadcasts_size_one_letters_as_pytorch_and_its_backward_is_einsums():
     rng = np.random.default_rng(0)
-    a, b = Tensor(rng.standard_normal((1, 3)), requires_grad=True), Tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    a = Tensor(rng.standard_normal((1, 3)), requires_grad=True)
+    b = Tensor(rng.standard_normal((4, 3)), requires_grad=True)
     np.testing.assert_allclose(F.einsum("ij,ij->ij", a, b).data, a.data * b.data)
     assert gradcheck(lambda s, t: F.einsum("ij,ij->ij", s, t), a, b)
     y = F.einsum("ij,jk->ik", a, Tensor(rng.standard_normal((3, 2))))
@@ -366,6 +385,8 @@ def test_einsum_broadcasts_size_one_letters_as_pytorch_and_its_backward_is_einsu
 def test_einsum_errors_say_what_is_wrong(spec, shapes, message):
     with pytest.raises(ValueError, match=message):
         F.einsum(spec, *[Tensor(np.ones(s)) for s in shapes])
+    with pytest.raises(TypeError, match="einsum: give the subscripts as a string first"):
+        F.einsum(Tensor(np.ones(2)), [0], [0])
 
 
 def test_slogdet_gradient_is_the_inverse_transpose_and_det_is_its_exponential():
@@ -383,7 +404,7 @@ def test_slogdet_gradient_is_the_inverse_transpose_and_det_is_its_exponential():
 
 
 def test_linear_algebra_errors():
-    with pytest.raises(ValueError, match=r"inv: expected a square matrix or a batch of them \(..., n, n\), got shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"inv: expected a square matrix or a batch of them .*, got shape \(2, 3\)"):
         F.inv(Tensor(np.ones((2, 3))))
     with pytest.raises(ValueError, match="inv: Singular matrix"):
         F.inv(Tensor(np.ones((2, 2))))

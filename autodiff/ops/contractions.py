@@ -26,6 +26,9 @@ def einsum(subscripts: str, *operands) -> Tensor:
     """np.einsum / torch.einsum with a subscripts string: letters a-z A-Z, '...' for broadcast axes,
     implicit output (no '->': '...' then the letters used once, sorted) or explicit ('...' left out of
     the output is summed). A size-1 axis broadcasts against its letter's size, as in PyTorch."""
+    if not isinstance(subscripts, str):
+        raise TypeError(f"einsum: give the subscripts as a string first, e.g. einsum('ij,jk->ik', a, b); got "
+                        f"{type(subscripts).__name__} (the sublist form is not supported)")
     operands = [as_tensor(t) for t in operands]
     terms, output = _parse(subscripts, operands)
     sizes = {}
@@ -109,5 +112,6 @@ def tensordot(a, b, axes=2) -> Tensor:
     b_letters = list(string.ascii_letters[a.ndim:a.ndim + b.ndim])
     for i, j in zip(a_axes, b_axes):
         b_letters[j] = a_letters[i]
-    free = [c for i, c in enumerate(a_letters) if i not in a_axes] + [c for j, c in enumerate(b_letters) if j not in b_axes]
+    free = ([c for i, c in enumerate(a_letters) if i not in a_axes]
+            + [c for j, c in enumerate(b_letters) if j not in b_axes])
     return einsum("".join(a_letters) + "," + "".join(b_letters) + "->" + "".join(free), a, b)

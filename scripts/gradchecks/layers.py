@@ -103,10 +103,12 @@ layer_check("Conv2d", "2->3 k3 stride 2 padding 1", lambda r: nets.Conv2d(2, 3, 
             lambda r: real(r, 2, 2, 4, 4))
 layer_check("ConvTranspose2d", "3->2 k4 stride 2 padding 1",
             lambda r: nets.ConvTranspose2d(3, 2, 4, stride=2, padding=1, rng=r), lambda r: real(r, 1, 3, 2, 2))
-layer_check("Conv2d", "4->4 groups 2 k3", lambda r: nets.Conv2d(4, 4, 3, groups=2, rng=r), lambda r: real(r, 1, 4, 4, 4))
+layer_check("Conv2d", "4->4 groups 2 k3", lambda r: nets.Conv2d(4, 4, 3, groups=2, rng=r),
+            lambda r: real(r, 1, 4, 4, 4))
 layer_check("Conv1d", "2->3 k3 stride 2", lambda r: nets.Conv1d(2, 3, 3, stride=2, rng=r), lambda r: real(r, 2, 2, 7))
 layer_check("MaxPool2d", "k2, no ties", lambda r: nets.MaxPool2d(2), lambda r: distinct(r, 1, 2, 4, 4))
-layer_check("MaxPool1d", "k3 s2 ceil_mode", lambda r: nets.MaxPool1d(3, 2, ceil_mode=True), lambda r: distinct(r, 1, 2, 8))
+layer_check("MaxPool1d", "k3 s2 ceil_mode", lambda r: nets.MaxPool1d(3, 2, ceil_mode=True),
+            lambda r: distinct(r, 1, 2, 8))
 layer_check("AvgPool1d", "k2", lambda r: nets.AvgPool1d(2), lambda r: real(r, 1, 2, 6))
 layer_check("Invertible1x1Conv", "(N, 16) as 4x4 images", lambda r: _FirstOutput(nets.Invertible1x1Conv((4, 4), rng=r)),
             lambda r: real(r, 2, 16))
