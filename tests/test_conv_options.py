@@ -170,3 +170,14 @@ def test_layers_take_groups_with_pytorchs_weight_layout_and_init():
     pooled, indices = nets.MaxPool2d(2, return_indices=True)(x.reshape(1, 2, 3, 3))
     assert pooled.shape == (1, 2, 1, 1) and indices.data.ravel().tolist() == [4, 4]
     assert nets.AvgPool2d(2, ceil_mode=True, count_include_pad=False)(x.reshape(1, 2, 3, 3)).shape == (1, 2, 2, 2)
+
+
+def test_second_derivatives_through_the_new_options():
+    """The options are built from differentiable ops (pad, im2col, indexing, sums), so create_graph works."""
+    from test_ops import second_derivative_check
+    rng = np.random.default_rng(5)
+    x = distinct(rng, 1, 2, 6, 7)
+    second_derivative_check(lambda t: F.max_pool2d(t, 3, 2, 1, dilation=2, ceil_mode=True) ** 2, x)
+    second_derivative_check(lambda t: F.avg_pool2d(t ** 2, 3, 2, 1, ceil_mode=True, count_include_pad=False), x)
+    second_derivative_check(lambda t: F.max_unpool2d(t ** 2, np.arange(4).reshape(1, 1, 2, 2) * 3, 2), t64(rng, 1, 1, 2, 2))
+    second_derivative_check(lambda t, w: F.conv1d(t, w, stride=2, groups=2) ** 2, t64(rng, 1, 2, 7), t64(rng, 4, 1, 3))
