@@ -113,7 +113,7 @@ class Tensor:
 
     def __init__(self, data, requires_grad: bool = False, _parents: tuple = (), _op: str = ""):
         self.data = data.data if isinstance(data, Tensor) else np.asarray(data)
-        if requires_grad and not np.issubdtype(self.data.dtype, np.floating):
+        if requires_grad and self.data.dtype.kind != "f":            # float16/32/64 only
             raise TypeError(f"only floating-point tensors can require gradients, got dtype "
                             f"{self.data.dtype}; convert first, e.g. Tensor(x.astype(np.float32), "
                             f"requires_grad=True)")

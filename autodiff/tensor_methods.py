@@ -135,8 +135,7 @@ def reshape(x: Tensor, shape: tuple) -> Tensor:
 def transpose(x: Tensor, axes: tuple) -> Tensor:
     """transpose: the gradient is transposed by the inverse permutation."""
     out = Tensor._make(x.data.transpose(axes), (x,), "transpose")
-    inverse = tuple(np.argsort([a % x.ndim for a in axes]))
-    out._backward = lambda g, x, out: g.transpose(inverse)
+    out._backward = lambda g, x, out: g.transpose(tuple(np.argsort([a % x.ndim for a in axes])))
     return out
 
 

@@ -26,7 +26,13 @@ the next `seq_len` characters of every stream, starts from the state the previou
 so the gradient stops at the chunk boundary: nets.recurrent.detach_state), clips the global gradient
 norm (nets.optim.clip_grad_norm_) and takes an Adam step. The MLP trains on batch_size x seq_len random
 windows per step (as many predicted characters as a recurrent step). Adam's
-learning rate follows a cosine from `lr` down to `lr * lr_final` over the run.
+learning rate follows a cosine from `lr` down to `lr * lr_final` over `steps` Adam steps.
+
+The contract (models/__init__.py): `data` is the encoded corpus, int64 character ids (`load_corpus(cfg)`:
+`.train` to train on, `.test` to score); an epoch is one pass over the training streams (the mlp: as many
+steps of random windows; the bigram: counting the text once). A recurrent model keeps the state the last
+chunk left in `model.carry`, part of its state_dict. `evaluate` reports `nll_nats_per_char` (the headline)
+and `bits_per_char`.
 """
 from __future__ import annotations
 
@@ -37,11 +43,12 @@ import numpy as np
 
 import autodiff.functional as F
 from autodiff import Tensor, no_grad
+from nets.datasets.text import CharCorpus, load_text
 from nets.harness import hp
 from nets.layers import Linear
 from nets.losses import cross_entropy
 from nets.module import Module
-from nets.optim import clip_grad_norm_
+from nets.optim import Adam, clip_grad_norm_
 from nets.recurrent import GRU, LSTM, RNN, Embedding, detach_state
 
 MODELS = ("bigram", "mlp", "rnn", "lstm", "gru")
@@ -77,7 +84,11 @@ class Bigram:
         self.counts = np.zeros((vocab_size, vocab_size), np.int64)
 
     def fit(self, ids: np.ndarray) -> "Bigram":
-        np.add.at(self.counts, (ids[:-1], ids[1:]), 1)
+        return self.count(ids[:-1], ids[1:])
+
+    def count(self, previous: np.ndarray, following: np.ndarray) -> "Bigram":
+        """N[a, b] += the number of times b follows a in the pairs (previous, following)."""
+        np.add.at(self.counts, (np.ravel(previous), np.ravel(following)), 1)
         return self
 
     def log_probs(self, previous: np.ndarray) -> np.ndarray:
@@ -119,6 +130,7 @@ class RecurrentLM(Module):
         layer = {"rnn": RNN, "lstm": LSTM, "gru": GRU}[kind]
         self.rnn = layer(embed, hidden, num_layers=num_layers, batch_first=True)   # -> (N, T, H)
         self.out = Linear(hidden, vocab_size)                                # -> (N, T, V)
+        self.carry = None          # training: the detached state the last truncated-BPTT chunk left
 
     def forward(self, ids: np.ndarray, state=None) -> tuple:
         """ids: (N, T) -> (logits (N, T, V), state after the last step)."""
@@ -126,8 +138,24 @@ class RecurrentLM(Module):
         logits = self.out(h.reshape(-1, h.shape[-1]))                        # (N T, V): one 2-D matmul
         return logits.reshape(*h.shape[:2], -1), state
 
+    def state_dict(self) -> dict:
+        """The parameters, and the carried state as carry.0 (and carry.1: the LSTM's c) during training."""
+        parts = () if self.carry is None else self.carry if isinstance(self.carry, tuple) else (self.carry,)
+        return {**super().state_dict(), **{f"carry.{i}": part.data.copy() for i, part in enumerate(parts)}}
 
-def build_model(cfg: CharLMConfig, vocab_size: int):
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        parts = tuple(Tensor(np.array(state[f"carry.{i}"])) for i in range(2) if f"carry.{i}" in state)
+        super().load_state_dict({k: v for k, v in state.items() if not k.startswith("carry.")}, strict)
+        self.carry = None if not parts else parts if len(parts) > 1 else parts[0]
+
+
+def load_corpus(cfg: CharLMConfig) -> CharCorpus:
+    """The text of cfg.text (default: the embedded Shakespeare plays) as character ids, split train / test."""
+    return CharCorpus(load_text(cfg.text or None))
+
+
+def language_model(cfg: CharLMConfig, vocab_size: int):
+    """cfg.model over a vocabulary of vocab_size characters (build reads it from the corpus)."""
     if cfg.model == "bigram":
         return Bigram(vocab_size, cfg.alpha)
     if cfg.model == "mlp":
@@ -164,17 +192,38 @@ def mlp_batch(ids: np.ndarray, context: int, batch_size: int, rng: np.random.Gen
 
 
 def set_lr(optimizer, cfg: CharLMConfig, step: int) -> None:
-    """Cosine decay: lr_t = lr (f + (1 - f) (1 + cos(pi t / steps)) / 2), f = lr_final."""
-    f = cfg.lr_final
-    optimizer.lr = cfg.lr * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
+    """Cosine decay: lr_t = lr (f + (1 - f) (1 + cos(pi t / steps)) / 2), f = lr_final, then lr f after `steps`."""
+    f, t = cfg.lr_final, min(step, cfg.steps)
+    optimizer.lr = cfg.lr * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * t / cfg.steps)))
 
 
-def train_step(model, optimizer, batch: tuple, cfg: CharLMConfig, state=None) -> tuple:
-    """One Adam step on a batch (inputs, targets); returns ({"loss", "grad_norm"}, the detached state)."""
+# ==================================================================== the contract (models/__init__.py)
+Config = CharLMConfig
+
+
+def build(cfg: CharLMConfig):
+    """cfg.model over the vocabulary of cfg's corpus (so build reads the text: load_corpus)."""
+    return language_model(cfg, load_corpus(cfg).vocab_size)
+
+
+def build_optimizer(model, cfg: CharLMConfig) -> Adam | None:
+    """Adam (its learning rate set by train_step's schedule); None for the bigram, which only counts."""
+    return None if isinstance(model, Bigram) else Adam(model.parameters(), lr=cfg.lr)
+
+
+def train_step(model, optimizer, batch: tuple, rng, cfg: CharLMConfig) -> dict:
+    """One Adam step on a batch (inputs, targets), at the learning rate of step optimizer.step_count of the
+    schedule; a recurrent model starts from model.carry and leaves its new state there, detached. The bigram
+    counts the batch's pairs. rng: unused (the batch is given)."""
     inputs, targets = batch
+    if isinstance(model, Bigram):
+        model.count(inputs, targets)
+        log_p = model.log_probs(np.ravel(inputs))[np.arange(np.size(targets)), np.ravel(targets)]
+        return {"loss": float(-log_p.mean())}
+    set_lr(optimizer, cfg, optimizer.step_count)
     if isinstance(model, RecurrentLM):
-        logits, state = model(inputs, state)
-        state = detach_state(state)                              # truncated BPTT: stop at the boundary
+        logits, state = model(inputs, model.carry)
+        model.carry = detach_state(state)                        # truncated BPTT: stop at the boundary
     else:
         logits = model(inputs)
     loss = lm_loss(logits, targets)
@@ -182,13 +231,41 @@ def train_step(model, optimizer, batch: tuple, cfg: CharLMConfig, state=None) ->
     loss.backward()
     grad_norm = clip_grad_norm_(optimizer.params, cfg.clip)
     optimizer.step()
-    return {"loss": float(loss.data), "grad_norm": grad_norm}, state
+    return {"loss": float(loss.data), "grad_norm": float(grad_norm)}
+
+
+def train_epoch(model, optimizer, data: np.ndarray, rng, cfg: CharLMConfig) -> dict:
+    """One pass over the training ids `data`, cut into batch_size streams of seq_len chunks, starting from a
+    fresh state (the mlp: as many steps of random windows from rng; the bigram: counts the text afresh).
+    Returns the mean loss (nats/char) and, for the networks, the mean gradient norm."""
+    if isinstance(model, Bigram):
+        model.counts[...] = 0
+        model.fit(data)
+        a, b = np.nonzero(model.counts)                          # the pairs that occur: -sum N log p(b|a) / sum N
+        log_p = model.log_probs(a)[np.arange(len(a)), b]
+        return {"loss": float(-(model.counts[a, b] * log_p).sum() / model.counts.sum())}
+    data_streams = streams(data, cfg.batch_size)
+    model.carry = None
+    steps = []
+    for step in range((data_streams.shape[1] - 1) // cfg.seq_len):
+        if isinstance(model, MLPLM):
+            batch = mlp_batch(data, cfg.context, cfg.batch_size * cfg.seq_len, rng)
+        else:
+            batch = chunk(data_streams, step, cfg.seq_len)[:2]
+        steps.append(train_step(model, optimizer, batch, rng, cfg))
+    return {key: float(np.mean([s[key] for s in steps])) for key in ("loss", "grad_norm")}
 
 
 # ==================================================================== held-out evaluation
-def evaluate(model, ids: np.ndarray, cfg: CharLMConfig, context_ids: np.ndarray | None = None) -> float:
-    """Held-out NLL in nats/char of ids[1:] given everything before it in `ids` (for the mlp, windows that
-    reach before ids[0] are filled with the end of `context_ids`, or with id 0)."""
+def evaluate(model, data: np.ndarray, rng, cfg: CharLMConfig, *, context: np.ndarray | None = None) -> dict:
+    """Headline `nll_nats_per_char`: the held-out NLL of data[1:], each character given everything before it in
+    the ids `data` (for the mlp, windows that reach before data[0] are filled with the end of `context`, the
+    training text, or with id 0); and `bits_per_char`. rng: unused."""
+    nll = held_out_nll(model, data, cfg, context)
+    return {"nll_nats_per_char": nll, "bits_per_char": nll / math.log(2)}
+
+
+def held_out_nll(model, ids: np.ndarray, cfg: CharLMConfig, context_ids: np.ndarray | None) -> float:
     if isinstance(model, Bigram):
         return float(-model.log_probs(ids[:-1])[np.arange(len(ids) - 1), ids[1:]].mean())
     with no_grad():

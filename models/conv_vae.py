@@ -35,7 +35,9 @@ by 1/beta: beta sets how much the KL costs against the pixels. Frames are mostly
 with a small moving cart and a thin pole, so the pixel term per image is small and beta must be small
 (the default 0.05) or the KL wins and every reconstruction becomes the mean frame.
 
-Training (`train_epoch` at the end): Adam on that loss over shuffled minibatches of frames.
+The contract (models/__init__.py) at the end: `train_epoch` is Adam on that loss over shuffled minibatches of
+frames; `data` is frames (N, C, S, S) in [0, 1] (`load_data(cfg, seed)` renders them and holds out whole
+episodes); `evaluate` reports `mse`, the per-pixel error of reconstructions at z = mu.
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ import nets
 from autodiff import Tensor, no_grad
 import autodiff.functional as F
 from nets.data import iterate_minibatches
-from nets.harness import hp
+from nets.harness import hp, stream
 from nets.losses import binary_cross_entropy_with_logits, gaussian_kl
 from .vae import reparameterize
 
@@ -295,30 +297,51 @@ def split_by_episode(episodes: np.ndarray, fraction: float, rng) -> tuple:
     return np.flatnonzero(~is_held), np.flatnonzero(is_held)
 
 
-def build(cfg: ConvVAEConfig, variant: str | None = None) -> ConvVAE:
+def load_data(cfg: ConvVAEConfig, seed: int) -> tuple:
+    """(training frames, held-out frames) of this config, each (N, C, S, S) in [0, 1]: the frames of
+    load_frames, whole episodes held out by the seed's "split" stream."""
+    data = load_frames(cfg, seed)
+    train, held = split_by_episode(data["episodes"], cfg.heldout_fraction, stream(seed, "split"))
+    return data["frames"][train], data["frames"][held]
+
+
+# ==================================================================== the contract (models/__init__.py)
+Config = ConvVAEConfig
+
+
+def build(cfg: ConvVAEConfig) -> ConvVAE:
     return ConvVAE(in_channels=3 if cfg.rgb else 1, image_size=cfg.size, hidden_dims=cfg.hidden_dims,
-                   latent_dim=cfg.latent_dim, variant=variant or cfg.variant)
+                   latent_dim=cfg.latent_dim, variant=cfg.variant)
 
 
-# ==================================================================== training and evaluation
-def train_step(model: ConvVAE, optimizer, x: np.ndarray, rng, cfg: ConvVAEConfig) -> dict:
+def build_optimizer(model: ConvVAE, cfg: ConvVAEConfig) -> nets.Adam:
+    return nets.Adam(model.parameters(), lr=cfg.lr)
+
+
+def train_step(model: ConvVAE, optimizer, batch: np.ndarray, rng, cfg: ConvVAEConfig) -> dict:
     """One Adam step on the batch's loss (negative ELBO with weight beta on the KL, or the AE's error)."""
-    loss, parts = model.loss(x, rng=rng, beta=cfg.beta, recon=cfg.recon)
+    loss, parts = model.loss(batch, rng=rng, beta=cfg.beta, recon=cfg.recon)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
     return {"loss": float(loss), "recon": parts["recon"], "kl": parts["kl"]}
 
 
-def train_epoch(model: ConvVAE, optimizer, frames: np.ndarray, rng, cfg: ConvVAEConfig) -> dict:
-    """One pass over the frames (N, C, S, S) in [0, 1] in a fresh order: the epoch's mean loss, recon and KL."""
+def train_epoch(model: ConvVAE, optimizer, data: np.ndarray, rng, cfg: ConvVAEConfig) -> dict:
+    """One pass over the frames `data` (N, C, S, S) in [0, 1] in a fresh order: the epoch's mean loss, recon, KL."""
     model.train()
     totals, seen = {"loss": 0.0, "recon": 0.0, "kl": 0.0}, 0
-    for batch in iterate_minibatches(frames, batch_size=cfg.batch_size, rng=rng):
+    for batch in iterate_minibatches(data, batch_size=cfg.batch_size, rng=rng):
         for key, value in train_step(model, optimizer, batch, rng, cfg).items():
             totals[key] += value * len(batch)
         seen += len(batch)
     return {key: total / seen for key, total in totals.items()}
+
+
+def evaluate(model: ConvVAE, data: np.ndarray, rng, cfg: ConvVAEConfig) -> dict:
+    """Headline `mse`: the per-pixel MSE of deterministic reconstructions of the frames `data` (z = mu,
+    BatchNorm's running statistics; rng unused)."""
+    return {"mse": heldout_mse(model, data)}
 
 
 def heldout_mse(model: ConvVAE, frames: np.ndarray) -> float:

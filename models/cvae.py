@@ -33,6 +33,8 @@ changes the digit but keeps the style (slant, stroke width): the 3 x 10 grid sho
 Where the code is: the networks and the training step are written out below; the pieces of the ELBO
 (reparameterisation z = mu + sigma * eps with sigma = exp(0.5 * logvar), the -ELBO terms, the
 importance-weighted bound) and the epoch loop with dynamic binarisation are models/vae.py's functions.
+The contract's `data` is the pair (grey-level images (N, 784) or (N, 1, 28, 28), labels (N,)); `evaluate`
+reports `neg_elbo_nats` (the headline) and `neg_iwae_nats` of log p(x | y), nats per image.
 """
 from __future__ import annotations
 
@@ -45,8 +47,8 @@ import nets
 from autodiff import Tensor, no_grad
 from nets.data import one_hot
 from nets.harness import hp
-from .vae import (Bounds, ELBOTerms, check_images, check_size, importance_bounds, neg_elbo, noise, reparameterize,
-                  train_epoch as vae_train_epoch)
+from .vae import (Bounds, ELBOTerms, binarized_epoch, check_images, check_size, importance_bounds, neg_elbo, noise,
+                  reparameterize)
 
 
 @dataclass
@@ -145,20 +147,21 @@ class CVAE(nets.Module):
             x, k, rng)
 
 
-# ==================================================================== the family's contract
+# ==================================================================== the contract (models/__init__.py)
+Config = CVAEConfig
+
+
 def build(cfg: CVAEConfig) -> CVAE:
     return CVAE(784, 10, hidden=cfg.hidden, latent=cfg.latent)
 
 
-def evaluate(model: CVAE, images: np.ndarray, labels: np.ndarray, rng, k: int = 100) -> dict:
-    """Negative ELBO and negative IWAE bound of log p(x | y) (k samples), nats per image, averaged."""
-    model.eval()
-    bounds = model.bounds(images, labels, k=k, rng=rng)
-    return {"neg_elbo_nats": float(-bounds.elbo.mean()), "neg_iwae_nats": float(-bounds.iwae.mean())}
+def build_optimizer(model: CVAE, cfg: CVAEConfig) -> nets.Adam:
+    return nets.Adam(model.parameters(), lr=cfg.lr)
 
 
-def train_step(model: CVAE, optimizer, x: np.ndarray, y: np.ndarray, rng) -> dict:
-    """One Adam step on the mean -ELBO(x | y) of a batch of binary images x (B, 784) and labels y (B,)."""
+def train_step(model: CVAE, optimizer, batch: tuple, rng, cfg: CVAEConfig) -> dict:
+    """One Adam step on the mean -ELBO(x | y) of a batch (x, y): binary images (B, 784) and labels (B,)."""
+    x, y = batch
     terms = model.loss(x, y, rng=rng)
     loss = terms.neg_elbo.mean()
     optimizer.zero_grad()
@@ -167,6 +170,17 @@ def train_step(model: CVAE, optimizer, x: np.ndarray, y: np.ndarray, rng) -> dic
     return {"loss": float(loss), "recon": float(terms.recon.data.mean()), "kl": float(terms.kl.data.mean())}
 
 
-def train_epoch(model: CVAE, optimizer, images: np.ndarray, labels: np.ndarray, rng, batch_size: int) -> dict:
-    """One epoch of dynamically binarised images with their labels (models/vae.py's epoch loop)."""
-    return vae_train_epoch(model, optimizer, images, rng, batch_size, labels=labels, step=train_step)
+def train_epoch(model: CVAE, optimizer, data: tuple, rng, cfg: CVAEConfig) -> dict:
+    """One epoch over `data` = (grey-level images (N, 784) or (N, 1, 28, 28), labels (N,)), the images
+    dynamically binarised (models/vae.py's binarized_epoch)."""
+    images, labels = data
+    return binarized_epoch(train_step, model, optimizer, images, labels, rng, cfg)
+
+
+def evaluate(model: CVAE, data: tuple, rng, cfg: CVAEConfig, *, k: int | None = None) -> dict:
+    """Headline `neg_elbo_nats`: -ELBO of log p(x | y) on `data` = (grey-level images, labels), nats per image,
+    averaged; `neg_iwae_nats`: the negative IWAE bound with k samples (default cfg.iwae_k)."""
+    images, labels = data
+    model.eval()
+    bounds = model.bounds(images, labels, k=cfg.iwae_k if k is None else k, rng=rng)
+    return {"neg_elbo_nats": float(-bounds.elbo.mean()), "neg_iwae_nats": float(-bounds.iwae.mean())}

@@ -16,6 +16,13 @@ so G learns fastest when it is most wrong. Both losses have the same fixed point
 
 Images are scaled to [-1, 1] (the range of G's tanh): real = 2 * pixel - 1.
 Shapes: N batch; D: (N, 1, 28, 28) -> (N, 1) logits; G: (N, 96) noise -> (N, 1, 28, 28) in [-1, 1].
+
+The contract (models/__init__.py) at the end: the `model` is a GAN, a small Module holding D and G, and the
+`optimizer` is a GANOptimizers, holding one Adam for D and one for G (each player's step moves only its own
+parameters). `data` is the digits as load_mnist returns them, (N, 1, 28, 28) or (N, 784) in [0, 1]
+(`train_step`'s batch is already in [-1, 1]). A GAN has no likelihood: `evaluate` reports `d_loss`, D's loss on
+held-out digits and fresh fakes without updating anything (2 ln 2 = 1.39 at the game's equilibrium
+D = 1/2, near 0 when D wins), with `g_loss`, `d_real` = mean D(x) and `d_fake` = mean D(G(z)).
 """
 from __future__ import annotations
 
@@ -24,8 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import autodiff.functional as F
 import nets
 from autodiff import Tensor, no_grad
+from nets.data import iterate_minibatches, to_signed
 from nets.harness import hp
 from nets.losses import binary_cross_entropy_with_logits
 
@@ -36,6 +45,10 @@ NOISE_DIM = 96
 class DCGANConfig:
     iterations: int = hp(3000, "training iterations (one D step + one G step each)", check="positive")
     batch_size: int = hp(128, "real images per D step (and fakes per step)", check="positive")
+    lr: float = hp(1e-3, "Adam learning rate of D and of G", check="positive")
+    hidden: int = hp(1024, "units of the fully connected hidden layer of D and of G", check="positive")
+    d_channels: tuple = hp((32, 64), "channels of D's two 5x5 convolutions")
+    g_channels: tuple = hp((128, 64), "channels of G's 7x7 feature map and of its first transposed convolution")
 
 
 # ==================================================================== noise, networks, optimiser, losses
@@ -93,10 +106,10 @@ def build_generator(noise_dim: int = NOISE_DIM, hidden: int = 1024, channels: tu
     )
 
 
-def get_optimizer(model: nets.Module) -> nets.Adam:
-    """Adam, lr 1e-3, betas (0.5, 0.999): the DCGAN paper's beta1 = 0.5 (less momentum than the usual
-    0.9, because the other player keeps moving the target)."""
-    return nets.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
+def get_optimizer(model: nets.Module, lr: float = 1e-3) -> nets.Adam:
+    """Adam with betas (0.5, 0.999): the DCGAN paper's beta1 = 0.5 (less momentum than the usual 0.9,
+    because the other player keeps moving the target)."""
+    return nets.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
 
 
 def bce_loss(logits: Tensor, targets) -> Tensor:
@@ -153,7 +166,7 @@ def generator_step(D: nets.Module, opt_G, fake: Tensor) -> float:
     return float(g_loss)
 
 
-def train_step(D: nets.Module, G: nets.Module, opt_D, opt_G, real: np.ndarray, noise: Tensor) -> tuple:
+def game_step(D: nets.Module, G: nets.Module, opt_D, opt_G, real: np.ndarray, noise: Tensor) -> tuple:
     """One iteration of the game on real images (N, 1, 28, 28) in [-1, 1] and noise (N, 96).
     Returns (d_loss, g_loss) as floats. D and G should be in training mode.
 
@@ -168,18 +181,6 @@ def train_step(D: nets.Module, G: nets.Module, opt_D, opt_G, real: np.ndarray, n
     # (2) update G: minimise -log D(G(z)) through the updated D
     g_loss = generator_step(D, opt_G, fake)
     return d_loss, g_loss
-
-
-def train_iteration(D, G, opt_D, opt_G, images: np.ndarray, iteration: int, batch_size: int, stream) -> dict:
-    """Iteration `iteration` of training on images (N, 1, 28, 28) in [-1, 1]: the batch comes from a fresh
-    shuffle every epoch (the last incomplete batch is dropped), the noise from its own stream.
-    stream(purpose, *position) -> np.random.Generator (the run's named streams)."""
-    epoch, batch = divmod(iteration, len(images) // batch_size)
-    order = stream("shuffle", epoch).permutation(len(images))
-    real = images[order[batch * batch_size:(batch + 1) * batch_size]]
-    d_loss, g_loss = train_step(D, G, opt_D, opt_G, real, sample_noise(batch_size, NOISE_DIM,
-                                                                       stream("noise", iteration)))
-    return {"d_loss": d_loss, "g_loss": g_loss}
 
 
 D_WINS_WINDOW, D_WINS_LOSS = 100, 0.05   # warn when D's loss averages below this over the window
@@ -218,3 +219,92 @@ def generate(G: nets.Module, noise: Tensor, batch_size: int = 500) -> np.ndarray
         G.train(was_training)
     return np.concatenate(chunks)
 
+
+# ==================================================================== the contract (models/__init__.py)
+Config = DCGANConfig
+
+
+class GAN(nets.Module):
+    """The contract's `model`: D, the discriminator, and G, the generator (state_dict keys D.* and G.*)."""
+
+    def __init__(self, D: nets.Sequential, G: nets.Sequential):
+        super().__init__()
+        self.D, self.G = D, G
+
+    @property
+    def noise_dim(self) -> int:
+        return self.G[0].in_features
+
+
+class GANOptimizers:
+    """The contract's `optimizer`: one Adam for D and one for G (get_optimizer), saved side by side."""
+
+    def __init__(self, model: GAN, lr: float):
+        self.D, self.G = get_optimizer(model.D, lr), get_optimizer(model.G, lr)
+
+    def state_dict(self) -> dict:
+        return {f"{player}.{key}": value for player in ("D", "G")
+                for key, value in getattr(self, player).state_dict().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for player in ("D", "G"):
+            getattr(self, player).load_state_dict(
+                {key[2:]: value for key, value in state.items() if key.startswith(player + ".")})
+
+
+def build(cfg: DCGANConfig) -> GAN:
+    """D, then G (initial weights from nets' seeded generator, in that order)."""
+    if len(cfg.d_channels) != 2 or len(cfg.g_channels) != 2:
+        raise ValueError(f"DCGAN: d_channels and g_channels take two numbers each, got {cfg.d_channels} and "
+                         f"{cfg.g_channels}")
+    return GAN(build_discriminator(cfg.d_channels, cfg.hidden), build_generator(NOISE_DIM, cfg.hidden, cfg.g_channels))
+
+
+def build_optimizer(model: GAN, cfg: DCGANConfig) -> GANOptimizers:
+    return GANOptimizers(model, cfg.lr)
+
+
+def train_step(model: GAN, optimizer: GANOptimizers, batch: np.ndarray, rng, cfg: DCGANConfig) -> dict:
+    """One iteration of the game (game_step) on real images `batch` (B, 1, 28, 28) in [-1, 1], noise from rng."""
+    d_loss, g_loss = game_step(model.D, model.G, optimizer.D, optimizer.G, batch,
+                               sample_noise(len(batch), model.noise_dim, rng))
+    return {"d_loss": d_loss, "g_loss": g_loss}
+
+
+def signed_images(data: np.ndarray) -> np.ndarray:
+    """load_mnist's digits in [0, 1] -> (N, 1, 28, 28) in [-1, 1], tanh's range."""
+    return to_signed(data).reshape(len(data), 1, 28, 28)
+
+
+def train_epoch(model: GAN, optimizer: GANOptimizers, data: np.ndarray, rng, cfg: DCGANConfig) -> dict:
+    """One pass over the digits `data` in [0, 1] in a fresh order (the last incomplete batch is dropped: every
+    batch has batch_size images for BatchNorm); the epoch's mean d_loss and g_loss."""
+    model.train()
+    losses = [train_step(model, optimizer, real, rng, cfg)
+              for real in iterate_minibatches(signed_images(data), batch_size=cfg.batch_size, rng=rng, drop_last=True)]
+    return {key: float(np.mean([step[key] for step in losses])) for key in ("d_loss", "g_loss")}
+
+
+def train_iteration(model: GAN, optimizer: GANOptimizers, images: np.ndarray, iteration: int, stream,
+                    cfg: DCGANConfig) -> dict:
+    """Iteration `iteration` of a run (scripts/cli/dcgan.py) on images (N, 1, 28, 28) in [-1, 1]: the batch comes
+    from a fresh shuffle every epoch (the last incomplete batch is dropped), the noise from its own stream, so a
+    resumed run draws what it would have. stream(purpose, *position) -> np.random.Generator (the run's)."""
+    epoch, batch = divmod(iteration, len(images) // cfg.batch_size)
+    order = stream("shuffle", epoch).permutation(len(images))
+    real = images[order[batch * cfg.batch_size:(batch + 1) * cfg.batch_size]]
+    return train_step(model, optimizer, real, stream("noise", iteration), cfg)
+
+
+def evaluate(model: GAN, data: np.ndarray, rng, cfg: DCGANConfig, *, batch_size: int = 500) -> dict:
+    """Headline `d_loss`: D's loss on the held-out digits `data` in [0, 1] and as many fakes G(z), z from rng,
+    with nothing updated (G in eval mode); `g_loss` = -log D(G(z)); `d_real`, `d_fake`: mean D(x), mean D(G(z))."""
+    real = signed_images(data)
+    fake = generate(model.G, sample_noise(len(real), model.noise_dim, rng))
+    with no_grad():
+        logits_real, logits_fake = (Tensor(np.concatenate([model.D(Tensor(x[i:i + batch_size])).data
+                                                           for i in range(0, len(x), batch_size)]))
+                                    for x in (real, fake))
+        return {"d_loss": float(discriminator_loss(logits_real, logits_fake)),
+                "g_loss": float(generator_loss(logits_fake)),
+                "d_real": float(F.sigmoid(logits_real).data.mean()), "d_fake": float(F.sigmoid(logits_fake).data.mean())}

@@ -24,13 +24,14 @@ Data space and bits/dim (read this once, precisely):
 
 The flow, data -> code (each step a Module with forward -> (y, log_det) and inverse):
     LogitTransform   y = logit(a + (1 - 2a) x), a = 1e-6: maps [0, 1) to the real line (no parameters);
-    K couplings      AdditiveCoupling (NICE) or AffineCoupling (RealNVP), masks alternating, each after a
-                     Glow invertible 1x1 convolution (nets.Invertible1x1Conv) with --invertible-1x1;
+    K couplings      AdditiveCoupling (NICE) or AffineCoupling (RealNVP), masks alternating;
     Scaling          NICE only: y = x * exp(log_scale), one learned log-scale per dimension;
 then a fixed prior on z: standard Gaussian or standard logistic, independent over dimensions.
 
-Training (`train_epoch` at the end): maximum likelihood, Adam on the mean -log p(x) in nats per image of
-freshly dequantised minibatches, the gradient's global norm clipped before each step.
+The contract (models/__init__.py) at the end: `train_epoch` is maximum likelihood, Adam on the mean -log p(x)
+in nats per image of freshly dequantised minibatches, the gradient's global norm clipped before each step;
+`data` is the grey-level images (N, 1, 28, 28) or (N, 784) in [0, 1]; `evaluate` reports `bits_per_dim`
+(the headline) and `nll_nats`.
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ class FlowConfig:
     mask: str = hp("checkerboard", "checkerboard on the image or the vector's two halves, flipped every layer",
                    choices=MASKS)
     clip_grad: float = hp(100.0, "clip the gradient's global L2 norm to this before each step", check="positive")
-    invertible_1x1: bool = hp(False, "a Glow invertible 1x1 convolution (mixing each 2x2 block) before each coupling")
+    invertible_1x1: bool = hp(False, "a Glow invertible 1x1 convolution (mixing 2x2 blocks) before each coupling")
 
 
 # ==================================================================== masks: which half is kept
@@ -155,8 +156,7 @@ class AdditiveCoupling(nets.Module):
         self.register_buffer("mask", mask.astype(dtype))     # (D,) 1 = kept (input to t), 0 = changed
         self.net = coupling_network(dim, hidden, dim, dtype, rng)
         last = self.net[-1]
-        last.weight.data[...] = 0
-        last.bias.data[...] = 0
+        last.weight.data[...] = last.bias.data[...] = 0
 
     def forward(self, x: Tensor):
         t = self.net(x * self.mask) * (1 - self.mask)       # (N, D), 0 on the kept half
@@ -187,14 +187,12 @@ class AffineCoupling(nets.Module):
 
     def __init__(self, mask: np.ndarray, hidden: int, dtype=np.float32, rng=None):
         super().__init__()
-        dim = mask.shape[0]
-        self.dim = dim
+        self.dim = dim = mask.shape[0]
         self.register_buffer("mask", mask.astype(dtype))     # (D,) 1 = kept (input to s, t), 0 = changed
         self.net = coupling_network(dim, hidden, 2 * dim, dtype, rng)
         self.scale = nets.Parameter(np.zeros(dim, dtype=dtype))   # (D,) log-scale bound, starts at 0
         last = self.net[-1]
-        last.weight.data[dim:] = 0                           # rows dim..2dim-1 produce t
-        last.bias.data[dim:] = 0
+        last.weight.data[dim:] = last.bias.data[dim:] = 0    # rows dim..2dim-1 produce t
 
     def _log_scale_and_shift(self, kept: Tensor):
         h = self.net(kept)
@@ -269,14 +267,12 @@ class Flow(nets.Module):
                  mask: str = "checkerboard", prior: str = "gaussian", image_shape=(28, 28),
                  alpha: float = 1e-6, invertible_1x1: bool = False, dtype=np.float32, rng=None):
         super().__init__()
-        if coupling not in COUPLINGS:
-            raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
-        if prior not in PRIORS:
-            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        if coupling not in COUPLINGS or prior not in PRIORS:
+            raise ValueError(f"coupling must be one of {COUPLINGS} and prior one of {PRIORS}, got {coupling!r} "
+                             f"and {prior!r}")
         if num_layers < 1 or hidden < 1:
             raise ValueError(f"need num_layers >= 1 and hidden >= 1, got {num_layers} and {hidden}")
-        self.image_shape = tuple(image_shape)
-        self.dim = int(np.prod(self.image_shape))
+        self.image_shape, self.dim = tuple(image_shape), int(np.prod(image_shape))
         self.coupling_kind, self.prior_kind = coupling, prior
         self.prior = StandardGaussian() if prior == "gaussian" else StandardLogistic()
         self.preprocess = LogitTransform(alpha)
@@ -354,28 +350,36 @@ def nats_to_bits_per_dim(nats_per_image: float, dim: int) -> float:
     return (nats_per_image + dim * math.log(256)) / (dim * math.log(2))
 
 
-# ==================================================================== training and evaluation
-def build(cfg: FlowConfig) -> Flow:
-    return Flow(coupling=cfg.coupling, num_layers=cfg.layers, hidden=cfg.hidden, mask=cfg.mask, prior=cfg.prior,
-                invertible_1x1=cfg.invertible_1x1)
+# ==================================================================== the contract (models/__init__.py)
+Config = FlowConfig
 
-def train_step(model: Flow, optimizer, x: np.ndarray, clip_grad: float) -> dict:
-    """One Adam step of maximum likelihood on dequantised images x: minimise the mean -log p(x) (nats)."""
-    loss = -model.log_prob(x).mean()
+
+def build(cfg: FlowConfig) -> Flow:
+    return Flow(cfg.coupling, cfg.layers, cfg.hidden, cfg.mask, cfg.prior, invertible_1x1=cfg.invertible_1x1)
+
+
+def build_optimizer(model: Flow, cfg: FlowConfig) -> nets.Adam:
+    return nets.Adam(model.parameters(), lr=cfg.lr)
+
+
+def train_step(model: Flow, optimizer, batch: np.ndarray, rng, cfg: FlowConfig) -> dict:
+    """One Adam step of maximum likelihood on dequantised images `batch`: minimise the mean -log p(x) (nats),
+    the gradient's global norm clipped to cfg.clip_grad first. (rng: unused, the batch is already dequantised.)"""
+    loss = -model.log_prob(batch).mean()
     optimizer.zero_grad()
     loss.backward()
-    norm = nets.clip_grad_norm_(model.parameters(), clip_grad)
+    norm = nets.clip_grad_norm_(model.parameters(), cfg.clip_grad)
     optimizer.step()
-    return {"loss": float(loss), "grad_norm": float(norm), "clipped": float(norm > clip_grad)}
+    return {"loss": float(loss), "grad_norm": float(norm), "clipped": float(norm > cfg.clip_grad)}
 
 
-def train_epoch(model: Flow, optimizer, images: np.ndarray, rng, cfg: FlowConfig) -> dict:
-    """One pass over the images (N, 1, 28, 28) in a fresh order, each batch freshly dequantised.
-    Returns the epoch's train bits/dim, mean loss, mean gradient norm and fraction of clipped steps."""
+def train_epoch(model: Flow, optimizer, data: np.ndarray, rng, cfg: FlowConfig) -> dict:
+    """One pass over the images `data` (N, 1, 28, 28) or (N, 784) in [0, 1] in a fresh order, each batch freshly
+    dequantised. Returns the epoch's train bits/dim, mean loss, mean gradient norm and fraction of clipped steps."""
     model.train()
     totals, seen, steps = {"loss": 0.0, "grad_norm": 0.0, "clipped": 0.0}, 0, 0
-    for batch in iterate_minibatches(images, batch_size=cfg.batch_size, rng=rng):
-        stats = train_step(model, optimizer, dequantize(batch, rng), cfg.clip_grad)
+    for batch in iterate_minibatches(data, batch_size=cfg.batch_size, rng=rng):
+        stats = train_step(model, optimizer, dequantize(batch, rng), rng, cfg)
         for key, weight in (("loss", len(batch)), ("grad_norm", 1), ("clipped", 1)):
             totals[key] += stats[key] * weight
         seen, steps = seen + len(batch), steps + 1
@@ -384,17 +388,13 @@ def train_epoch(model: Flow, optimizer, images: np.ndarray, rng, cfg: FlowConfig
             "mean_grad_norm": totals["grad_norm"] / steps, "fraction_clipped": totals["clipped"] / steps}
 
 
-def evaluate(model: Flow, images: np.ndarray, rng) -> dict:
-    """Bits/dim (dequantised [0, 256) scale) and the same as nats per image, averaged over the images."""
-    bits = mean_bits_per_dim(model, images, rng)
-    return {"bits_per_dim": bits, "nll_nats": bits * model.dim * math.log(2)}
-
-
-def mean_bits_per_dim(model: Flow, images: np.ndarray, rng, batch_size: int = 500) -> float:
-    """Average bits/dim over `images`, one dequantisation draw per image from `rng`."""
+def evaluate(model: Flow, data: np.ndarray, rng, cfg: FlowConfig, *, batch_size: int = 500) -> dict:
+    """Headline `bits_per_dim` (dequantised [0, 256) scale, one dequantisation draw per image from rng) on the
+    images `data` in [0, 1], and the same number as `nll_nats`, -log p per image in nats (bits * 784 ln 2)."""
     total = 0.0
     with no_grad():
-        for start in range(0, len(images), batch_size):
-            x = dequantize(images[start:start + batch_size], rng)
+        for start in range(0, len(data), batch_size):
+            x = dequantize(data[start:start + batch_size], rng)
             total += float(model.bits_per_dim(x).data.astype(np.float64).sum())
-    return total / len(images)
+    bits = total / len(data)
+    return {"bits_per_dim": bits, "nll_nats": bits * model.dim * math.log(2)}

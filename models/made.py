@@ -23,8 +23,9 @@ ensemble averages the probabilities, not the logits:
     log p(x) = log (1/K) sum_k p_k(x)   (logsumexp over the K masks, minus log K).
 
 Loss: the negative log-likelihood in nats per image, -log p(x) = sum_i BCE(l_i, x_i), exact (not a bound).
-Data: MNIST grey levels binarised dynamically (a fresh x ~ Bernoulli(grey) every epoch); evaluation on
-one fixed binarisation of the test images (the VAE's protocol, scripts/cli/vae.py).
+Data (the contract's `data`, models/__init__.py): MNIST grey levels (N, 784) or (N, 1, 28, 28), binarised
+dynamically for training (a fresh x ~ Bernoulli(grey) every epoch); `evaluate` reports `nll_nats` on one
+fixed binarisation of them (the VAE's *_binarized protocol, scripts/cli/vae.py).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import numpy as np
 import autodiff.functional as F
 import nets
 from autodiff import Tensor, no_grad
-from nets.data import binarize_dynamic, flatten, iterate_minibatches
+from nets.data import binarize_dynamic, fixed_binarization, flatten, iterate_minibatches
 from nets.harness import hp
 from nets.losses import binary_cross_entropy_with_logits
 
@@ -178,13 +179,22 @@ class MADE(nets.Module):
         return Tensor(x.astype(self.dtype, copy=False))
 
 
-def build_model(cfg: MADEConfig, mask_rng: np.random.Generator) -> MADE:
+# ==================================================================== the contract (models/__init__.py)
+Config = MADEConfig
+
+
+def build(cfg: MADEConfig, *, mask_rng: np.random.Generator | None = None) -> MADE:
+    """The model of a config: weights from nets' seeded generator, then the masks' degrees from `mask_rng`
+    (default: the same generator)."""
     return MADE(784, cfg.hidden, cfg.num_masks, cfg.order_agnostic, cfg.direct, mask_rng=mask_rng)
 
 
-# ==================================================================== training
-def train_step(model: MADE, optimizer, batch: np.ndarray, rng: np.random.Generator) -> dict:
-    """One Adam step on a batch of binary images, under a mask drawn from `rng`."""
+def build_optimizer(model: MADE, cfg: MADEConfig) -> nets.Adam:
+    return nets.Adam(model.parameters(), lr=cfg.lr)
+
+
+def train_step(model: MADE, optimizer, batch: np.ndarray, rng: np.random.Generator, cfg: MADEConfig) -> dict:
+    """One Adam step on a batch of binary images (B, 784), under a mask drawn from `rng`."""
     model.use_mask(int(rng.integers(model.num_masks)))
     loss = model.nll(batch).mean()               # mean over the batch of -log p(x), nats per image
     optimizer.zero_grad()
@@ -193,18 +203,20 @@ def train_step(model: MADE, optimizer, batch: np.ndarray, rng: np.random.Generat
     return {"loss": float(loss)}
 
 
-def train_epoch(model: MADE, optimizer, images: np.ndarray, rng: np.random.Generator, cfg: MADEConfig) -> dict:
-    """One pass over fresh binary draws of the grey-level `images`; returns the mean training NLL."""
+def train_epoch(model: MADE, optimizer, data: np.ndarray, rng: np.random.Generator, cfg: MADEConfig) -> dict:
+    """One pass over fresh binary draws of the grey-level images `data` (N, 784) or (N, 1, 28, 28) in [0, 1];
+    returns the mean training NLL."""
     model.train()
-    binary = binarize_dynamic(flatten(images), rng=rng)      # dynamic binarisation: a new draw each epoch
+    binary = binarize_dynamic(flatten(data), rng=rng)        # dynamic binarisation: a new draw each epoch
     total = 0.0
     for batch in iterate_minibatches(binary, batch_size=cfg.batch_size, rng=rng):
-        total += train_step(model, optimizer, batch, rng)["loss"] * len(batch)
+        total += train_step(model, optimizer, batch, rng, cfg)["loss"] * len(batch)
     return {"loss": total / len(binary)}
 
 
-def evaluate(model: MADE, binary_images: np.ndarray) -> float:
-    """Mean test NLL in nats per image of the mask ensemble, on already binarised images."""
+def evaluate(model: MADE, data: np.ndarray, rng, cfg: MADEConfig) -> dict:
+    """Headline `nll_nats`: the mask ensemble's exact -log p(x), nats per image, averaged over ONE fixed
+    binarisation of the grey-level images `data` (nets.data.fixed_binarization; binary images stay as they
+    are; rng unused)."""
     model.eval()
-    return float(-model.log_prob(binary_images).mean())
-
+    return {"nll_nats": float(-model.log_prob(fixed_binarization(data)).mean())}

@@ -18,7 +18,8 @@ column each side). Like every masked stack it has a blind spot (pixels up and to
 reaches; the gated PixelCNN fixes that with two stacks; not done here).
 
 Loss: -log p(x) = sum_ij BCE(l_ij, x_ij), exact, in nats per image (same units as MADE and the VAE's
-bounds). Training on dynamically binarised digits; evaluation on one fixed binarisation of the test set.
+bounds). The contract (models/__init__.py) at the end: `data` is grey-level digits (N, 1, 28, 28), binarised
+dynamically for training; `evaluate` reports `nll_nats` on one fixed binarisation of them.
 
 Sampling (784 sequential steps) computes only what each step needs. Causality means that the activations
 of every layer at rows < r never change once row r - 1 is drawn. So the sampler keeps, for each layer
@@ -38,7 +39,7 @@ import numpy as np
 import autodiff.functional as F
 import nets
 from autodiff import Tensor, no_grad
-from nets.data import binarize_dynamic, iterate_minibatches
+from nets.data import binarize_dynamic, fixed_binarization, iterate_minibatches
 from nets.harness import hp
 from nets.losses import binary_cross_entropy_with_logits
 
@@ -168,13 +169,20 @@ class PixelCNN(nets.Module):
         return Tensor(x.astype(self.dtype, copy=False))
 
 
-def build_model(cfg: PixelCNNConfig) -> PixelCNN:
+# ==================================================================== the contract (models/__init__.py)
+Config = PixelCNNConfig
+
+
+def build(cfg: PixelCNNConfig) -> PixelCNN:
     return PixelCNN(cfg.channels, cfg.inner, cfg.blocks, cfg.head)
 
 
-# ==================================================================== training
-def train_step(model: PixelCNN, optimizer, batch: np.ndarray, rng: np.random.Generator = None) -> dict:
-    """One Adam step on a batch of binary images (N, 1, H, W): minimise the mean -log p(x)."""
+def build_optimizer(model: PixelCNN, cfg: PixelCNNConfig) -> nets.Adam:
+    return nets.Adam(model.parameters(), lr=cfg.lr)
+
+
+def train_step(model: PixelCNN, optimizer, batch: np.ndarray, rng, cfg: PixelCNNConfig) -> dict:
+    """One Adam step on a batch of binary images (N, 1, H, W): minimise the mean -log p(x) (rng: unused)."""
     loss = model.nll(batch).mean()               # nats per image
     optimizer.zero_grad()
     loss.backward()
@@ -182,21 +190,18 @@ def train_step(model: PixelCNN, optimizer, batch: np.ndarray, rng: np.random.Gen
     return {"loss": float(loss)}
 
 
-def train_epoch(model: PixelCNN, optimizer, images: np.ndarray, rng: np.random.Generator,
-                cfg: PixelCNNConfig, on_step=None) -> dict:
-    """One pass over fresh binary draws of the grey-level `images` (N, 1, H, W); mean training NLL."""
+def train_epoch(model: PixelCNN, optimizer, data: np.ndarray, rng: np.random.Generator, cfg: PixelCNNConfig) -> dict:
+    """One pass over fresh binary draws of the grey-level images `data` (N, 1, H, W) in [0, 1]; mean training NLL."""
     model.train()
-    binary = binarize_dynamic(images, rng=rng)               # dynamic binarisation: a new draw each epoch
+    binary = binarize_dynamic(data, rng=rng)                 # dynamic binarisation: a new draw each epoch
     total = 0.0
     for batch in iterate_minibatches(binary, batch_size=cfg.batch_size, rng=rng):
-        stats = train_step(model, optimizer, batch, rng)
-        total += stats["loss"] * len(batch)
-        if on_step is not None:
-            on_step(stats)
+        total += train_step(model, optimizer, batch, rng, cfg)["loss"] * len(batch)
     return {"loss": total / len(binary)}
 
 
-def evaluate(model: PixelCNN, binary_images: np.ndarray) -> float:
-    """Mean test NLL in nats per image on already binarised images (N, 784) or (N, 1, H, W)."""
+def evaluate(model: PixelCNN, data: np.ndarray, rng, cfg: PixelCNNConfig) -> dict:
+    """Headline `nll_nats`: exact -log p(x), nats per image, averaged over ONE fixed binarisation of the grey-level
+    images `data` (nets.data.fixed_binarization; binary images stay as they are; rng unused)."""
     model.eval()
-    return float(-model.log_prob(binary_images).mean())
+    return {"nll_nats": float(-model.log_prob(fixed_binarization(data)).mean())}

@@ -25,11 +25,13 @@ grow with depth: one array per weight.)
 
 Files: `RevBlock` (one block), `reversible_stack` (the custom op: forward without a graph, backward by
 reconstruction), `stored_stack` (the ordinary backward, same blocks: the reference it must equal),
-`RevNet` (a small MNIST classifier), the training step, and the two measurements the lecture asks for:
+`RevNet` (a small MNIST classifier), the contract (models/__init__.py: `data` is the pair (digits, labels),
+`evaluate` reports `accuracy`), and the two measurements the lecture asks for:
 `max_grad_difference` (both backward passes on the same weights and batch) and `memory_vs_depth`.
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import tracemalloc
 from dataclasses import dataclass
@@ -53,7 +55,7 @@ class RevNetConfig:
     hidden: int = hp(256, "hidden units of each F and G (Linear-ReLU-Linear)", check="positive")
     depth: int = hp(4, "reversible blocks in the classifier", check="positive")
     store_activations: bool = hp(False, "train with the ordinary backward (store every activation)")
-    memory_depths: tuple = hp((2, 4, 8, 16), "depths at which peak memory is measured (>= 3 of them)")
+    memory_depths: tuple = hp((2, 4, 8, 16), "depths at which peak memory is taken (three or more)")
     memory_batch: int = hp(256, "batch size of the memory measurement", check="positive")
 
 
@@ -169,13 +171,21 @@ class RevNet(nets.Module):
         return self.head(F.relu(stack(h, list(self.blocks))))
 
 
-def build_model(cfg: RevNetConfig, depth: int | None = None) -> RevNet:
-    return RevNet(cfg.width, cfg.hidden, cfg.depth if depth is None else depth)
+# ==================================================================== the contract (models/__init__.py)
+Config = RevNetConfig
 
 
-# ==================================================================== loss and training
-def train_step(model: RevNet, optimizer, images: np.ndarray, labels: np.ndarray, cfg: RevNetConfig) -> dict:
-    """One Adam step on the cross-entropy of a batch; returns floats."""
+def build(cfg: RevNetConfig) -> RevNet:
+    return RevNet(cfg.width, cfg.hidden, cfg.depth)
+
+
+def build_optimizer(model: RevNet, cfg: RevNetConfig) -> nets.Adam:
+    return nets.Adam(model.parameters(), lr=cfg.lr)
+
+
+def train_step(model: RevNet, optimizer, batch: tuple, rng, cfg: RevNetConfig) -> dict:
+    """One Adam step on the cross-entropy of a batch (images (B, 784), labels (B,)); rng: unused."""
+    images, labels = batch
     logits = model(images, store_activations=cfg.store_activations)
     loss = cross_entropy(logits, labels)
     optimizer.zero_grad()
@@ -184,23 +194,27 @@ def train_step(model: RevNet, optimizer, images: np.ndarray, labels: np.ndarray,
     return {"loss": float(loss), "correct": int(np.sum(logits.data.argmax(axis=1) == labels))}
 
 
-def train_epoch(model: RevNet, optimizer, images, labels, rng: np.random.Generator, cfg: RevNetConfig) -> dict:
-    """One pass over the training digits in a random order drawn from `rng`."""
+def train_epoch(model: RevNet, optimizer, data: tuple, rng: np.random.Generator, cfg: RevNetConfig) -> dict:
+    """One pass over `data` = (digits (N, 784) or (N, 1, 28, 28), labels (N,)) in a random order from `rng`."""
+    images, labels = data
     model.train()
     total, correct = 0.0, 0
-    for xb, yb in iterate_minibatches(images, labels, batch_size=cfg.batch_size, rng=rng):
-        stats = train_step(model, optimizer, xb, yb, cfg)
-        total += stats["loss"] * len(yb)
+    for batch in iterate_minibatches(images, labels, batch_size=cfg.batch_size, rng=rng):
+        stats = train_step(model, optimizer, batch, rng, cfg)
+        total += stats["loss"] * len(batch[1])
         correct += stats["correct"]
     return {"loss": total / len(labels), "train_accuracy": correct / len(labels)}
 
 
-def accuracy(model: RevNet, images, labels, batch_size: int = 500) -> float:
+def evaluate(model: RevNet, data: tuple, rng, cfg: RevNetConfig, *, batch_size: int = 500) -> dict:
+    """Headline `accuracy` on `data` = (digits, labels), and `nll_nats`, the mean cross-entropy in nats per digit
+    (rng: unused)."""
+    images, labels = data
     model.eval()
     with no_grad():
-        predicted = np.concatenate([model(images[i:i + batch_size]).data.argmax(axis=1)
-                                    for i in range(0, len(images), batch_size)])
-    return float(np.mean(predicted == labels))
+        logits = np.concatenate([model(images[i:i + batch_size]).data for i in range(0, len(images), batch_size)])
+        nll = float(cross_entropy(Tensor(logits), labels))
+    return {"accuracy": float(np.mean(logits.argmax(axis=1) == labels)), "nll_nats": nll}
 
 
 # ==================================================================== the two measurements
@@ -245,7 +259,7 @@ def memory_vs_depth(cfg: RevNetConfig, rng: np.random.Generator) -> dict:
     labels = rng.integers(0, 10, cfg.memory_batch)
     peaks = {"reversible": {}, "stored": {}}
     for depth in cfg.memory_depths:
-        model = build_model(cfg, depth)
+        model = build(dataclasses.replace(cfg, depth=depth))
         for kind in peaks:
             peaks[kind][str(depth)] = peak_memory_bytes(model, images, labels, kind == "stored")
     depths = np.array(cfg.memory_depths, dtype=float)

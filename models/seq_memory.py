@@ -31,8 +31,11 @@ rarely; the network learns to open it for the signal (the same idea as Tallec & 
 "chrono" initialisation, b_i = -b_f).
 A GRU's update gate z plays the forget gate's role (h_t = (1 - z) n + z h_t-1), starting at z = 1/2.
 
-`grad_norms` measures ||dL/dh_t|| for every t on one batch by running the composed cells step by step and
-reading each h_t's gradient after backward(); `exploding_rnn` is the opposite failure, for clipping to fix.
+The contract (models/__init__.py): `data` is the sequence length T (the sequences are drawn fresh from rng);
+an epoch trains up to `steps` steps; `evaluate` reports `accuracy` on `test_size` fresh sequences. The
+experiment (`train`, scripts/cli/char_lm.py) runs it for every model and T. `grad_norms` measures ||dL/dh_t||
+for every t on one batch by running the composed cells step by step and reading each h_t's gradient after
+backward(); `exploding_rnn` is the opposite failure, for clipping to fix.
 """
 from __future__ import annotations
 
@@ -104,7 +107,21 @@ class Recaller(Module):
         return self.out(output[:, -1])
 
 
-def train_step(model: Recaller, optimizer, batch: tuple, cfg: SeqMemoryConfig) -> dict:
+# ==================================================================== the contract (models/__init__.py)
+Config = SeqMemoryConfig
+
+
+def build(cfg: SeqMemoryConfig) -> Recaller:
+    """The first model of cfg.models (the experiment builds each kind in turn: `train`)."""
+    return Recaller(model_names(cfg)[0], cfg)
+
+
+def build_optimizer(model: Recaller, cfg: SeqMemoryConfig) -> Adam:
+    return Adam(model.parameters(), lr=cfg.lr)
+
+
+def train_step(model: Recaller, optimizer, batch: tuple, rng, cfg: SeqMemoryConfig) -> dict:
+    """One Adam step on a batch (one-hot sequences (N, T, K + D), first symbols (N,)); rng: unused."""
     x, first = batch
     logits = model(x)
     loss = cross_entropy(logits, first)
@@ -116,23 +133,33 @@ def train_step(model: Recaller, optimizer, batch: tuple, cfg: SeqMemoryConfig) -
             "grad_norm": grad_norm}
 
 
-def train(kind: str, T: int, cfg: SeqMemoryConfig, rng: np.random.Generator,
-          init_rng: np.random.Generator | None = None) -> tuple:
-    """Train one model (initial weights from `init_rng`) on length T until `stop_accuracy` or `steps`;
-    -> (model, per-step stats)."""
-    model = Recaller(kind, cfg, init_rng)
-    optimizer = Adam(model.parameters(), lr=cfg.lr)
+def train_epoch(model: Recaller, optimizer, data: int, rng, cfg: SeqMemoryConfig) -> dict:
+    """Train on sequences of length T = `data` (the task's data are drawn fresh from rng, batch by batch) for
+    cfg.steps steps, or until the last 20 batches average stop_accuracy. Returns the last 20 steps' mean loss
+    and accuracy, and the steps taken."""
     history = []
     for _ in range(cfg.steps):
-        history.append(train_step(model, optimizer, make_batch(cfg.batch_size, T, cfg, rng), cfg))
+        history.append(train_step(model, optimizer, make_batch(cfg.batch_size, data, cfg, rng), rng, cfg))
         if len(history) >= 20 and np.mean([h["accuracy"] for h in history[-20:]]) >= cfg.stop_accuracy:
             break
-    return model, history
+    return {"loss": float(np.mean([h["loss"] for h in history[-20:]])),
+            "accuracy": float(np.mean([h["accuracy"] for h in history[-20:]])), "steps": len(history)}
 
 
-def accuracy(model: Recaller, batch: tuple) -> float:
+def evaluate(model: Recaller, data: int, rng, cfg: SeqMemoryConfig) -> dict:
+    """Headline `accuracy`: the fraction of cfg.test_size fresh sequences of length T = `data` (drawn from rng)
+    whose first symbol the model names (chance: 1 / cfg.symbols)."""
+    x, first = make_batch(cfg.test_size, data, cfg, rng)
     with no_grad():
-        return float((model(batch[0]).data.argmax(1) == batch[1]).mean())
+        return {"accuracy": float((model(x).data.argmax(1) == first).mean())}
+
+
+# ==================================================================== the experiment: every model at every T
+def train(kind: str, T: int, cfg: SeqMemoryConfig, rng: np.random.Generator,
+          init_rng: np.random.Generator | None = None) -> tuple:
+    """Train one model of `kind` (initial weights from `init_rng`) on length T: (model, train_epoch's numbers)."""
+    model = Recaller(kind, cfg, init_rng)
+    return model, train_epoch(model, build_optimizer(model, cfg), T, rng, cfg)
 
 
 # ==================================================================== the gradient's decay, made visible

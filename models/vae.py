@@ -42,10 +42,12 @@ exp(logvar) (the variance) instead is a classic bug that no gradient check catch
 Honest evaluation: the importance-weighted bound (Burda et al., 2016)
 --------------------------------------------------------------------
     log p(x) >= E[ log (1/k) sum_{i=1..k} w_i ],   w_i = p(x | z_i) p(z_i) / q(z_i | x),   z_i ~ q(z | x).
-k = 1 is the ELBO; the bound tightens as k grows. `log_likelihood(x, k)` returns it per example.
+k = 1 is the ELBO; the bound tightens as k grows. `VAE.bounds(x, k)` returns both per example.
 
-Training (`train_step`, `train_epoch` below): dynamic binarisation -- every epoch each training image t is
-replaced by a fresh binary draw x ~ Bernoulli(t) -- then Adam on the mean negative ELBO of each minibatch.
+The contract (models/__init__.py) at the end: `train_step` / `train_epoch` train with dynamic binarisation --
+every epoch each training image t is replaced by a fresh binary draw x ~ Bernoulli(t) -- then Adam on the
+mean negative ELBO of each minibatch; `data` is the grey-level images (N, 784) or (N, 1, 28, 28) in [0, 1].
+`evaluate` reports `neg_elbo_nats` (the headline) and `neg_iwae_nats`, nats per image on the grey levels.
 models/cvae.py is the same model with the label y written into both networks.
 
 Randomness: every method that draws noise takes `rng` (a np.random.Generator); without one it uses the
@@ -132,7 +134,9 @@ def importance_bounds(encode, decode, x: np.ndarray, k: int, rng, rows_per_chunk
             mu, logvar = encode(rows)                                # (B, m) each
             eps = rng.standard_normal((k,) + mu.shape).astype(mu.dtype)
             z = mu + np.exp(0.5 * logvar) * eps                      # (k, B, m)
-            log_px_z = -_bce_with_logits_sum(decode(z, rows), xb)    # (k, B): Bernoulli log-likelihood
+            logits = decode(z, rows).astype(np.float64)              # (k, B, D), float64 from here on
+            bce = binary_cross_entropy_with_logits(Tensor(logits), np.broadcast_to(xb, logits.shape), reduction="none")
+            log_px_z = -bce.data.sum(axis=-1)                        # (k, B): Bernoulli log-likelihood
             log_pz = -0.5 * np.sum(z.astype(np.float64) ** 2 + LOG_2PI, axis=-1)
             log_qz = -0.5 * np.sum(eps.astype(np.float64) ** 2 + logvar + LOG_2PI, axis=-1)
             log_w = log_px_z + log_pz - log_qz
@@ -242,22 +246,22 @@ class VAE(nets.Module):
             x, k, rng)
 
 
-# ==================================================================== the family's contract
+# ==================================================================== the contract (models/__init__.py)
+Config = VAEConfig
+
+
 def build(cfg: VAEConfig) -> VAE:
     """The model of a config (initial weights from nets' seeded generator: nets.manual_seed)."""
     return VAE(784, hidden=cfg.hidden, latent=cfg.latent)
 
 
-def evaluate(model: VAE, images: np.ndarray, rng, k: int = 100) -> dict:
-    """Negative ELBO and negative IWAE bound (k samples), nats per image, averaged over the images."""
-    model.eval()
-    bounds = model.bounds(images, k=k, rng=rng)
-    return {"neg_elbo_nats": float(-bounds.elbo.mean()), "neg_iwae_nats": float(-bounds.iwae.mean())}
+def build_optimizer(model: VAE, cfg: VAEConfig) -> nets.Adam:
+    return nets.Adam(model.parameters(), lr=cfg.lr)
 
 
-def train_step(model: VAE, optimizer, x: np.ndarray, rng) -> dict:
-    """One Adam step on the mean -ELBO of a batch of binary images x (B, 784)."""
-    terms = model.loss(x, rng=rng)
+def train_step(model: VAE, optimizer, batch: np.ndarray, rng, cfg: VAEConfig) -> dict:
+    """One Adam step on the mean -ELBO of a batch of binary images (B, 784); the noise eps from rng."""
+    terms = model.loss(batch, rng=rng)
     loss = terms.neg_elbo.mean()                   # mean over the batch of -ELBO (nats per image)
     optimizer.zero_grad()
     loss.backward()
@@ -265,31 +269,30 @@ def train_step(model: VAE, optimizer, x: np.ndarray, rng) -> dict:
     return {"loss": float(loss), "recon": float(terms.recon.data.mean()), "kl": float(terms.kl.data.mean())}
 
 
-def train_epoch(model, optimizer, images: np.ndarray, rng, batch_size: int, labels=None, step=train_step) -> dict:
-    """One pass over the grey-level training images (N, 784) with dynamic binarisation: each epoch every
-    image t becomes a fresh binary draw x ~ Bernoulli(t); `labels` are passed on to `step` (the CVAE's).
-    Returns the epoch's means of the step's numbers, weighted by batch size."""
+def train_epoch(model: VAE, optimizer, data: np.ndarray, rng, cfg: VAEConfig) -> dict:
+    """One pass over the grey-level training images `data` (N, 784) or (N, 1, 28, 28) in [0, 1], dynamically
+    binarised: the epoch's means of loss, recon and kl (nats per image)."""
+    return binarized_epoch(train_step, model, optimizer, data, None, rng, cfg)
+
+
+def evaluate(model: VAE, data: np.ndarray, rng, cfg: VAEConfig, *, k: int | None = None) -> dict:
+    """Headline `neg_elbo_nats`: the negative ELBO on the grey-level images `data`, nats per image, averaged;
+    `neg_iwae_nats`: the negative IWAE bound with k samples (default cfg.iwae_k), the tighter of the two."""
+    model.eval()
+    bounds = model.bounds(data, k=cfg.iwae_k if k is None else k, rng=rng)
+    return {"neg_elbo_nats": float(-bounds.elbo.mean()), "neg_iwae_nats": float(-bounds.iwae.mean())}
+
+
+def binarized_epoch(step, model, optimizer, images: np.ndarray, labels, rng, cfg) -> dict:
+    """One pass of `step` over fresh binary draws x ~ Bernoulli(t) of the grey-level images t (a new draw every
+    epoch: dynamic binarisation), in batches of cfg.batch_size; with `labels` (the CVAE's) each batch is the
+    pair (x, y). Returns the epoch's means of the step's numbers, weighted by batch size."""
     model.train()
     arrays = (binarize_dynamic(images, rng=rng),) + (() if labels is None else (labels,))
     totals, seen = {}, 0
-    for batch in iterate_minibatches(*arrays, batch_size=batch_size, rng=rng):
-        batch = batch if isinstance(batch, tuple) else (batch,)
-        stats = step(model, optimizer, *batch, rng)
-        for key, value in stats.items():
-            totals[key] = totals.get(key, 0.0) + value * len(batch[0])
-        seen += len(batch[0])
+    for batch in iterate_minibatches(*arrays, batch_size=cfg.batch_size, rng=rng):
+        size = len(batch[0]) if isinstance(batch, tuple) else len(batch)
+        for key, value in step(model, optimizer, batch, rng, cfg).items():
+            totals[key] = totals.get(key, 0.0) + value * size
+        seen += size
     return {key: total / seen for key, total in totals.items()}
-
-
-def _bce_with_logits_sum(logits: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """sum_d BCE(l_d, x_d) over the last axis in float64, for logits (k, B, D) and targets x (B, D):
-    the formula of nets.losses.binary_cross_entropy_with_logits, BCE(l, x) = softplus(l) - l x, written in
-    place on raw arrays because on 10,000 test images x k samples it is the evaluation's hot loop."""
-    l_dot_x = np.einsum("kbd,bd->kb", logits, x, dtype=np.float64)
-    softplus = np.abs(logits)
-    np.negative(softplus, out=softplus)
-    np.exp(softplus, out=softplus)
-    softplus += 1
-    np.log(softplus, out=softplus)                   # log(1 + e^-|l|), in (0, log 2]
-    softplus += np.maximum(logits, 0)
-    return softplus.sum(axis=-1, dtype=np.float64) - l_dot_x

@@ -39,9 +39,11 @@ class Module:
         if isinstance(value, Parameter):
             self._forget(name)
             self._parameters[name] = value
+            object.__setattr__(self, name, value)        # also an ordinary attribute: found without __getattr__
         elif isinstance(value, Module):
             self._forget(name)
             self._modules[name] = value
+            object.__setattr__(self, name, value)
         elif name in self._buffers:
             self._buffers[name] = None if value is None else np.asarray(value)
         else:
@@ -49,7 +51,7 @@ class Module:
             object.__setattr__(self, name, value)
 
     def _forget(self, name):
-        """An attribute lives in exactly one place: drop any earlier registration of `name`."""
+        """An attribute is registered in one place only: drop any earlier registration of `name`."""
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         self.__dict__.pop(name, None)

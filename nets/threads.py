@@ -9,8 +9,8 @@ The first products decide which (autodiff/fast/parallel.set_threads).
 How many (`configure_threads`), in order:
     1. an explicit request wins: the `threads` argument (the --threads flag) or, if it is None, the
        environment variable NUMPY_DL_LAB_THREADS; an integer >= 1, or "auto";
-    2. "auto": the cores this process may run on, minus the cores other processes keep busy (measured
-       over 0.1 s when it is called), and at least 1: a thread on a busy core runs late and the others
+    2. "auto": the cores this process may run on, minus the cores other processes keep busy (read from
+       /proc/stat over 0.1 s when it is called), and at least 1: a thread on a busy core runs late and the others
        wait for it.
 `import nets` applies this policy once (so a notebook gets what the CLI gets); train.py applies it again
 with --threads and records the count in metrics.json and the checkpoint (a resumed run takes it back).

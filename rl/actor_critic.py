@@ -56,8 +56,9 @@ import autodiff.functional as F
 import nets
 from autodiff import Tensor, no_grad
 from nets.losses import mse_loss
-from rl.common import WINDOW, budget_progress, hp, make_env, run_greedy_episodes, stream
-from rl.reinforce import advantages_from, mlp, most_likely_action, policy_loss, sample_action
+from rl.common import WINDOW, budget_position, budget_progress, hp, make_env, stream
+from rl.evaluation import greedy_action, run_greedy_episodes
+from rl.reinforce import advantages_from, mlp, policy_loss, sample_action
 
 
 @dataclass
@@ -146,7 +147,8 @@ class ActorCritic:
     (one gradient step each for plain A2C; epochs x minibatches steps with the clipped surrogate)."""
 
     name = "actor-critic"
-    delivered = "final"
+    unit = "update"                # one train_step
+    delivered = "final"            # the policy as training left it
 
     def __init__(self, cfg: ActorCriticConfig, seed: int = 0):
         if cfg.n_envs < 1 or cfg.n_steps < 1:
@@ -184,6 +186,9 @@ class ActorCritic:
 
     def progress(self) -> float:
         return budget_progress(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
+
+    def budget(self) -> tuple:
+        return budget_position(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
 
     def _step_envs(self, actions) -> tuple:
         """One step of every environment; an ending episode is recorded and its environment reset.
@@ -259,10 +264,12 @@ class ActorCritic:
         return {name: float(term) for name, term in terms.items()}
 
     def greedy_action(self, obs) -> int:
-        return most_likely_action(self.policy, obs)
+        return greedy_action(self.policy, obs)
 
     def evaluate(self, n_episodes: int, env_seed: int) -> list[float]:
         return run_greedy_episodes(self.greedy_action, n_episodes, env_seed)
+
+    evaluate_final = evaluate      # the delivered policy is the final one
 
     def losses(self) -> dict:
         return self.curves
@@ -270,36 +277,42 @@ class ActorCritic:
     def extra_metrics(self) -> dict:
         return {"updates": self.updates}
 
-    # ---------------------------------------------------------------- checkpoint (between updates)
-    def state_dict(self) -> tuple[dict, dict]:
-        """Updates fall in the middle of episodes, so each environment's whole state is saved: its
-        generator, CartPole's physical state, and the time limit's step count."""
-        envs = [{"rng": env.unwrapped.np_random.bit_generator.state, "elapsed": env._elapsed_steps,
-                 "beyond": env.unwrapped.steps_beyond_terminated} for env in self.envs]
-        meta = {"env_steps": self.env_steps, "updates": self.updates, "rng": self.rng.bit_generator.state,
-                "envs": envs, "episode_returns": self.episode_returns, "curves": self.curves}
-        sections = {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "value": self.value.state_dict(), "value_optimizer": self.value_optimizer.state_dict(),
-                    "envs": {"obs": self.obs.copy(), "running_returns": self.running_returns.copy(),
-                             "physics": np.stack([env.unwrapped.state for env in self.envs])}}
-        return meta, sections
+    def figures(self) -> dict:
+        return {}
 
-    def load_state_dict(self, meta: dict, sections: dict) -> None:
-        if len(meta["envs"]) != len(self.envs):
-            raise ValueError(f"checkpoint has {len(meta['envs'])} environments, the config {len(self.envs)}")
-        self.policy.load_state_dict(sections["policy"])
-        self.optimizer.load_state_dict(sections["optimizer"])
-        self.value.load_state_dict(sections["value"])
-        self.value_optimizer.load_state_dict(sections["value_optimizer"])
-        self.env_steps, self.updates = int(meta["env_steps"]), int(meta["updates"])
-        self.rng.bit_generator.state = meta["rng"]
-        self.episode_returns = [float(r) for r in meta["episode_returns"]]
-        self.curves = {k: [float(x) for x in v] for k, v in meta["curves"].items()}
-        saved = sections["envs"]
+    # ---------------------------------------------------------------- checkpoint (between updates)
+    def state_dict(self) -> dict:
+        """Counters, generators and history (JSON), the networks' and optimisers' arrays, and, since updates
+        fall in the middle of episodes, each environment's whole state: its generator, CartPole's physical
+        state, the time limit's step count, its last observation and the return so far."""
+        env_states = [{"rng": env.unwrapped.np_random.bit_generator.state, "elapsed": env._elapsed_steps,
+                       "beyond": env.unwrapped.steps_beyond_terminated} for env in self.envs]
+        return {"env_steps": self.env_steps, "updates": self.updates, "rng": self.rng.bit_generator.state,
+                "env_states": env_states, "episode_returns": self.episode_returns, "curves": self.curves,
+                "policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "value": self.value.state_dict(), "value_optimizer": self.value_optimizer.state_dict(),
+                "envs": {"obs": self.obs.copy(), "running_returns": self.running_returns.copy(),
+                         "physics": np.stack([env.unwrapped.state for env in self.envs])}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["env_states"]) != len(self.envs):
+            raise ValueError(f"checkpoint has {len(state['env_states'])} environments, the config {len(self.envs)}")
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.value.load_state_dict(state["value"])
+        self.value_optimizer.load_state_dict(state["value_optimizer"])
+        self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
+        self.rng.bit_generator.state = state["rng"]
+        self.episode_returns = [float(r) for r in state["episode_returns"]]
+        self.curves = {k: [float(x) for x in v] for k, v in state["curves"].items()}
+        saved = state["envs"]
         self.obs = np.asarray(saved["obs"], np.float32).copy()
         self.running_returns = np.asarray(saved["running_returns"], np.float64).copy()
-        for env, state, physics in zip(self.envs, meta["envs"], saved["physics"]):
-            env.unwrapped.np_random.bit_generator.state = state["rng"]
+        for env, env_state, physics in zip(self.envs, state["env_states"], saved["physics"]):
+            env.unwrapped.np_random.bit_generator.state = env_state["rng"]
             env.unwrapped.state = np.asarray(physics, np.float64).copy()
-            env.unwrapped.steps_beyond_terminated = state["beyond"]
-            env._elapsed_steps = int(state["elapsed"])
+            env.unwrapped.steps_beyond_terminated = env_state["beyond"]
+            env._elapsed_steps = int(env_state["elapsed"])
+
+
+Config, Agent = ActorCriticConfig, ActorCritic

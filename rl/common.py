@@ -1,5 +1,6 @@
-r"""What the three CartPole agents (dqn.py, reinforce.py, es.py) share: the environment, seeding,
-greedy evaluation, the 100-episode running average and the first episode at which it crosses a bar.
+r"""What the CartPole agents (dqn.py, reinforce.py, es.py, actor_critic.py) share: the environment, seeding,
+the budget, a network's output without a graph, the 100-episode running average and the first episode at
+which it crosses a bar. Greedy evaluation and keep-best selection are rl/evaluation.py.
 
 gymnasium 1.x API: `reset(seed=...)` returns (obs, info); `step(a)` returns
 (obs, reward, terminated, truncated, info).  CartPole-v1: reward +1 per step, `terminated` when the
@@ -76,45 +77,6 @@ def set_env_rng_state(env, state: dict, seed: int, started: bool) -> None:
     env.action_space.np_random.bit_generator.state = state["action_space"]
 
 
-def run_greedy_episodes(act, n_episodes: int, seed: int) -> list[float]:
-    """Returns of `n_episodes` fresh episodes that pick actions with `act(obs) -> int` (no exploration).
-    The environment is seeded once with `seed`, so the same policy always gets the same 100 starts."""
-    env = make_env(seed)
-    returns = []
-    for i in range(n_episodes):
-        obs, _ = env.reset(seed=seed if i == 0 else None)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(act(obs))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    env.close()
-    return returns
-
-
-def run_greedy_episodes_side_by_side(act_batch, env_seeds: list[int]) -> list[float]:
-    """One greedy episode per env seed, all played at once: each step, `act_batch(obs (n_live, obs_dim))
-    -> actions (n_live,)` acts for every episode still running. The same evaluation as
-    run_greedy_episodes (one episode after another), about 3x faster for a small network because one
-    forward pass serves every live episode. Returns in the order of env_seeds."""
-    envs = [make_env(s) for s in env_seeds]
-    obs = [env.reset(seed=s)[0] for env, s in zip(envs, env_seeds)]
-    returns, live = [0.0] * len(envs), list(range(len(envs)))
-    while live:
-        actions = act_batch(np.stack([obs[i] for i in live]))
-        still = []
-        for i, action in zip(live, actions):
-            obs[i], reward, terminated, truncated, _ = envs[i].step(int(action))
-            returns[i] += float(reward)
-            if not (terminated or truncated):
-                still.append(i)
-        live = still
-    for env in envs:
-        env.close()
-    return returns
-
-
 # ==================================================================== learning curves
 def running_average(values, window: int = WINDOW) -> np.ndarray:
     """avg[k] = mean(values[max(0, k+1-window) : k+1]): the mean of the last `window` values
@@ -154,22 +116,14 @@ def crossing_metrics(returns) -> dict:
     return metrics
 
 
-def mlp_forward_numpy(net, obs) -> np.ndarray:
-    """The outputs of a Sequential of nets.Linear / nets.ReLU layers for ONE observation (obs_dim,) or a
-    batch (N, obs_dim), computed on the raw arrays, without a graph. It is net(obs) minus the engine's
-    per-op bookkeeping, which dominates for a 4-input network called once per environment step (about 5x
-    faster); for a batch it does the engine's very operations (x W^T + b), so the result is bit-identical.
-    Tests compare the two."""
-    import nets                       # local import: keep this module's top free of the engine
-    h = np.asarray(obs, dtype=np.float32)
-    for layer in net:
-        if isinstance(layer, nets.Linear):
-            h = (layer.weight.data @ h if h.ndim == 1 else h @ layer.weight.data.T) + layer.bias.data
-        elif isinstance(layer, nets.ReLU):
-            h = np.maximum(h, 0)
-        else:
-            raise TypeError(f"mlp_forward_numpy: only Linear and ReLU layers, got {type(layer).__name__}")
-    return h
+def forward_no_grad(net, obs) -> np.ndarray:
+    """net(obs) as an array, without building a graph (acting and TD targets need no gradient):
+    obs (obs_dim,) -> (n_outputs,), or a batch (N, obs_dim) -> (N, n_outputs)."""
+    from autodiff import Tensor, no_grad      # local import: keep this module's top free of the engine
+    obs = np.asarray(obs, dtype=np.float32)
+    with no_grad():
+        out = net(Tensor(obs if obs.ndim == 2 else obs[None])).data
+    return out if obs.ndim == 2 else out[0]
 
 
 def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
@@ -188,3 +142,17 @@ def budget_progress(episodes_done: int, steps_done: int, episodes: int | None, s
     if steps:
         fractions.append(steps_done / steps)
     return min(1.0, max(fractions))
+
+
+def budget_position(episodes_done: int, steps_done: int, episodes: int | None, steps: int | None) -> tuple:
+    """(units done, units in the budget) for a progress bar: episodes if there is an episode budget, else steps."""
+    return (episodes_done, episodes) if episodes else (steps_done, steps)
+
+
+def split_state(state: dict) -> tuple:
+    """An agent's state_dict() as a checkpoint stores it: (the JSON-able entries, the sections), a section being
+    an entry that is a dict of arrays (a network's, an optimizer's, the replay buffer's)."""
+    def is_section(value):
+        return isinstance(value, dict) and bool(value) and all(isinstance(v, np.ndarray) for v in value.values())
+    return ({k: v for k, v in state.items() if not is_section(v)},
+            {k: v for k, v in state.items() if is_section(v)})

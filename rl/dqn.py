@@ -20,33 +20,28 @@ n-step returns (Sutton 1988; one of Rainbow's parts): a transition spans k = n s
 so the news that the pole fell reaches n states back per update instead of one (rl/replay.py builds them).
 The sum uses the behaviour policy's own actions, a small bias at epsilon = 0.04 on CartPole.
 
-What we deliver. A DQN's greedy score rises and falls during training (a good policy fills the buffer
-with successes, and the failures that taught it become rare), so the final network is a lottery ticket.
-As Stable-Baselines3's EvalCallback does, every eval_interval steps the current network plays a few
-greedy episodes and a copy is kept if it beats the best so far; that copy is the delivered network
-(`delivered = "best_eval"`; keep_best=False delivers the final one). At the cap of 500 many networks tie,
-and a fragile one scores 500 on 10 episodes by luck often enough to be picked: so a network that beats
-the best on its 10 screening episodes plays 20 more and must still beat it on all 30 (the earliest of
-equals is kept, as SB3 does; replace_on_tie keeps the latest). The selection
-episodes start from `selection_env_seed(seed, k, i)`, never from the reporting seed: no network is chosen
-on its test episodes.
+What we deliver. A DQN's greedy score rises and falls during training, so every eval_interval env steps
+the current network is screened and confirmed on greedy episodes and the best is kept
+(rl/evaluation.py's KeepBest, as Stable-Baselines3's EvalCallback); that copy is the delivered network
+(`delivered = "best_eval"`; keep_best=False delivers the final one).
 
-Reading order: DQNConfig (every hyperparameter), QNetwork, select_action (the epsilon
-schedule), td_target and optimize (one gradient step), update_target, is_better (keep-best), then the
-DQN agent whose `train_episode` is the training loop. Everything is float32.
+Reading order: DQNConfig (every hyperparameter), QNetwork, select_action (the epsilon schedule),
+td_target and optimize (one gradient step), update_target, then the DQN agent whose `train_episode` is
+the training loop. Everything is float32.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 
 import nets
-from autodiff import Tensor
+from autodiff import Tensor, no_grad
 from nets.losses import huber_loss
-from rl.common import (budget_progress, env_rng_state, hp, linear_schedule, make_env, mlp_forward_numpy,
-                       run_greedy_episodes, run_greedy_episodes_side_by_side, selection_env_seed, set_env_rng_state,
-                       stream, training_env_seed)
+from rl.common import (budget_position, budget_progress, env_rng_state, hp, linear_schedule, make_env,
+                       set_env_rng_state, stream, training_env_seed)
+from rl.evaluation import KeepBest, greedy_action, run_greedy_episodes
 from rl.replay import NStepWindow, ReplayBuffer
 
 
@@ -56,9 +51,7 @@ class DQNConfig:
     episodes: int | None = hp(1000, "training episodes (the homework's budget)")
     steps: int | None = hp(None, "environment steps")
     # ---- the Q network and its optimiser
-    hidden: tuple = hp((64, 64), "hidden layer widths (ReLU): with 3-step returns 64-64 learns as fast as 128-128 "
-                                 "(first greedy 500 at a median 20k vs 18k env steps, tuning seeds) at a lower "
-                                 "cost per update", check="may_be_empty")
+    hidden: tuple = hp((64, 64), "hidden layer widths (ReLU)", check="may_be_empty")
     lr: float = hp(2.3e-3, "Adam learning rate at the start of training (rl-baselines3-zoo's tuned CartPole "
                            "value: fast early learning)", check="positive")
     lr_final_fraction: float = hp(0.1, "lr decays linearly to lr * this (annealing: late updates refine the policy "
@@ -73,9 +66,8 @@ class DQNConfig:
     # ---- the TD target
     gamma: float = hp(0.99, "discount factor (horizon 1/(1 - gamma) = 100 steps)", check="fraction")
     double_dqn: bool = hp(True, "Double DQN target: online net picks a', target net scores it (less overestimation)")
-    n_step: int = hp(3, "n-step returns: bootstrap after n rewards (1 = the DQN paper's one-step target); 3 "
-                        "reaches a first greedy 500 in under half the env steps (median 18k vs 41k, tuning seeds)",
-                     check="positive")
+    n_step: int = hp(3, "n-step returns: bootstrap after n rewards (1 = the DQN paper's one-step target): the "
+                        "news that the pole fell travels n states back per update", check="positive")
     target_update_interval: int = hp(4, "move the target network every this many env steps", check="positive")
     tau: float = hp(0.01, "Polyak: target <- tau * online + (1 - tau) * target (1.0 = hard copy); a smooth "
                           "target has no jumps for the online net to chase", check="fraction")
@@ -101,8 +93,8 @@ class DQNConfig:
     eval_episodes: int = hp(10, "greedy episodes per selection evaluation (env seeds disjoint from the reporting "
                                 "ones)", check="positive")
     replace_on_tie: bool = hp(False, "a network that only equals the best replaces it (the latest of equals is "
-                                     "delivered). Off: the first to hold 500 on all its episodes stays, and no "
-                                     "confirmation is played after it (a third of the evaluation cost)")
+                                     "delivered). Off: the first to hold 500 on all its episodes stays, and later "
+                                     "networks play only their screening episodes")
     confirm_episodes: int = hp(20, "a network that beats the best on its eval_episodes plays this many more "
                                    "before it may replace it: at the cap of 500 many networks score 500 on 10 "
                                    "episodes, the fragile ones by luck", check="non_negative")
@@ -137,12 +129,6 @@ def select_action(q_net: QNetwork, obs, epsilon: float, rng: np.random.Generator
     return greedy_action(q_net, obs)
 
 
-def greedy_action(q_net: QNetwork, obs) -> int:
-    """argmax_a Q(obs, a) for ONE observation: the hot path (one call per env step), so it runs the
-    network on the raw arrays (mlp_forward_numpy computes exactly q_net(obs), without building Tensors)."""
-    return int(mlp_forward_numpy(q_net.net, obs).argmax())
-
-
 # ==================================================================== learning
 def td_target(rewards, terminated, next_q_target, gamma, next_q_online=None) -> np.ndarray:
     """y = r + gamma * (1 - terminated) * Q_target(s', a*), with
@@ -162,9 +148,9 @@ def optimize(q_net: QNetwork, target_net: QNetwork, optimizer, batch: dict, cfg:
     """One TD update on a replayed batch; returns the loss.
         loss = mean_i Huber(Q(s_i, a_i) - y_i),  y computed without gradient (a fixed regression target)."""
     n = len(batch["actions"])
-    # the target side needs no gradient: plain NumPy forwards (bit-identical to the engine's, no graph)
-    next_q_target = mlp_forward_numpy(target_net.net, batch["next_obs"])
-    next_q_online = mlp_forward_numpy(q_net.net, batch["next_obs"]) if cfg.double_dqn else None
+    with no_grad():                                                     # the target side needs no graph
+        next_q_target = target_net(Tensor(batch["next_obs"])).data
+        next_q_online = q_net(Tensor(batch["next_obs"])).data if cfg.double_dqn else None
     gamma_k = cfg.gamma ** batch["horizon"].astype(np.float32)           # gamma ** k, k = steps to s'
     y = td_target(batch["rewards"], batch["terminated"], next_q_target, gamma_k, next_q_online)
 
@@ -189,26 +175,13 @@ def update_target(target_net: QNetwork, q_net: QNetwork, tau: float) -> None:
             t.data += tau * p.data
 
 
-def copy_network(q_net: QNetwork, obs_dim: int, n_actions: int, hidden) -> QNetwork:
-    """A new QNetwork holding copies of q_net's parameters (via state_dict, which copies the arrays)."""
-    twin = QNetwork(obs_dim, n_actions, hidden, rng=np.random.default_rng(0))    # weights overwritten below
-    twin.load_state_dict(q_net.state_dict())
-    return twin
-
-
-# ==================================================================== keeping the best network
-def is_better(score: float, best: float | None, replace_on_tie: bool) -> bool:
-    """Selection rule: a higher mean greedy return replaces the best so far; an equal one too if
-    replace_on_tie (the latest of equals is kept; SB3's EvalCallback keeps the earliest)."""
-    return best is None or score > best or (replace_on_tie and score == best)
-
-
 # ==================================================================== the agent and its training loop
 class DQN:
     """Owns the networks, optimiser, buffer, generators and the environment; `train_episode()` plays
     one training episode (updating as it goes). Checkpoints are taken between episodes."""
 
     name = "dqn"
+    unit = "episode"               # one train_step
 
     def __init__(self, cfg: DQNConfig, seed: int = 0):
         self.cfg, self.seed = cfg, seed
@@ -221,7 +194,7 @@ class DQN:
         self.n_actions = int(self.env.action_space.n)
 
         self.q_net = QNetwork(self.obs_dim, self.n_actions, cfg.hidden, rng=stream(seed, "init"))
-        self.target_net = copy_network(self.q_net, self.obs_dim, self.n_actions, cfg.hidden)
+        self.target_net = copy.deepcopy(self.q_net)    # its own arrays: a copy, never an alias
         self.optimizer = nets.Adam(self.q_net.parameters(), lr=cfg.lr)
         self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim)
         self.window = NStepWindow(cfg.n_step, cfg.gamma)     # empty between episodes (checkpoints)
@@ -230,9 +203,8 @@ class DQN:
         self.updates = 0             # gradient steps taken
         self.episode_returns: list[float] = []
         self.episode_losses: list[float] = []    # mean TD loss of each episode's updates (nan: none)
-        # ---- keep-best: a copy of the best network so far and every selection evaluation
-        self.best_net: QNetwork | None = None
-        self.selections: list[dict] = []         # {"env_step", "episode", "env_seeds", "mean", "kept"} each
+        # ---- keep-best: a copy of the best network so far and every selection evaluation (rl/evaluation.py)
+        self.keep_best = KeepBest(seed, cfg.eval_episodes, cfg.confirm_episodes, cfg.replace_on_tie)
 
     @property
     def delivered(self) -> str:
@@ -244,6 +216,9 @@ class DQN:
 
     def progress(self) -> float:
         return budget_progress(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
+
+    def budget(self) -> tuple:
+        return budget_position(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
 
     def lr_progress(self) -> float:
         """How far the learning-rate decay has gone: over lr_decay_steps env steps after lr_hold_steps, or
@@ -290,37 +265,22 @@ class DQN:
         self.episode_losses.append(float(np.mean(losses)) if losses else float("nan"))
 
         # ---- ALGO LOGIC: every eval_interval steps (and at the end) a greedy evaluation; keep the best
-        due = self.env_steps >= (len(self.selections) + 1) * cfg.eval_interval
+        due = self.env_steps >= (len(self.keep_best.selections) + 1) * cfg.eval_interval
         if cfg.keep_best and (due or self.finished()):
-            self.select()
+            self.keep_best.select(self.q_net, self.env_steps, len(self.episode_returns))
         return {"return": total, "epsilon": epsilon_at(self.env_steps, cfg)}
 
     train_step = train_episode
 
-    def select(self) -> dict:
-        """Screen the current network greedily on eval_episodes fresh starts (the k-th selection env seeds,
-        never a reporting seed); if it beats the best so far (is_better), confirm it on confirm_episodes more,
-        and keep a copy if its mean over all of them still does."""
-        cfg, k = self.cfg, len(self.selections)
-        best = max((s["mean"] for s in self.selections), default=None)
-        seeds = [selection_env_seed(self.seed, k, i) for i in range(cfg.eval_episodes + cfg.confirm_episodes)]
-        returns = self.play_greedy(seeds[:cfg.eval_episodes])
-        if cfg.confirm_episodes and is_better(float(np.mean(returns)), best, cfg.replace_on_tie):
-            returns += self.play_greedy(seeds[cfg.eval_episodes:])
-        mean = float(np.mean(returns))
-        record = {"env_step": self.env_steps, "episode": len(self.episode_returns),
-                  "env_seeds": seeds[:len(returns)], "mean": mean, "kept": is_better(mean, best, cfg.replace_on_tie)}
-        if record["kept"]:
-            self.best_net = copy_network(self.q_net, self.obs_dim, self.n_actions, self.cfg.hidden)
-        self.selections.append(record)
-        return record
-
-    def play_greedy(self, env_seeds: list[int]) -> list[float]:
-        """The current network's greedy returns, one episode per env seed, played side by side."""
-        return run_greedy_episodes_side_by_side(lambda obs: mlp_forward_numpy(self.q_net.net, obs).argmax(axis=1),
-                                                env_seeds)
-
     # ---------------------------------------------------------------- acting and evaluation
+    @property
+    def best_net(self) -> QNetwork | None:
+        return self.keep_best.best_net
+
+    @property
+    def selections(self) -> list:
+        return self.keep_best.selections
+
     def greedy_action(self, obs) -> int:
         """The current (final, once training is over) network's greedy action."""
         return greedy_action(self.q_net, obs)
@@ -329,50 +289,50 @@ class DQN:
         net = self.best_net if self.delivered == "best_eval" and self.best_net is not None else self.q_net
         return greedy_action(net, obs)
 
-    def evaluate(self, n_episodes: int, seed: int) -> list[float]:
+    def evaluate(self, n_episodes: int, env_seed: int) -> list[float]:
         """Greedy returns of the DELIVERED network (the kept best, or the final one)."""
-        return run_greedy_episodes(self.delivered_action, n_episodes, seed)
+        return run_greedy_episodes(self.delivered_action, n_episodes, env_seed)
 
-    def evaluate_final(self, n_episodes: int, seed: int) -> list[float]:
+    def evaluate_final(self, n_episodes: int, env_seed: int) -> list[float]:
         """Greedy returns of the network as training left it."""
-        return run_greedy_episodes(self.greedy_action, n_episodes, seed)
-
-    def extra_metrics(self) -> dict:
-        kept = [s for s in self.selections if s["kept"]]
-        return {"updates": self.updates, "selection_evaluations": self.selections,
-                "best_selection_mean": kept[-1]["mean"] if kept else None,
-                "best_selection_env_step": kept[-1]["env_step"] if kept else None}
-
-    # ---------------------------------------------------------------- checkpoint (between episodes)
-    def state_dict(self) -> tuple[dict, dict]:
-        """(meta, sections): JSON-able counters, generator states and history, and the arrays."""
-        meta = {"env_steps": self.env_steps, "updates": self.updates,
-                "explore_rng": self.explore_rng.bit_generator.state,
-                "replay_rng": self.replay_rng.bit_generator.state, "env_rng": env_rng_state(self.env),
-                "episode_returns": self.episode_returns, "episode_losses": self.episode_losses,
-                "selections": self.selections}
-        sections = {"q_net": self.q_net.state_dict(), "target_net": self.target_net.state_dict(),
-                    "optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict()}
-        if self.best_net is not None:
-            sections["best_net"] = self.best_net.state_dict()
-        return meta, sections
-
-    def load_state_dict(self, meta: dict, sections: dict) -> None:
-        self.q_net.load_state_dict(sections["q_net"])
-        self.target_net.load_state_dict(sections["target_net"])
-        self.optimizer.load_state_dict(sections["optimizer"])
-        self.buffer.load_state_dict(sections["buffer"])
-        self.best_net = None
-        if "best_net" in sections:
-            self.best_net = copy_network(self.q_net, self.obs_dim, self.n_actions, self.cfg.hidden)
-            self.best_net.load_state_dict(sections["best_net"])
-        self.env_steps, self.updates = int(meta["env_steps"]), int(meta["updates"])
-        self.explore_rng.bit_generator.state = meta["explore_rng"]
-        self.replay_rng.bit_generator.state = meta["replay_rng"]
-        self.episode_returns = [float(r) for r in meta["episode_returns"]]
-        self.episode_losses = [float(x) if x is not None else float("nan") for x in meta["episode_losses"]]
-        self.selections = [dict(s) for s in meta["selections"]]
-        set_env_rng_state(self.env, meta["env_rng"], self.env_seed, started=bool(self.episode_returns))
+        return run_greedy_episodes(self.greedy_action, n_episodes, env_seed)
 
     def losses(self) -> dict:
         return {"td_loss": self.episode_losses}
+
+    def extra_metrics(self) -> dict:
+        best = self.keep_best.best_record()
+        return {"updates": self.updates, "selection_evaluations": self.selections,
+                "best_selection_mean": best["mean"] if best else None,
+                "best_selection_env_step": best["env_step"] if best else None}
+
+    def figures(self) -> dict:
+        return {}
+
+    # ---------------------------------------------------------------- checkpoint (between episodes)
+    def state_dict(self) -> dict:
+        """Counters, generator states and history (JSON), and the arrays of the networks, the optimiser and
+        the replay buffer (rl.common.split_state tells them apart)."""
+        return {"env_steps": self.env_steps, "updates": self.updates,
+                "explore_rng": self.explore_rng.bit_generator.state,
+                "replay_rng": self.replay_rng.bit_generator.state, "env_rng": env_rng_state(self.env),
+                "episode_returns": self.episode_returns, "episode_losses": self.episode_losses,
+                "q_net": self.q_net.state_dict(), "target_net": self.target_net.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict(),
+                **self.keep_best.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.q_net.load_state_dict(state["q_net"])
+        self.target_net.load_state_dict(state["target_net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.keep_best.load_state_dict(state, self.q_net)
+        self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
+        self.explore_rng.bit_generator.state = state["explore_rng"]
+        self.replay_rng.bit_generator.state = state["replay_rng"]
+        self.episode_returns = [float(r) for r in state["episode_returns"]]
+        self.episode_losses = [float(x) if x is not None else float("nan") for x in state["episode_losses"]]
+        set_env_rng_state(self.env, state["env_rng"], self.env_seed, started=bool(self.episode_returns))
+
+
+Config, Agent = DQNConfig, DQN

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rl.common import budget_progress, hp, make_env, run_greedy_episodes, stream, training_env_seed
+from rl.common import budget_position, budget_progress, hp, make_env, stream, training_env_seed
+from rl.evaluation import run_greedy_episodes
 
 
 @dataclass
@@ -89,6 +90,8 @@ class ES:
     """`train_generation()` evaluates 2m mirrored perturbations of theta and takes one ES step."""
 
     name = "es"
+    unit = "generation"            # one train_step
+    delivered = "final"            # theta as training left it
 
     def __init__(self, cfg: ESConfig, seed: int = 0):
         self.cfg, self.seed = cfg, seed
@@ -112,6 +115,11 @@ class ES:
         cfg = self.cfg
         return bool((cfg.generations and self.generation >= cfg.generations)
                     or budget_progress(len(self.episode_returns), self.env_steps, cfg.episodes, cfg.steps) >= 1.0)
+
+    def budget(self) -> tuple:
+        if self.cfg.generations:
+            return self.generation, self.cfg.generations
+        return budget_position(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
 
     def episode_return(self, theta: np.ndarray, reset_seed: int) -> float:
         """F(theta): the return of one episode of the deterministic policy theta from reset(seed)."""
@@ -157,29 +165,10 @@ class ES:
     def greedy_action(self, obs) -> int:
         return policy_action(unflatten(self.theta, self.shapes), obs)
 
-    def evaluate(self, n_episodes: int, seed: int) -> list[float]:
-        return run_greedy_episodes(self.greedy_action, n_episodes, seed)
+    def evaluate(self, n_episodes: int, env_seed: int) -> list[float]:
+        return run_greedy_episodes(self.greedy_action, n_episodes, env_seed)
 
-    # ---------------------------------------------------------------- checkpoint (between generations)
-    def state_dict(self) -> tuple[dict, dict]:
-        # every episode is reset with its own seed, so the environment carries no state between them
-        meta = {"env_steps": self.env_steps, "generation": self.generation, "rng": self.rng.bit_generator.state,
-                "episode_returns": self.episode_returns,
-                "generation_mean_returns": self.generation_mean_returns,
-                "generation_max_returns": self.generation_max_returns,
-                "generation_min_returns": self.generation_min_returns, "update_norms": self.update_norms}
-        return meta, {"policy": {"theta": self.theta}}
-
-    def load_state_dict(self, meta: dict, sections: dict) -> None:
-        theta = np.asarray(sections["policy"]["theta"], np.float32)
-        if theta.shape != self.theta.shape:
-            raise ValueError(f"checkpoint theta has shape {theta.shape}, this configuration needs {self.theta.shape}")
-        self.theta = theta.copy()
-        self.env_steps, self.generation = int(meta["env_steps"]), int(meta["generation"])
-        self.rng.bit_generator.state = meta["rng"]
-        for key in ("episode_returns", "generation_mean_returns", "generation_max_returns",
-                    "generation_min_returns", "update_norms"):
-            setattr(self, key, [float(x) for x in meta[key]])
+    evaluate_final = evaluate      # the delivered policy is the final one
 
     def losses(self) -> dict:
         return {"update_norm": self.update_norms}
@@ -194,3 +183,28 @@ class ES:
         return {"generations": self.generation, "generation_mean_returns": self.generation_mean_returns,
                 "generation_max_returns": self.generation_max_returns,
                 "generation_min_returns": self.generation_min_returns}
+
+    # ---------------------------------------------------------------- checkpoint (between generations)
+    def state_dict(self) -> dict:
+        """Counters, the noise generator and history (JSON), and theta. Every episode is reset with its own
+        seed, so the environment carries no state between them."""
+        return {"env_steps": self.env_steps, "generation": self.generation, "rng": self.rng.bit_generator.state,
+                "episode_returns": self.episode_returns,
+                "generation_mean_returns": self.generation_mean_returns,
+                "generation_max_returns": self.generation_max_returns,
+                "generation_min_returns": self.generation_min_returns, "update_norms": self.update_norms,
+                "policy": {"theta": self.theta.copy()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        theta = np.asarray(state["policy"]["theta"], np.float32)
+        if theta.shape != self.theta.shape:
+            raise ValueError(f"checkpoint theta has shape {theta.shape}, this configuration needs {self.theta.shape}")
+        self.theta = theta.copy()
+        self.env_steps, self.generation = int(state["env_steps"]), int(state["generation"])
+        self.rng.bit_generator.state = state["rng"]
+        for key in ("episode_returns", "generation_mean_returns", "generation_max_returns",
+                    "generation_min_returns", "update_norms"):
+            setattr(self, key, [float(x) for x in state[key]])
+
+
+Config, Agent = ESConfig, ES

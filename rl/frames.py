@@ -28,7 +28,7 @@ From a screen to size x size pixels (`to_small_frame`):
        400 x 600 screen is mostly empty sky and track, and the pole is only 10 px wide: a 240 x 240
        window around the middle of the track (rows 120-360, columns 180-420) holds the whole upright
        pole (top at row ~172), the cart (rows 285-315) and the track line (row 300) for cart positions
-       |x| < 0.76 m; random play with resets every 20 frames stays within |x| < 0.7 m. At 32 px one
+       |x| < 0.76 m, which random play with resets every 20 frames stays well inside. At 32 px one
        output pixel is 7.5 x 7.5 screen pixels, so the pole is ~1.3 px wide and 16 px long: visible.
        (Without resets the cart wanders out of that window; pass crop=None for the whole screen.)
        Pendulum: the 260 x 260 middle of the 500 x 500 screen (the rod reaches 125 px from the centre).

@@ -32,8 +32,9 @@ import autodiff.functional as F
 import nets
 from autodiff import Tensor, no_grad
 from nets.losses import mse_loss
-from rl.common import (budget_progress, env_rng_state, hp, make_env, mlp_forward_numpy, run_greedy_episodes,
+from rl.common import (budget_position, budget_progress, env_rng_state, forward_no_grad, hp, make_env,
                        set_env_rng_state, stream, training_env_seed)
+from rl.evaluation import greedy_action, run_greedy_episodes
 
 BASELINES = ("none", "mean", "value")
 
@@ -77,16 +78,11 @@ def returns_to_go(rewards, gamma: float) -> np.ndarray:
 
 
 def sample_action(policy, obs, rng: np.random.Generator) -> int:
-    """a ~ pi(. | obs) = softmax(policy(obs)), by inverting the CDF at one uniform draw.
-    (One call per env step: the network runs on raw arrays, see mlp_forward_numpy.)"""
-    logits = mlp_forward_numpy(policy, obs)
+    """a ~ pi(. | obs) = softmax(policy(obs)), by inverting the CDF at one uniform draw."""
+    logits = forward_no_grad(policy, obs)
     p = np.exp(logits - logits.max())
     cdf = np.cumsum(p / p.sum())
     return int(min(np.searchsorted(cdf, rng.random(), side="right"), len(cdf) - 1))
-
-
-def most_likely_action(policy, obs) -> int:
-    return int(mlp_forward_numpy(policy, obs).argmax())
 
 
 def policy_loss(policy, obs: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> Tensor:
@@ -119,6 +115,8 @@ class Reinforce:
     Checkpoints are taken between updates (i.e. between episodes)."""
 
     name = "reinforce"
+    unit = "update"                # one train_step
+    delivered = "final"            # the policy as training left it
 
     def __init__(self, cfg: ReinforceConfig, seed: int = 0):
         if cfg.baseline not in BASELINES:
@@ -147,6 +145,9 @@ class Reinforce:
 
     def progress(self) -> float:
         return budget_progress(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
+
+    def budget(self) -> tuple:
+        return budget_position(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
 
     def _play_episode(self):
         """One episode with actions sampled from pi; returns (obs (T, d), actions (T,), rewards (T,))."""
@@ -210,37 +211,48 @@ class Reinforce:
     train_step = train_update
 
     def greedy_action(self, obs) -> int:
-        return most_likely_action(self.policy, obs)
+        return greedy_action(self.policy, obs)
 
-    def evaluate(self, n_episodes: int, seed: int) -> list[float]:
-        return run_greedy_episodes(self.greedy_action, n_episodes, seed)
+    def evaluate(self, n_episodes: int, env_seed: int) -> list[float]:
+        return run_greedy_episodes(self.greedy_action, n_episodes, env_seed)
 
-    # ---------------------------------------------------------------- checkpoint (between updates)
-    def state_dict(self) -> tuple[dict, dict]:
-        meta = {"env_steps": self.env_steps, "updates": self.updates, "rng": self.rng.bit_generator.state,
-                "env_rng": env_rng_state(self.env),
-                "episode_returns": self.episode_returns, "update_losses": self.update_losses,
-                "value_losses": self.value_losses}
-        sections = {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}
-        if self.value is not None:
-            sections.update(value=self.value.state_dict(), value_optimizer=self.value_optimizer.state_dict())
-        return meta, sections
-
-    def load_state_dict(self, meta: dict, sections: dict) -> None:
-        self.policy.load_state_dict(sections["policy"])
-        self.optimizer.load_state_dict(sections["optimizer"])
-        if self.value is not None:
-            self.value.load_state_dict(sections["value"])
-            self.value_optimizer.load_state_dict(sections["value_optimizer"])
-        self.env_steps, self.updates = int(meta["env_steps"]), int(meta["updates"])
-        self.rng.bit_generator.state = meta["rng"]
-        self.episode_returns = [float(r) for r in meta["episode_returns"]]
-        self.update_losses = [float(x) for x in meta["update_losses"]]
-        self.value_losses = [float(x) for x in meta["value_losses"]]
-        set_env_rng_state(self.env, meta["env_rng"], self.env_seed, started=bool(self.episode_returns))
+    evaluate_final = evaluate      # the delivered policy is the final one
 
     def losses(self) -> dict:
         curves = {"policy_loss": self.update_losses}
         if self.value_losses:
             curves["value_loss"] = self.value_losses
         return curves
+
+    def extra_metrics(self) -> dict:
+        return {"updates": self.updates}
+
+    def figures(self) -> dict:
+        return {}
+
+    # ---------------------------------------------------------------- checkpoint (between updates)
+    def state_dict(self) -> dict:
+        """Counters, generator states and history (JSON), and the networks' and optimisers' arrays."""
+        state = {"env_steps": self.env_steps, "updates": self.updates, "rng": self.rng.bit_generator.state,
+                 "env_rng": env_rng_state(self.env), "episode_returns": self.episode_returns,
+                 "update_losses": self.update_losses, "value_losses": self.value_losses,
+                 "policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.value is not None:
+            state.update(value=self.value.state_dict(), value_optimizer=self.value_optimizer.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.value is not None:
+            self.value.load_state_dict(state["value"])
+            self.value_optimizer.load_state_dict(state["value_optimizer"])
+        self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
+        self.rng.bit_generator.state = state["rng"]
+        self.episode_returns = [float(r) for r in state["episode_returns"]]
+        self.update_losses = [float(x) for x in state["update_losses"]]
+        self.value_losses = [float(x) for x in state["value_losses"]]
+        set_env_rng_state(self.env, state["env_rng"], self.env_seed, started=bool(self.episode_returns))
+
+
+Config, Agent = ReinforceConfig, Reinforce

@@ -133,31 +133,19 @@ def _checkpoint(run_dir: str) -> dict:
 
 def load_sampler(run_dir: str, model: str):
     """draw(n, rng) -> images (n, 28, 28) in [0, 1], from the run's checkpoint, for each family."""
+    import models
     from nets.harness import config_from
     checkpoint = _checkpoint(run_dir)
-    config = checkpoint["meta"]["config"]
-    if model in ("vae", "cvae"):
-        from cli import vae as cli
-        net = cli.build_model(model, config_from(cli.FAMILY[model][1], config))
-        net.load_state_dict(checkpoint["model"])
-        if model == "cvae":
-            return lambda n, rng: net.sample(n, np.arange(n) % 10, rng=rng)
-        return lambda n, rng: net.sample(n, rng=rng)
-    if model == "flow":
-        from models.flow import FlowConfig, build
-        net = build(config_from(FlowConfig, config))
-        net.load_state_dict(checkpoint["model"])
-        return lambda n, rng: net.sample(n, rng=rng)
+    family = models.load(model)
+    net = family.build(config_from(family.Config, checkpoint["meta"]["config"]))
     if model == "dcgan":
         from cli.dcgan import to_unit
-        from models.dcgan import NOISE_DIM, build_generator, generate, sample_noise
-        generator = build_generator(NOISE_DIM)
-        generator.load_state_dict(checkpoint["G"])
-        return lambda n, rng: to_unit(generate(generator, sample_noise(n, NOISE_DIM, rng)))
-    from cli import autoregressive as cli                          # made, pixelcnn
-    net = cli.build_model(model, config_from(cli.FAMILY[model][1], config), np.random.default_rng(0))
+        net.G.load_state_dict(checkpoint["G"])
+        return lambda n, rng: to_unit(family.generate(net.G, family.sample_noise(n, net.noise_dim, rng)))
     net.load_state_dict(checkpoint["model"])                      # (MADE's masks are buffers: loaded too)
-    return lambda n, rng: net.sample(n, rng)
+    if model == "cvae":
+        return lambda n, rng: net.sample(n, np.arange(n) % 10, rng=rng)
+    return lambda n, rng: net.sample(n, rng=rng)
 
 
 def seconds_for_100(draw, rng: np.random.Generator) -> float:

@@ -8,6 +8,7 @@ import pytest
 import nets
 from autodiff import Tensor
 from rl.actor_critic import ActorCritic, ActorCriticConfig, actor_critic_loss, clipped_policy_loss, gae
+from rl.common import split_state
 from rl.reinforce import mlp
 
 TINY = dict(steps=600, n_envs=3, n_steps=8, hidden=(8,))
@@ -157,12 +158,12 @@ def test_resume_from_a_mid_episode_checkpoint_is_exact(reuse):
     cfg = ActorCriticConfig(**TINY, **reuse)
     full = _train(ActorCritic(cfg, seed=4), 12)
     first = _train(ActorCritic(cfg, seed=4), 5)
-    meta, sections = first.state_dict()
+    meta, sections = split_state(first.state_dict())
     assert first.running_returns.any()                       # the checkpoint falls inside episodes
     meta = json.loads(json.dumps(meta))                      # as the checkpoint file stores it
     sections = {k: {n: np.array(a) for n, a in v.items()} for k, v in sections.items()}
     resumed = ActorCritic(cfg, seed=4)
-    resumed.load_state_dict(meta, sections)
+    resumed.load_state_dict({**meta, **sections})
     _train(resumed, 7)
     assert resumed.episode_returns == full.episode_returns and resumed.env_steps == full.env_steps
     assert resumed.losses() == full.losses()
@@ -170,7 +171,7 @@ def test_resume_from_a_mid_episode_checkpoint_is_exact(reuse):
                     full.policy.parameters() + full.value.parameters()):
         np.testing.assert_array_equal(a.data, b.data)
     with pytest.raises(ValueError, match="environments"):
-        ActorCritic(ActorCriticConfig(**dict(TINY, n_envs=2)), seed=4).load_state_dict(meta, sections)
+        ActorCritic(ActorCriticConfig(**dict(TINY, n_envs=2)), seed=4).load_state_dict({**meta, **sections})
 
 
 def test_short_run_counts_steps_and_episodes_and_learns():

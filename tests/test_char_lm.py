@@ -28,7 +28,11 @@ def test_bigram_nll_on_its_training_text_is_the_count_based_conditional_entropy(
     pairs, counts = np.unique(np.stack([ids[:-1], ids[1:]]), axis=1, return_counts=True)
     firsts = {a: counts[pairs[0] == a].sum() for a in np.unique(pairs[0])}
     entropy = -sum(n * math.log(n / firsts[a]) for (a, _), n in zip(pairs.T, counts)) / counts.sum()
-    assert char_lm.evaluate(model, ids, CharLMConfig(model="bigram")) == pytest.approx(entropy, rel=1e-12)
+    cfg = CharLMConfig(model="bigram", alpha=0.0)
+    assert char_lm.evaluate(model, ids, None, cfg)["nll_nats_per_char"] == pytest.approx(entropy, rel=1e-12)
+    counted = Bigram(7, alpha=0.0)                         # train_epoch's loss: the same entropy, from the counts
+    assert char_lm.train_epoch(counted, None, ids, None, cfg)["loss"] == pytest.approx(entropy, rel=1e-12)
+    np.testing.assert_array_equal(counted.counts, model.counts)
 
 
 def test_bigram_smoothing_gives_unseen_pairs_probability():
@@ -44,7 +48,7 @@ def test_sampling_with_a_seed_is_reproducible(kind):
     corpus = CharCorpus(TINY_TEXT)
     nets.manual_seed(0)
     cfg = CharLMConfig(model=kind, hidden=8, embed=4, context=3)
-    model = char_lm.build_model(cfg, corpus.vocab_size)
+    model = char_lm.language_model(cfg, corpus.vocab_size)
     if kind == "bigram":
         model.fit(corpus.train)
     draw = lambda seed: char_lm.sample(model, 40, 1.0, np.random.default_rng(seed), corpus.encode("t"))
@@ -105,20 +109,20 @@ def test_a_short_training_run_beats_the_unigram_entropy(kind):
     corpus = CharCorpus(TINY_TEXT)
     nets.manual_seed(1)
     cfg = CharLMConfig(model=kind, hidden=32, embed=8, context=4, batch_size=8, seq_len=16, lr=1e-2, steps=60)
-    model = char_lm.build_model(cfg, corpus.vocab_size)
-    optimizer = nets.Adam(model.parameters(), lr=cfg.lr)
-    data, state, rng = char_lm.streams(corpus.train, cfg.batch_size), None, np.random.default_rng(0)
+    model = char_lm.language_model(cfg, corpus.vocab_size)
+    optimizer = char_lm.build_optimizer(model, cfg)
+    data, rng = char_lm.streams(corpus.train, cfg.batch_size), np.random.default_rng(0)
     for step in range(cfg.steps):
         if kind == "mlp":
             batch = char_lm.mlp_batch(corpus.train, cfg.context, cfg.batch_size, rng)
         else:
             x, y, new = char_lm.chunk(data, step, cfg.seq_len)
-            batch, state = (x, y), None if new else state
-        stats, state = char_lm.train_step(model, optimizer, batch, cfg, state)
+            batch, model.carry = (x, y), None if new else model.carry
+        stats = char_lm.train_step(model, optimizer, batch, rng, cfg)
         assert stats["grad_norm"] >= 0
     freq = np.bincount(corpus.train, minlength=corpus.vocab_size) / len(corpus.train)
     unigram = -(freq[freq > 0] * np.log(freq[freq > 0])).sum()
-    assert char_lm.evaluate(model, corpus.test, cfg, corpus.train) < 0.7 * unigram
+    assert char_lm.evaluate(model, corpus.test, None, cfg, context=corpus.train)["nll_nats_per_char"] < 0.7 * unigram
 
 
 def test_seq_memory_batches_hide_the_answer_in_the_first_step(rng):

@@ -11,8 +11,8 @@ import pytest
 import nets
 from autodiff import Tensor, gradcheck
 from models.dcgan import (NOISE_DIM, bce_loss, build_discriminator, build_generator, discriminator_loss,
-                          discriminator_step, generate, generator_loss, generator_step, get_optimizer,
-                          sample_noise, train_step)
+                          discriminator_step, game_step, generate, generator_loss, generator_step, get_optimizer,
+                          sample_noise)
 
 
 def tiny_pair(dtype=np.float32, seed=0):
@@ -155,12 +155,12 @@ def test_generator_step_changes_only_G_and_computes_no_gradient_for_D():
     assert set(changed) == {name for name, _ in G.named_parameters()}   # buffers untouched by the step
 
 
-def test_train_step_returns_float_losses_and_generate_uses_eval_mode():
+def test_game_step_returns_float_losses_and_generate_uses_eval_mode():
     D, G = tiny_pair()
     opt_D, opt_G = get_optimizer(D), get_optimizer(G)
     rng = np.random.default_rng(5)
-    d_loss, g_loss = train_step(D, G, opt_D, opt_G, rng.uniform(-1, 1, (8, 1, 16, 16)).astype(np.float32),
-                                sample_noise(8, 4, rng))
+    d_loss, g_loss = game_step(D, G, opt_D, opt_G, rng.uniform(-1, 1, (8, 1, 16, 16)).astype(np.float32),
+                               sample_noise(8, 4, rng))
     assert isinstance(d_loss, float) and isinstance(g_loss, float) and d_loss > 0 and g_loss > 0
     noise = sample_noise(6, 4, rng)
     before = states(G)[0]
@@ -204,16 +204,12 @@ def test_cli_three_iterations_writes_the_contract_files(tmp_path):
 def test_cli_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     import train
     import cli.dcgan as cli
-
-    def tiny_models(config):        # 28 x 28 like the real ones, but cheap
-        return (build_discriminator(channels=(2, 3), hidden=8),
-                build_generator(hidden=8, channels=(4, 2)))
-    monkeypatch.setattr(cli, "build_models", tiny_models)
     monkeypatch.setattr(cli, "NUM_SAMPLES", 20)
     monkeypatch.setattr(cli, "save_image_grid", lambda *args, **kwargs: None)   # pictures are slow and
     monkeypatch.setattr(cli, "save_curves", lambda *args, **kwargs: None)       # tested above
     # batch 1000: 4 batches per epoch, so 3 -> 5 resumes mid-epoch and crosses an epoch boundary
-    flags = ["dcgan", "--batch-size", "1000", "--seed", "3"]
+    flags = ["dcgan", "--batch-size", "1000", "--seed", "3",           # 28 x 28 like the real ones, but cheap
+             "--hidden", "8", "--d-channels", "2", "3", "--g-channels", "4", "2"]
     assert train.main(flags + ["--iterations", "5", "--out", str(tmp_path / "straight")]) == 0
     assert train.main(flags + ["--iterations", "3", "--out", str(tmp_path / "resumed")]) == 0
     assert train.main(flags + ["--iterations", "5", "--resume", str(tmp_path / "resumed")]) == 0
@@ -240,6 +236,8 @@ def test_cli_rejects_a_batch_larger_than_the_data(tmp_path, capsys):
     import train
     assert train.main(["dcgan", "--batch-size", "100000", "--out", str(tmp_path / "x")]) == 2
     assert "larger than the 4500 training images" in capsys.readouterr().err
+    assert train.main(["dcgan", "--d-channels", "2", "3", "4", "--out", str(tmp_path / "y")]) == 2
+    assert "d_channels and g_channels take two numbers each" in capsys.readouterr().err
 
 
 def test_warns_when_D_loss_stays_near_zero():

@@ -93,10 +93,11 @@ def test_a_few_steps_lower_the_nll_of_the_batch():
     nets.manual_seed(0)
     model = pixelcnn.PixelCNN(8, 4, 1, 8)
     optimizer = nets.Adam(model.parameters(), lr=1e-2)
-    before = pixelcnn.evaluate(model, x)
+    cfg = pixelcnn.Config()
+    before = pixelcnn.evaluate(model, x, None, cfg)["nll_nats"]
     for _ in range(6):
-        pixelcnn.train_step(model, optimizer, x)
-    assert pixelcnn.evaluate(model, x) < before - 50
+        pixelcnn.train_step(model, optimizer, x, None, cfg)
+    assert pixelcnn.evaluate(model, x, None, cfg)["nll_nats"] < before - 50
 
 
 def test_bad_input_is_refused_clearly():

@@ -1,6 +1,7 @@
 """RL agents on CartPole: the pieces (returns-to-go, TD target, replay buffer, target network, the
 REINFORCE gradient, ES ranks), reproducibility, exact resuming, and the CLI's output contract.
 Every run here is tiny: the whole file takes a few seconds."""
+import copy
 import json
 import os
 import signal
@@ -11,10 +12,11 @@ import pytest
 import nets
 from autodiff import Tensor
 import rl.dqn
-from rl.common import (first_crossing, mlp_forward_numpy, report_env_seed, run_greedy_episodes,
-                       run_greedy_episodes_side_by_side, running_average, selection_env_seed,
-                       stream)
-from rl.dqn import DQN, DQNConfig, QNetwork, copy_network, td_target, update_target
+import rl.evaluation
+from rl.common import (first_crossing, forward_no_grad, report_env_seed, running_average, selection_env_seed,
+                       split_state, stream)
+from rl.dqn import DQN, DQNConfig, QNetwork, td_target, update_target
+from rl.evaluation import run_greedy_episodes, run_greedy_episodes_side_by_side
 from rl.replay import NStepWindow, ReplayBuffer
 from rl.es import ES, ESConfig, centered_ranks
 from rl.reinforce import Reinforce, ReinforceConfig, advantages_from, mlp, policy_loss, returns_to_go
@@ -119,9 +121,8 @@ def test_n_step_transitions_bootstrap_with_gamma_to_the_k():
 
 
 def test_target_network_is_a_copy_not_an_alias():
-    nets.manual_seed(0)
-    q = QNetwork(4, 2, (8,))
-    target = copy_network(q, 4, 2, (8,))
+    agent = DQN(DQNConfig(**dict(TINY_DQN, hidden=(8,))), seed=0)
+    q, target = agent.q_net, agent.target_net
     before = [p.data.copy() for p in target.parameters()]
     for p in q.parameters():
         p.data += 1.0
@@ -136,13 +137,15 @@ def test_target_network_is_a_copy_not_an_alias():
         assert t.data is not p.data and not np.shares_memory(t.data, p.data)
 
 
-def test_fast_forward_matches_the_engine(rng):
+def test_forward_without_a_graph_is_the_network_itself(rng):
     nets.manual_seed(3)
     q = QNetwork(4, 2, (16, 16))
     obs = rng.standard_normal(4).astype(np.float32)
-    np.testing.assert_allclose(mlp_forward_numpy(q.net, obs), q(Tensor(obs[None])).data[0], rtol=1e-5, atol=1e-6)
-    batch = rng.standard_normal((32, 4)).astype(np.float32)     # a batch: the engine's own operations
-    np.testing.assert_array_equal(mlp_forward_numpy(q.net, batch), q(Tensor(batch)).data)
+    np.testing.assert_array_equal(forward_no_grad(q, obs), q(Tensor(obs[None])).data[0])
+    batch = rng.standard_normal((32, 4)).astype(np.float32)
+    out = forward_no_grad(q, batch.astype(np.float64))                 # observations are taken as float32
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32
+    np.testing.assert_array_equal(out, q(Tensor(batch)).data)
 
 
 # ==================================================================== REINFORCE
@@ -224,8 +227,13 @@ def _fake_greedy_runs(monkeypatch, scores):
     def fake(act_batch, env_seeds):
         seeds.append(list(env_seeds))
         return [scores.pop(0)] * len(env_seeds)
-    monkeypatch.setattr(rl.dqn, "run_greedy_episodes_side_by_side", fake)
+    monkeypatch.setattr(rl.evaluation, "run_greedy_episodes_side_by_side", fake)
     return seeds
+
+
+def select(agent):
+    """One keep-best selection of the agent's current network (what train_episode does every eval_interval)."""
+    return agent.keep_best.select(agent.q_net, agent.env_steps, len(agent.episode_returns))
 
 
 def test_keep_best_keeps_the_latest_of_the_best_networks_and_selects_on_selection_seeds(monkeypatch):
@@ -234,7 +242,7 @@ def test_keep_best_keeps_the_latest_of_the_best_networks_and_selects_on_selectio
     snapshots = []
     for _ in range(4):
         snapshots.append([p.data.copy() for p in agent.q_net.parameters()])
-        agent.select()
+        select(agent)
         for p in agent.q_net.parameters():                                # training moves the network on
             p.data += 0.5
     assert [s["kept"] for s in agent.selections] == [True, True, True, False]    # a tie keeps the later
@@ -245,8 +253,8 @@ def test_keep_best_keeps_the_latest_of_the_best_networks_and_selects_on_selectio
     assert agent.delivered == "best_eval" and agent.extra_metrics()["best_selection_mean"] == 30.0
 
     obs = np.array([0.1, -0.2, 0.03, 0.4], np.float32)
-    assert agent.delivered_action(obs) == int(mlp_forward_numpy(agent.best_net.net, obs).argmax())
-    assert agent.greedy_action(obs) == int(mlp_forward_numpy(agent.q_net.net, obs).argmax())
+    assert agent.delivered_action(obs) == int(agent.best_net(Tensor(obs[None])).data.argmax())
+    assert agent.greedy_action(obs) == int(agent.q_net(Tensor(obs[None])).data.argmax())
 
 
 def test_a_tie_must_hold_on_more_episodes_before_it_replaces_the_best(monkeypatch):
@@ -258,7 +266,7 @@ def test_a_tie_must_hold_on_more_episodes_before_it_replaces_the_best(monkeypatc
                                             450.0,           # third: below 500 on the screening -> no confirmation
                                             500.0, 500.0])   # fourth: holds -> kept (the latest of equals)
     for _ in range(4):
-        agent.select()
+        select(agent)
     assert [s["kept"] for s in agent.selections] == [True, False, False, True]
     np.testing.assert_allclose([s["mean"] for s in agent.selections], [500, (10 * 500 + 20 * 400) / 30, 450, 500])
     assert [len(s) for s in seeds] == [10, 20, 10, 20, 10, 10, 20]
@@ -275,7 +283,7 @@ def test_by_default_the_earliest_of_equals_stays_and_no_confirmation_is_played_a
     snapshots = []
     for _ in range(4):
         snapshots.append([p.data.copy() for p in agent.q_net.parameters()])
-        agent.select()
+        select(agent)
         for p in agent.q_net.parameters():
             p.data += 0.5
     assert [s["kept"] for s in agent.selections] == [True, False, True, False]
@@ -314,11 +322,11 @@ def test_dqn_resume_is_bit_exact_with_the_kept_network():
     part = DQN(cfg, seed=9)
     for _ in range(7):
         part.train_step()
-    meta, sections = part.state_dict()
-    assert "best_net" in sections and part.selections
+    meta, sections = split_state(part.state_dict())
+    assert "best_net" in sections and part.selections and "selections" in meta
     meta = json.loads(json.dumps(meta))                          # the checkpoint's meta is JSON
     resumed = DQN(cfg, seed=9)
-    resumed.load_state_dict(meta, {k: {n: np.array(a) for n, a in v.items()} for k, v in sections.items()})
+    resumed.load_state_dict({**meta, **{k: {n: np.array(a) for n, a in v.items()} for k, v in sections.items()}})
     while not resumed.finished():
         resumed.train_step()
     assert resumed.episode_returns == full.episode_returns and resumed.selections == full.selections
@@ -351,9 +359,9 @@ def test_short_runs_beat_a_random_policy():
     average over three seeds (one short run alone can still collapse onto a single action)."""
     es = [_run(ES, ESConfig(generations=8, population_pairs=8, hidden=(), sigma=0.3, alpha=0.5), seed=s)
           for s in range(3)]
-    assert np.mean([es_agent.evaluate(10, seed=123) for es_agent in es]) > 60
+    assert np.mean([es_agent.evaluate(10, env_seed=123) for es_agent in es]) > 60
     pg = [_run(Reinforce, ReinforceConfig(episodes=60, hidden=(16,), lr=2e-2), seed=s) for s in range(3)]
-    assert np.mean([pg_agent.evaluate(10, seed=123) for pg_agent in pg]) > 60
+    assert np.mean([pg_agent.evaluate(10, env_seed=123) for pg_agent in pg]) > 60
 
 
 def test_dqn_step_budget_counts_partial_episode():

@@ -936,3 +936,34 @@ def test_matmul_with_a_transposed_weight_gives_a_contiguous_weight_gradient(fast
     gradcheck(lambda x, w, a: (x @ w.T) @ a.T @ a, x, w, a)
     batch = Tensor(rng.standard_normal((2, 5, 3)), requires_grad=True)     # batched input, 2-D weight
     gradcheck(lambda batch, w: batch @ w.T, batch, w)
+
+
+# ============================================================================ README's engine snippets
+def _readme_blocks(after: str) -> list:
+    text = open(ROOT / "README.md").read()
+    section = text[text.index(after):]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:3]]
+
+
+def test_readme_gradcheck_and_new_op_examples_run():
+    check, new_op = _readme_blocks("## Gradient-check your own function")
+    namespace = {}
+    exec(check, namespace)                                          # gradcheck(my_fn, x, w) inside
+    exec("from autodiff import Tensor\n" + new_op, namespace)
+    x = Tensor(np.array([0.5, -1.5, 2.0]), requires_grad=True)
+    assert gradcheck(namespace["cube"], x)
+    second, = autodiff.grad(namespace["cube"](x).sum(), [x], create_graph=True)
+    np.testing.assert_allclose(autodiff.grad(second.sum(), [x])[0].data, 6 * x.data)      # f'' = 6x
+
+
+def test_readme_reading_list_sizes_are_the_files_sizes():
+    import re
+    text = open(ROOT / "README.md").read()
+    section = text[text.index("### Read the engine"):text.index("**Where to find a derivative.**")]
+    listed = dict(re.findall(r"`(?:autodiff/)?((?:ops/)?[a-z_0-9]+\.py)` \((\d+)\)", section))
+    assert len(listed) >= 10
+    for name, lines in listed.items():
+        assert sum(1 for _ in open(ROOT / "autodiff" / name)) == int(lines), name
+    files = [f"{folder}{n.name}" for folder in ("", "ops/") for n in (ROOT / "autodiff" / folder).iterdir()
+             if n.suffix == ".py"]
+    assert set(listed) == set(files)                                # every file of the core and ops is listed

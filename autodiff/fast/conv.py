@@ -77,15 +77,17 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, dilati
 
 def _winograd(op: str, x, w, b, plan) -> Tensor:
     note(f"{op} winograd")
-    U = winograd.kernel_transform(w.data, plan)                     # (a^2, C_in, K)
-    data, V = winograd.forward(x.data, U, plan)
+    work = winograd.work_dtype(plan, x.dtype)                       # float64 for 5x5 (winograd.py: Accuracy)
+    U = winograd.kernel_transform(w.data.astype(work, copy=False), plan)     # (a^2, C_in, K)
+    data, V = winograd.forward(x.data.astype(work, copy=False), U, plan)
     if b is not None:
         data += b.data[:, None, None]
-    out = _node(op, data, x, w, b)
+    out = _node(op, data.astype(x.dtype, copy=False), x, w, b)
 
     def gradients(g, *inputs):
-        dx, dU = winograd.backward(g, V, U, plan, x.requires_grad, w.requires_grad)
-        return (dx, None if dU is None else winograd.kernel_transform_adjoint(dU, plan, w.shape), *_bias_gradient(g, b))
+        dx, dU = winograd.backward(g.astype(work, copy=False), V, U, plan, x.requires_grad, w.requires_grad)
+        dw = None if dU is None else winograd.kernel_transform_adjoint(dU, plan, w.shape).astype(w.dtype, copy=False)
+        return (None if dx is None else dx.astype(x.dtype, copy=False), dw, *_bias_gradient(g, b))
     out._backward = gradients
     return out
 

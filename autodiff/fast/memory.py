@@ -5,11 +5,9 @@ gives freed blocks back to the operating system: blocks past its mmap threshold 
 heap's top once more than its trim threshold of it is free. Both thresholds start low (128 KiB and
 256 KiB) and grow only with the biggest block freed so far, so steps that free a few big arrays
 keep giving memory back, and the next step writes it again one 4 KiB page fault at a time.
-Measured (scripts/bench.py workloads, 1 thread): conv_transpose2d fwd+bwd 3,221 faults per step and
-60.6 ms against 50.5 ms with this module; an LSTM layer's 50 steps 7,188 faults, 100.3 against 87.6 ms;
-VAE, CVAE, RealNVP and DCGAN under 7 faults per step (their own sizes had already raised the thresholds).
+README's performance section gives what it saves (scripts/bench.py, faults and times per step).
 
-`keep_freed_memory()` (run when autodiff is imported) sets both thresholds for the process:
+`keep_freed_memory()` (run when the fast backend is loaded) sets both thresholds for the process:
 blocks up to MMAP_THRESHOLD come from the heap and are reused, and free memory at the heap's top
 goes back only beyond TRIM_THRESHOLD. The cost: the process keeps up to that much freed memory.
 Only with glibc (Linux); elsewhere, or with NUMPY_DL_LAB_KEEP_MEMORY=0, it changes nothing.

@@ -14,12 +14,11 @@ dimension by one call, as in a @ b: results do not depend on the thread count (t
 `for_blocks` returns only when every block is done, also after an error or Ctrl-C in a block.
 With 1 thread (the default) every op runs as one block on the calling thread.
 
-Who runs the threads (`set_threads`). Handing a block to a sleeping thread costs ~10-30 us; spinning
-OpenBLAS threads answer at once. Measured on 2 cores, our threads against OpenBLAS's (`scripts/bench.py
---threads 2 --owner blas|engine`, median of 4 alternating rounds): conv_transpose2d 0.87x the time, a
-DCGAN step 0.91x, but RealNVP 1.04x, CVAE 1.10x, LSTM 1.14x and VAE 1.18x, whose products are small
-(33-160 MFLOP). So the BLAS library keeps the threads unless big products (>= 268 MFLOP) hold 70% of
-the first 2 GFLOP of products.
+Who runs the threads (`set_threads`). Handing a block to a sleeping thread costs tens of microseconds;
+spinning OpenBLAS threads answer at once. So for small products (MLPs) the BLAS library is faster, for big
+ones (convolutions) the engine's blocks, which also cover the passes between products: the BLAS library
+keeps the threads unless big products (>= BIG_PRODUCT_FLOPS) hold ENGINE_SHARE of the first
+DECIDE_AFTER_FLOPS of products (README's performance section: `bench.py --owner blas|engine`).
 """
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ import threading
 
 import numpy as np
 
-# Block sizes (smaller blocks measured slower than fewer, bigger ones).
+# Block sizes: a smaller block costs more in hand-offs than it gains in balance.
 BLOCKS_PER_THREAD = 2          # more blocks than threads: a thread that runs late takes fewer
 MIN_BLOCK_ELEMENTS = 1 << 17   # an array pass: elements per block, at least
 MIN_BLOCK_FLOPS = 1 << 22      # a matrix product: FLOPs per block, at least ...

@@ -1,9 +1,10 @@
-r"""Winograd's minimal filtering: conv2d (stride 1, square kernel 3x3 to 5x5) and conv_transpose2d
-(kernel 4x4, stride 2) with 2.5-6x fewer multiplications than im2col's product, same results up to
-float32 rounding. The fast path behind autodiff/conv.py for layers with >= MIN_CHANNELS channels.
+r"""Winograd's minimal filtering: conv2d (stride 1, kernel 3x3 or 5x5) and conv_transpose2d (kernel 4x4,
+stride 2) with 1.8-6x fewer multiplications than im2col's product, the same results up to rounding. Used
+by autodiff/fast/conv.py (which replaces autodiff/conv.py's conv2d and conv_transpose2d) for layers with
+>= MIN_CHANNELS channels each way.
 
 1. F(m, r): m outputs of an r-tap correlation y_i = sum_a d[i + a] g[a] from a = m + r - 1 inputs
-   with a multiplications instead of m r:  y = AT [(G g) * (BT d)]  (`toom_cook`). Here m = 4.
+   with a multiplications instead of m r:  y = AT [(G g) * (BT d)]  (`toom_cook`).
    In 2-D (tiles of m x m outputs read a x a inputs; neighbouring tiles overlap by r - 1), over a
    batch of T tiles and the channels, each of the a^2 products is a matrix product over input channels:
        V = (BT (x) BT) tiles          (a^2, T, C_in)       (x): Kronecker product, applied as BT along
@@ -22,9 +23,16 @@ float32 rounding. The fast path behind autodiff/conv.py for layers with >= MIN_C
    so every phase (py, px) is a 2-tap correlation of the SAME tiles: r = 2, the 4 phases side by side
    in K = 4 C_out. padding and output_padding only crop: out[i, j] = out_full[i + ph, j + pw] (zero
    beyond out_full's 2H + 2 rows). Multiplications: 25 / 16 per output against 4.
-Accuracy: the transforms add and scale (points 0, +-1, +-1/2, +-2 and infinity); float32 results
-differ from the direct path by ~3e-6 (r = 2, 3) to ~1e-5 (r = 5) of the output's scale, float64 by
-~1e-15 (tests compare with the plain-loop references). Images are channel last (N, H, W, C) here.
+Accuracy, and the tiles. The a^2 products sum over the input channels values that the transforms made
+larger than the outputs, and the output transform cancels them again: the products' float32 rounding is
+amplified (computing the transforms in float64 does not help; the products' rounding dominates), the
+more the larger the tile. So the tile size m is chosen per r for float32 gradients within 2x of im2col's error (tests/test_winograd.py
+measures it): r = 3 (3x3 conv2d): F(2, 3), points 0, +-1, inf (4 multiplications per output, not 9), with
+the weight gradient's product (a sum over every tile of the batch) in float64; r = 2 (conv_transpose2d's
+phases): F(3, 2), the same points (16 per 9 outputs of a phase, not 4 per output); r = 5 (5x5 conv2d):
+F(4, 5) is the smallest tile whose overlap (r - 1) fits and too inaccurate in float32, so float32 layers
+compute it in float64 (`WORK_IN_FLOAT64`: 4 float64 multiplications per output against im2col's 25 float32
+ones). Images are channel last (N, H, W, C) here.
 """
 from __future__ import annotations
 
@@ -37,10 +45,11 @@ from numpy.lib.stride_tricks import as_strided
 from . import parallel
 from .im2col import scratch
 
-TILE = 4                                   # m: outputs per tile, each way
+TILE = {2: 3, 3: 2, 5: 4}                  # r -> m, outputs per tile each way (see Accuracy)
+WORK_IN_FLOAT64 = {5}                      # r whose float32 layers run the products in float64
+WEIGHT_GRADIENT_IN_FLOAT64 = {3}           # r whose weight gradient's product (a long sum) runs in float64
 POINTS = (0, 1, -1, 0.5, -0.5, 2, -2)      # the first a - 1 of them, and infinity
-MAX_TAPS = 5                               # r <= 5: a <= 8 points (more lose float32 accuracy)
-MIN_CHANNELS = 16                          # fewer input or output channels: im2col is faster (measured)
+MIN_CHANNELS = 16                          # fewer input or output channels: im2col is faster
 CHUNK = 8192                               # a transform runs over this many columns at a time (cache)
 
 
@@ -61,6 +70,7 @@ def toom_cook(m: int, r: int, points) -> tuple:
 
 class Algorithm(NamedTuple):
     r: int
+    m: int                                 # outputs per tile, each way
     alpha: int                             # a = m + r - 1 inputs per tile, each way
     BT: np.ndarray                         # (a, a)
     AT: np.ndarray                         # (m, a)
@@ -69,8 +79,9 @@ class Algorithm(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def algorithm(r: int) -> Algorithm:
-    AT, G, BT = toom_cook(TILE, r, POINTS[:TILE + r - 2])
-    return Algorithm(r, TILE + r - 1, BT, AT, G)
+    m = TILE[r]
+    AT, G, BT = toom_cook(m, r, POINTS[:m + r - 2])
+    return Algorithm(r, m, m + r - 1, BT, AT, G)
 
 
 class Plan(NamedTuple):
@@ -88,17 +99,21 @@ class Plan(NamedTuple):
     OW: int
 
     @property
-    def tiles(self) -> tuple:              # (TH, TW): tiles of TILE rows cover the rows to compute
+    def m(self) -> int:                    # outputs per tile, each way
+        return TILE[self.r]
+
+    @property
+    def tiles(self) -> tuple:              # (TH, TW): tiles of m rows cover the rows to compute
         rows, cols = (self.OH, self.OW) if self.phases == 1 else (self.H + 1, self.W + 1)
-        return -(-rows // TILE), -(-cols // TILE)
+        return -(-rows // self.m), -(-cols // self.m)
 
     def image_shape(self, n: int) -> tuple:    # n images padded channel-last, the tiles cut from them
         TH, TW = self.tiles
-        return n, TILE * TH + self.r - 1, TILE * TW + self.r - 1, self.C_in
+        return n, self.m * TH + self.r - 1, self.m * TW + self.r - 1, self.C_in
 
     def full_shape(self, n: int) -> tuple:     # n whole channel-last outputs the tiles cover (phases interleaved)
         TH, TW = self.tiles
-        return n, self.phases * TILE * TH, self.phases * TILE * TW, self.C_out
+        return n, self.phases * self.m * TH, self.phases * self.m * TW, self.C_out
 
     @property
     def tiles_per_image(self) -> int:
@@ -135,11 +150,16 @@ def applies(w_shape: tuple, stride: tuple, dilation: tuple, transposed: bool, gr
     C_in, C_out = (w_shape[0], w_shape[1]) if transposed else (w_shape[1], w_shape[0])
     KH, KW = w_shape[2:]
     if transposed:
-        kernel_ok = (KH, KW) == (4, 4) and tuple(stride) == (2, 2)
+        r = 2 if (KH, KW) == (4, 4) and tuple(stride) == (2, 2) else None
     else:
-        kernel_ok = 3 <= KH == KW <= MAX_TAPS and tuple(stride) == (1, 1)     # 2x2: slower (measured)
-    return (kernel_ok and tuple(dilation) == (1, 1) and min(C_in, C_out) >= MIN_CHANNELS
-            and grid[0] >= 1 and min(grid[1:]) >= TILE and np.dtype(dtype) in (np.float32, np.float64))
+        r = KH if KH == KW and KH in (3, 5) and tuple(stride) == (1, 1) else None   # 2x2 gains too little
+    return (r is not None and tuple(dilation) == (1, 1) and min(C_in, C_out) >= MIN_CHANNELS
+            and grid[0] >= 1 and min(grid[1:]) >= TILE[r] and np.dtype(dtype) in (np.float32, np.float64))
+
+
+def work_dtype(plan: "Plan", dtype) -> np.dtype:
+    """The dtype the layer's transforms and products run in (see Accuracy)."""
+    return np.dtype(np.float64) if plan.r in WORK_IN_FLOAT64 else np.dtype(dtype)
 
 
 def _cast(matrix: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -181,14 +201,14 @@ def _tile_view(image: np.ndarray, plan: Plan) -> np.ndarray:
     alpha, (TH, TW) = algorithm(plan.r).alpha, plan.tiles
     sn, sh, sw, sc = image.strides
     return as_strided(image, (alpha, alpha, image.shape[0], TH, TW, image.shape[3]),
-                      (sh, sw, sn, TILE * sh, TILE * sw, sc))
+                      (sh, sw, sn, plan.m * sh, plan.m * sw, sc))
 
 
 def _output_view(full: np.ndarray, plan: Plan) -> np.ndarray:
-    """n full outputs (n, P TILE TH, P TILE TW, C_out), P = phases -> (jy, jx, n, TH, TW, py, px, o), Y's
-    axis order (a view): row P (TILE ty + jy) + py."""
+    """n full outputs (n, P m TH, P m TW, C_out), P = phases -> (jy, jx, n, TH, TW, py, px, o), Y's
+    axis order (a view): row P (m ty + jy) + py."""
     (TH, TW), P = plan.tiles, plan.phases
-    return full.reshape(full.shape[0], TH, TILE, P, TW, TILE, P, plan.C_out).transpose(2, 5, 0, 1, 4, 3, 6, 7)
+    return full.reshape(full.shape[0], TH, plan.m, P, TW, plan.m, P, plan.C_out).transpose(2, 5, 0, 1, 4, 3, 6, 7)
 
 
 def _transform(matrix: np.ndarray, a: np.ndarray, out: np.ndarray) -> None:
@@ -276,17 +296,21 @@ def backward(g: np.ndarray, V: np.ndarray, U: np.ndarray, plan: Plan, need_x: bo
         dY = np.ascontiguousarray(_output_view(full, plan))
         _transform(alg.AT.T, dY, dM[:, lo * per_image:hi * per_image])
     _by_images(transform_output_grads, plan, K)
-    dU = parallel.batched_matmul(V.transpose(0, 2, 1), dM) if need_U else None
+    dU = None
+    if need_U and plan.r in WEIGHT_GRADIENT_IN_FLOAT64:            # see Accuracy
+        dU = parallel.batched_matmul(V.transpose(0, 2, 1).astype(np.float64), dM.astype(np.float64)).astype(V.dtype)
+    elif need_U:
+        dU = parallel.batched_matmul(V.transpose(0, 2, 1), dM)
     if not need_x:
         return None, dU
     dV = scratch.get("winograd V", (points, plan.T, plan.C_in), g.dtype)
     parallel.batched_matmul(dM, U.transpose(0, 2, 1), out=dV)
     dx = np.empty((plan.N, plan.C_in, plan.H, plan.W), g.dtype)
-    core, edge = slice(0, TILE), slice(TILE, alg.alpha)
+    core, edge = slice(0, alg.m), slice(alg.m, alg.alpha)
 
     def transform_input_grads(lo, hi):      # dV -> dtiles -> the tiles added up -> dx[lo:hi]
         image = np.empty(plan.image_shape(hi - lo), g.dtype)
-        image[:, TILE * TH:], image[:, :, TILE * TW:] = 0, 0          # only tile edges reach these
+        image[:, alg.m * TH:], image[:, :, alg.m * TW:] = 0, 0        # only tile edges reach these
         tiles = _tile_view(image, plan)
         dtiles = np.empty(tiles.shape, g.dtype)
         _transform(alg.BT.T, dV[:, lo * per_image:hi * per_image], dtiles)

@@ -23,10 +23,9 @@ import time
 
 import numpy as np
 
-import nets
 import models.made as made
 import models.pixelcnn as pixelcnn
-from nets.data import EVAL_BINARIZATION_SEED, fixed_binarization, load_mnist
+from nets.data import EVAL_BINARIZATION_SEED, load_mnist
 from nets.harness import Run, UsageError, add_config_flags, add_run_flags, config_from, read_checkpoint
 from cli.common import print_summary, save_curves, save_image_grid, write_samples
 
@@ -47,7 +46,7 @@ def register(subparsers) -> None:
 
 def build_model(name: str, cfg, mask_rng: np.random.Generator):
     """The model of a run; MADE's masks come from `mask_rng` (a checkpoint's buffers overwrite them)."""
-    return made.build_model(cfg, mask_rng) if name == "made" else pixelcnn.build_model(cfg)
+    return made.build(cfg, mask_rng=mask_rng) if name == "made" else pixelcnn.build(cfg)
 
 
 def _images(name: str, x: np.ndarray) -> np.ndarray:
@@ -71,10 +70,9 @@ def run(args) -> None:
     x_val = load_mnist("test")[0]                                           # embedded validation digits
     data_dir = getattr(args, "data_dir", None)
     x_test = _test_images(data_dir) if data_dir else x_val
-    val_binary = fixed_binarization(x_val)                                  # one fixed draw, every epoch
 
     model = build_model(name, cfg, run.stream("masks"))                     # weights: the "init" stream
-    optimizer = nets.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = family.build_optimizer(model, cfg)
     state = run.state or {"epoch": 0, "train_seconds": 0.0, "history": {"train_nll": [], "val_nll": []}}
     if run.resumed:
         model.load_state_dict(run.sections["model"])
@@ -90,13 +88,13 @@ def run(args) -> None:
         run.check_finite(stats["loss"], f"epoch {epoch + 1}", hint="--lr")
         state["train_seconds"] += time.perf_counter() - start
         history["train_nll"].append(stats["loss"])
-        history["val_nll"].append(family.evaluate(model, val_binary))
+        history["val_nll"].append(family.evaluate(model, x_val, None, cfg)["nll_nats"])   # one fixed binarisation
         state["epoch"] = epoch + 1
         run.show(train=stats["loss"], val=history["val_nll"][-1])
 
     # ---------------------------------------------------------------- outputs
     start = time.perf_counter()
-    test_nll = history["val_nll"][-1] if x_test is x_val else family.evaluate(model, fixed_binarization(x_test))
+    test_nll = history["val_nll"][-1] if x_test is x_val else family.evaluate(model, x_test, None, cfg)["nll_nats"]
     test_seconds = time.perf_counter() - start
     start = time.perf_counter()
     images = model.sample(cfg.num_samples, run.stream("samples")).reshape(cfg.num_samples, 28, 28)
@@ -142,7 +140,7 @@ def evaluate(run_dir: str, model_name: str, data_dir, seed: int) -> dict:
     model.load_state_dict(checkpoint["model"])
     images = _test_images(data_dir)
     return {"model": model_name,
-            "test_nll_nats": FAMILY[model_name][0].evaluate(model, fixed_binarization(images)),
+            "test_nll_nats": FAMILY[model_name][0].evaluate(model, images, None, cfg)["nll_nats"],
             "n_test": len(images), "epochs": checkpoint["meta"]["state"]["epoch"],
             "data": data_dir or "embedded validation split",
             "protocol": f"exact -log p(x) on one fixed Bernoulli draw of the test images "

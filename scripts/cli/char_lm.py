@@ -16,7 +16,6 @@ import math
 
 import numpy as np
 
-import nets
 from models import char_lm, seq_memory
 from models.char_lm import CharLMConfig
 from models.seq_memory import SeqMemoryConfig
@@ -51,42 +50,40 @@ def run_char_lm(args) -> None:
     if cfg.model != "bigram" and data.shape[1] <= cfg.seq_len + 1:
         raise UsageError(f"--seq-len {cfg.seq_len}: each of the {cfg.batch_size} streams holds only "
                          f"{data.shape[1]} characters; use a shorter --seq-len or a smaller --batch-size")
-    model = char_lm.build_model(cfg, corpus.vocab_size)
+    model = char_lm.build(cfg)
     state = run.state or {"step": 0, "history": [], "losses": []}
 
     if cfg.model == "bigram":                      # counting, no training loop
-        model.fit(corpus.train)
+        char_lm.train_epoch(model, None, corpus.train, None, cfg)
         run.save(state, model=model.state_dict())
     else:
-        optimizer = nets.Adam(model.parameters(), lr=cfg.lr)
-        carry = None                               # the recurrent state carried between chunks
-        if run.resumed:
+        optimizer = char_lm.build_optimizer(model, cfg)
+        if run.resumed:                            # model.carry, the state carried between chunks, included
             model.load_state_dict(run.sections["model"])
             optimizer.load_state_dict(run.sections["optimizer"])
-            carry = _unpack(run.sections.get("carry", {}))
 
         def save():
-            run.save(state, model=model.state_dict(), optimizer=optimizer.state_dict(), carry=_pack(carry))
+            run.save(state, model=model.state_dict(), optimizer=optimizer.state_dict())
 
         for step in run.loop(state["step"], cfg.steps, save, unit="step"):
-            char_lm.set_lr(optimizer, cfg, step)
             if cfg.model == "mlp":
                 batch = char_lm.mlp_batch(corpus.train, cfg.context, cfg.batch_size * cfg.seq_len,
                                           run.stream("train", step))
             else:
                 inputs, targets, new_pass = char_lm.chunk(data, step, cfg.seq_len)
-                batch, carry = (inputs, targets), (None if new_pass else carry)
-            stats, carry = char_lm.train_step(model, optimizer, batch, cfg, carry)
+                batch, model.carry = (inputs, targets), (None if new_pass else model.carry)
+            stats = char_lm.train_step(model, optimizer, batch, None, cfg)
             run.check_finite(stats["loss"], f"step {step + 1}", hint="--lr")
             state["step"] = step + 1
             state["losses"].append(stats["loss"])
             run.show(loss=stats["loss"])
             if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
                 recent = state["losses"][-cfg.eval_every:]
+                held_out = char_lm.evaluate(model, corpus.test, None, cfg, context=corpus.train)
                 state["history"].append({"step": state["step"], "train_loss": float(np.mean(recent)),
-                                         "test_nll": char_lm.evaluate(model, corpus.test, cfg, corpus.train)})
+                                         "test_nll": held_out["nll_nats_per_char"]})
 
-    nll = char_lm.evaluate(model, corpus.test, cfg, corpus.train)
+    nll = char_lm.evaluate(model, corpus.test, None, cfg, context=corpus.train)["nll_nats_per_char"]
     run.check_finite(nll, "held-out evaluation", hint="--lr")
     samples, known = _samples(run, model, corpus, text, cfg)
     metrics = run.write_metrics({
@@ -126,21 +123,6 @@ def _samples(run: Run, model, corpus: CharCorpus, text: str, cfg: CharLMConfig) 
     return header + "\n".join(parts), known
 
 
-def _pack(carry) -> dict:
-    if carry is None:
-        return {}
-    parts = carry if isinstance(carry, tuple) else (carry,)
-    return {f"s{i}": p.data for i, p in enumerate(parts)}
-
-
-def _unpack(section: dict):
-    from autodiff import Tensor
-    if not section:
-        return None
-    parts = tuple(Tensor(np.asarray(section[f"s{i}"])) for i in range(len(section)))
-    return parts if len(parts) > 1 else parts[0]
-
-
 # ==================================================================== seq-memory
 def run_seq_memory(args) -> None:
     run = Run("seq-memory", args, SeqMemoryConfig)
@@ -156,11 +138,11 @@ def run_seq_memory(args) -> None:
 
     for unit in run.loop(state["done"], len(jobs), lambda: run.save(state), unit="run"):
         kind, T = jobs[unit]
-        model, history = seq_memory.train(kind, T, cfg, run.stream("train", unit), run.stream("init", unit))
-        run.check_finite(history[-1]["loss"], f"{kind} T={T}", hint="--lr")
-        test = seq_memory.make_batch(cfg.test_size, T, cfg, run.stream("test", T))
-        state["accuracy"].setdefault(kind, {})[str(T)] = seq_memory.accuracy(model, test)
-        state["steps"].setdefault(kind, {})[str(T)] = len(history)
+        model, stats = seq_memory.train(kind, T, cfg, run.stream("train", unit), run.stream("init", unit))
+        run.check_finite(stats["loss"], f"{kind} T={T}", hint="--lr")
+        test = seq_memory.evaluate(model, T, run.stream("test", T), cfg)
+        state["accuracy"].setdefault(kind, {})[str(T)] = test["accuracy"]
+        state["steps"].setdefault(kind, {})[str(T)] = stats["steps"]
         if T == max(cfg.lengths):
             batch = seq_memory.make_batch(cfg.batch_size, T, cfg, run.stream("grad_batch", T))
             state["grad_norms"][kind] = seq_memory.grad_norms(model, batch, cfg.clip)

@@ -20,15 +20,15 @@ heldout_mse.png.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 
 import numpy as np
 
-import nets
-from models.conv_vae import (NEAREST_SAMPLES, ConvVAE, ConvVAEConfig, build, check_config, heldout_mse, load_frames,
-                             mean_frame_mse, nearest_frame_mse, resolved_angle_range, split_by_episode,
-                             squeeze_gray, train_epoch)
+from models.conv_vae import (NEAREST_SAMPLES, ConvVAE, ConvVAEConfig, build, build_optimizer, check_config,
+                             evaluate as conv_vae_evaluate, load_data, mean_frame_mse, nearest_frame_mse,
+                             resolved_angle_range, squeeze_gray, train_epoch)
 from nets.harness import Run, UsageError, add_config_flags, add_run_flags, config_from, read_checkpoint
 from cli.common import print_summary, save_curves, save_image_grid, write_samples
 
@@ -46,9 +46,10 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def frames_or_usage_error(cfg: ConvVAEConfig, seed: int) -> dict:
+def frames_or_usage_error(cfg: ConvVAEConfig, seed: int) -> tuple:
+    """(training frames, held-out frames): models/conv_vae.py's load_data, with one-line errors."""
     try:
-        return load_frames(cfg, seed)
+        return load_data(cfg, seed)
     except (ValueError, RuntimeError) as error:
         raise UsageError(str(error)) from None
 
@@ -61,18 +62,15 @@ def run(args) -> None:
     except ValueError as error:
         raise UsageError(str(error)) from None
     started = time.perf_counter()
-    data = frames_or_usage_error(cfg, run.seed)
+    x_train, x_held = frames_or_usage_error(cfg, run.seed)  # (N, C, S, S) float32 in [0, 1], whole episodes held out
     frame_seconds = time.perf_counter() - started            # rendering, or reading the cache
-    frames = data["frames"]                                  # (N, C, S, S) float32 in [0, 1]
-    train_index, held_index = split_by_episode(data["episodes"], cfg.heldout_fraction, run.stream("split"))
-    if len(train_index) == 0:
+    if len(x_train) == 0:
         raise UsageError("every frame is in the held-out episodes: use more --num-frames or --reset-every")
-    x_train, x_held = frames[train_index], frames[held_index]
     baseline = mean_frame_mse(x_train, x_held)
 
     # the model of --variant ("main"), then for ae_vs_vae.png one of the other variant ("compare")
-    models = {"main": build(cfg, cfg.variant), "compare": build(cfg, OTHER[cfg.variant])}
-    optimizers = {name: nets.Adam(m.parameters(), lr=cfg.lr) for name, m in models.items()}
+    models = {"main": build(cfg), "compare": build(dataclasses.replace(cfg, variant=OTHER[cfg.variant]))}
+    optimizers = {name: build_optimizer(m, cfg) for name, m in models.items()}
     state = run.state or {"epoch": 0, "phases": {name: {key: [] for key in HISTORY} for name in models}}
     if run.resumed:
         for name in models:
@@ -93,7 +91,7 @@ def run(args) -> None:
         phase = state["phases"][name]
         for key in ("loss", "recon", "kl"):
             phase[f"train_{key}"].append(stats[key])
-        phase["heldout_mse"].append(heldout_mse(models[name], x_held))
+        phase["heldout_mse"].append(conv_vae_evaluate(models[name], x_held, None, cfg)["mse"])
         state["epoch"] = epoch + 1
         run.show(model=models[name].variant, loss=stats["loss"], heldout_mse=phase["heldout_mse"][-1])
     if cfg.compare_epochs == 0:
@@ -207,15 +205,12 @@ def evaluate(run_dir: str, model_name: str, data_dir, seed: int) -> dict:
     """heldout_mse and mean_frame_mse of the trained model on its own held-out episodes (the frames are
     re-read from the cache, or re-rendered with the run's options). data_dir and seed are not used: the
     held-out split is fixed by the run's --seed."""
-    from nets.harness import stream
     checkpoint = read_checkpoint(run_dir)
     cfg, run_seed = config_from(ConvVAEConfig, checkpoint["meta"]["config"]), checkpoint["meta"]["seed"]
-    model = build(cfg, cfg.variant)
+    model = build(cfg)
     model.load_state_dict(checkpoint["model_main"])
-    data = frames_or_usage_error(cfg, run_seed)
-    train_index, held_index = split_by_episode(data["episodes"], cfg.heldout_fraction, stream(run_seed, "split"))
-    x_train, x_held = data["frames"][train_index], data["frames"][held_index]
-    mse, baseline = heldout_mse(model, x_held), mean_frame_mse(x_train, x_held)
+    x_train, x_held = frames_or_usage_error(cfg, run_seed)
+    mse, baseline = conv_vae_evaluate(model, x_held, None, cfg)["mse"], mean_frame_mse(x_train, x_held)
     return {"model": model_name, "heldout_mse": mse, "mean_frame_mse": baseline, "heldout_to_mean_frame": mse / baseline,
             "n_heldout": int(len(x_held)), "env": cfg.env, "variant": cfg.variant,
             "epochs": min(int(checkpoint["meta"]["state"]["epoch"]), cfg.epochs)}

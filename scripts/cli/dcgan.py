@@ -27,8 +27,8 @@ import numpy as np
 
 from nets.data import to_signed
 from nets.harness import Run, UsageError, add_config_flags, add_run_flags
-from models.dcgan import (NOISE_DIM, DCGANConfig, build_discriminator, build_generator, check_d_wins, generate,
-                          get_optimizer, sample_noise, train_iteration)
+from models.dcgan import (DCGANConfig, build, build_optimizer, check_d_wins, generate, sample_noise,
+                          train_iteration)
 from cli.common import load_mnist_splits, print_summary, save_curves, save_image_grid, tile, write_samples
 
 GRID_ITERATIONS = (0, 250, 500, 1000, 2000, 3000)   # snapshots of the fixed noise batch
@@ -42,11 +42,6 @@ def register(subparsers) -> None:
     add_run_flags(parser, mnist=True)
     add_config_flags(parser, DCGANConfig)
     parser.set_defaults(run=run)
-
-
-def build_models(cfg: DCGANConfig) -> tuple:
-    """(D, G) with the architecture of models/dcgan.py and PyTorch's default initialisation."""
-    return build_discriminator(), build_generator(NOISE_DIM)
 
 
 def to_unit(images: np.ndarray) -> np.ndarray:
@@ -65,9 +60,13 @@ def run(args) -> None:
     if cfg.batch_size > len(x_train):
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than the {len(x_train)} training images")
     x_train = to_signed(x_train)                              # [0, 1] -> [-1, 1], tanh's range
-    D, G = build_models(cfg)
-    opt_D, opt_G = get_optimizer(D), get_optimizer(G)
-    fixed_noise = sample_noise(16, NOISE_DIM, run.stream("fixed-noise"))
+    try:
+        model = build(cfg)                                    # model.D and model.G
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    optimizer = build_optimizer(model, cfg)                   # optimizer.D and optimizer.G
+    D, G, opt_D, opt_G = model.D, model.G, optimizer.D, optimizer.G
+    fixed_noise = sample_noise(16, model.noise_dim, run.stream("fixed-noise"))
     state = run.state or {"iteration": 0, "d_loss": [], "g_loss": [], "warnings": [], "d_wins_warned": False}
     grids = {}                                                # iteration -> (16, 28, 28) in [0, 1]
     if run.resumed:
@@ -87,10 +86,9 @@ def run(args) -> None:
 
     if state["iteration"] == 0 and 0 not in grids:
         snapshot(0)
-    D.train()
-    G.train()
+    model.train()
     for it in run.loop(state["iteration"], cfg.iterations, save, unit="iteration"):
-        losses = train_iteration(D, G, opt_D, opt_G, x_train, it, cfg.batch_size, run.stream)
+        losses = train_iteration(model, optimizer, x_train, it, run.stream, cfg)
         run.check_finite(losses["d_loss"] + losses["g_loss"], f"iteration {it + 1}", hint="learning rate")
         state["d_loss"].append(losses["d_loss"])
         state["g_loss"].append(losses["g_loss"])
@@ -112,7 +110,7 @@ def run(args) -> None:
     save_curves(run.path("losses.png"), {"D: -log D(x) - log(1 - D(G(z)))": (steps, state["d_loss"]),
                                          "G: -log D(G(z))": (steps, state["g_loss"])},
                 xlabel="iteration", ylabel="loss", title="DCGAN losses")
-    write_samples(run.dir, to_unit(generate(G, sample_noise(NUM_SAMPLES, NOISE_DIM, run.stream("samples")))))
+    write_samples(run.dir, to_unit(generate(G, sample_noise(NUM_SAMPLES, model.noise_dim, run.stream("samples")))))
     save()
     metrics = run.write_metrics(_metrics(cfg, state, D, G, len(x_train), grids, run.wall_seconds))
     print_summary(run.dir, {key: metrics[key] for key in ("iterations", "seconds_per_iteration", "d_loss_last100",

@@ -16,7 +16,6 @@ import argparse
 
 import numpy as np
 
-import nets
 from models import revnet
 from models.revnet import RevNetConfig
 from nets.data import flatten, load_mnist
@@ -47,8 +46,8 @@ def run(args) -> None:
         raise UsageError(f"--data-dir {args.data_dir}: {error}") from None
     x_train, x_test = flatten(x_train), flatten(x_test)                # (N, 784) grey levels in [0, 1]
 
-    model = revnet.build_model(cfg)
-    optimizer = nets.Adam(model.parameters(), lr=cfg.lr)
+    model = revnet.build(cfg)
+    optimizer = revnet.build_optimizer(model, cfg)
     state = run.state or {"epoch": 0, "history": []}
     if run.resumed:
         model.load_state_dict(run.sections["model"])
@@ -58,7 +57,7 @@ def run(args) -> None:
         run.save(state, model=model.state_dict(), optimizer=optimizer.state_dict())
 
     for epoch in run.loop(state["epoch"], cfg.epochs, save, unit="epoch"):
-        stats = revnet.train_epoch(model, optimizer, x_train, y_train, run.stream("train", epoch), cfg)
+        stats = revnet.train_epoch(model, optimizer, (x_train, y_train), run.stream("train", epoch), cfg)
         run.check_finite(stats["loss"], f"epoch {epoch + 1}", hint="--lr")
         state["epoch"] = epoch + 1
         state["history"].append(stats)
@@ -69,7 +68,7 @@ def run(args) -> None:
     difference = revnet.max_grad_difference(model, x_train[picks], y_train[picks])
     memory = revnet.memory_vs_depth(cfg, run.stream("memory_batch"))
     metrics = run.write_metrics({
-        "test_accuracy": revnet.accuracy(model, x_test, y_test),
+        "test_accuracy": revnet.evaluate(model, (x_test, y_test), None, cfg)["accuracy"],
         "n_test": len(y_test), "epochs_completed": state["epoch"],
         "backward": "stored activations" if cfg.store_activations else "reconstruction (reversible)",
         "max_grad_difference": difference, **memory,

@@ -15,27 +15,17 @@ the SAME budget to reproduce an uninterrupted run exactly (learning-rate schedul
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import numpy as np
 
+import rl
 from nets.harness import Run, UsageError, add_config_flags, add_run_flags, config_from, read_checkpoint
 from cli.common import print_summary, save_curves
-from rl.common import crossing_metrics, report_env_seed, running_average
+from rl.common import crossing_metrics, report_env_seed, running_average, split_state
 
 BUDGET_FIELDS = ("episodes", "steps", "generations")
 EVAL_EPISODES = 100
-
-
-def _algorithms():
-    """name -> (agent class, config class, unit of one train_step)."""
-    from rl.actor_critic import ActorCritic, ActorCriticConfig
-    from rl.dqn import DQN, DQNConfig
-    from rl.es import ES, ESConfig
-    from rl.reinforce import Reinforce, ReinforceConfig
-    return {"dqn": (DQN, DQNConfig, "episode"),
-            "reinforce": (Reinforce, ReinforceConfig, "update"),
-            "es": (ES, ESConfig, "generation"),
-            "actor-critic": (ActorCritic, ActorCriticConfig, "update")}
 
 
 HELP = {"dqn": "Deep Q-Network (replay buffer, target network, Double DQN) on CartPole-v1",
@@ -46,37 +36,31 @@ HELP = {"dqn": "Deep Q-Network (replay buffer, target network, Double DQN) on Ca
 
 
 def register(subparsers) -> None:
-    for name, (_, config_cls, _) in _algorithms().items():
+    for name in rl.AGENTS:
         parser = subparsers.add_parser(name, help=HELP[name], description=HELP[name] + ". " + __doc__,
                                        formatter_class=argparse.RawDescriptionHelpFormatter)
         add_run_flags(parser)
-        add_config_flags(parser, config_cls)
+        add_config_flags(parser, rl.load(name).Config)
         parser.set_defaults(run=run)
 
 
-def _position(agent, cfg) -> int:
-    if getattr(cfg, "generations", None):
-        return agent.generation
-    return len(agent.episode_returns) if cfg.episodes else agent.env_steps
-
-
 def run(args) -> None:
-    agent_cls, config_cls, unit = _algorithms()[args.model]
-    run = Run(args.model, args, config_cls, may_change=BUDGET_FIELDS)
+    family = rl.load(args.model)
+    run = Run(args.model, args, family.Config, may_change=BUDGET_FIELDS)
     cfg = run.config
-    if not any(getattr(cfg, key, None) for key in BUDGET_FIELDS):
-        raise UsageError("no training budget: give --episodes or --steps"
-                         + (" or --generations" if hasattr(cfg, "generations") else ""))
-    agent = agent_cls(cfg, run.seed)
+    budgets = [name for name in BUDGET_FIELDS if name in {f.name for f in dataclasses.fields(cfg)}]
+    if not any(getattr(cfg, name) for name in budgets):
+        raise UsageError("no training budget: give " + " or ".join(f"--{name}" for name in budgets))
+    agent = family.Agent(cfg, run.seed)
     if run.resumed:
-        agent.load_state_dict(run.state["agent"], run.sections)
+        agent.load_state_dict({**run.state["agent"], **run.sections})
 
     def save() -> None:
-        meta, sections = agent.state_dict()
+        meta, sections = split_state(agent.state_dict())
         run.save({"agent": meta}, **sections)
 
-    total = cfg.generations if getattr(cfg, "generations", None) else (cfg.episodes or cfg.steps)
-    for _ in run.loop_until(agent.finished, lambda: _position(agent, cfg), total, save, unit=unit):
+    total = agent.budget()[1]
+    for _ in run.loop_until(agent.finished, lambda: agent.budget()[0], total, save, unit=agent.unit):
         agent.train_step()
         returns = agent.episode_returns
         run.show(avg100=float(np.mean(returns[-100:])) if returns else 0.0, steps=agent.env_steps)
@@ -85,25 +69,25 @@ def run(args) -> None:
     # ---- greedy evaluation on fresh episodes of the reporting env seed (never used to select)
     seed = report_env_seed(run.seed)
     eval_returns = agent.evaluate(EVAL_EPISODES, seed)
-    final_returns = agent.evaluate_final(EVAL_EPISODES, seed) if hasattr(agent, "evaluate_final") else eval_returns
+    final_returns = eval_returns if agent.delivered == "final" else agent.evaluate_final(EVAL_EPISODES, seed)
     returns = agent.episode_returns
     metrics = run.write_metrics({
         "episode_returns": returns,
         "greedy_eval_returns": eval_returns, "greedy_eval_mean": float(np.mean(eval_returns)),
         "final_greedy_eval_returns": final_returns, "final_greedy_eval_mean": float(np.mean(final_returns)),
-        "delivered": getattr(agent, "delivered", "final"), "report_env_seed": seed,
+        "delivered": agent.delivered, "report_env_seed": seed,
         **crossing_metrics(returns),
         "episodes": len(returns), "final_avg100": float(np.mean(returns[-100:])) if returns else None,
         "env_steps": agent.env_steps, "train_seconds": train_seconds,
         "env_steps_per_second": agent.env_steps / max(train_seconds, 1e-9),
-        "losses": agent.losses(), **(agent.extra_metrics() if hasattr(agent, "extra_metrics") else {})})
+        "losses": agent.losses(), **agent.extra_metrics()})
 
     first = np.asarray(returns[:1000])
     save_curves(run.path("durations.png"), {"episode duration": first, "100-episode average": running_average(first)},
                 xlabel="episode", ylabel="duration (steps)", title=f"{args.model} on CartPole-v1 (seed {run.seed})")
     save_curves(run.path("losses.png"), {k: np.asarray(v, dtype=np.float64) for k, v in agent.losses().items()},
-                xlabel=unit, ylabel="loss", title=f"{args.model} training losses")
-    for name, (title, xlabel, ylabel, curves) in (agent.figures() if hasattr(agent, "figures") else {}).items():
+                xlabel=agent.unit, ylabel="loss", title=f"{args.model} training losses")
+    for name, (title, xlabel, ylabel, curves) in agent.figures().items():
         save_curves(run.path(name), curves, xlabel=xlabel, ylabel=ylabel, title=title)   # e.g. es_returns.png
     print_summary(run.dir, {k: metrics[k] for k in (
         "model", "episodes", "env_steps", "first_episode_avg300", "first_step_avg300", "first_episode_avg475",
@@ -113,11 +97,11 @@ def run(args) -> None:
 
 def evaluate(run_dir: str, model_name: str, data_dir, seed: int) -> dict:
     """Greedy returns of the saved delivered policy on 100 fresh episodes (the reporting env seed of `seed`)."""
-    agent_cls, config_cls, _ = _algorithms()[model_name]
+    family = rl.load(model_name)
     checkpoint = read_checkpoint(run_dir)
     meta = checkpoint.pop("meta")
-    agent = agent_cls(config_from(config_cls, meta["config"]), int(meta["seed"]))
-    agent.load_state_dict(meta["state"]["agent"], checkpoint)
+    agent = family.Agent(config_from(family.Config, meta["config"]), int(meta["seed"]))
+    agent.load_state_dict({**meta["state"]["agent"], **checkpoint})
     returns = agent.evaluate(EVAL_EPISODES, report_env_seed(seed))
     return {"model": model_name, "greedy_eval_mean": float(np.mean(returns)),
             "greedy_eval_min": float(np.min(returns)), "greedy_eval_episodes": len(returns)}

@@ -19,7 +19,6 @@ import os
 
 import numpy as np
 
-import nets
 import models.cvae as cvae
 import models.vae as vae
 from autodiff import no_grad
@@ -43,12 +42,9 @@ def register(subparsers) -> None:
         parser.set_defaults(run=run)
 
 
-def build_model(name: str, cfg):
-    return FAMILY[name][0].build(cfg)
-
-
-def _bounds(model, x, y, k, rng):
-    return model.bounds(x, y, k=k, rng=rng) if isinstance(model, cvae.CVAE) else model.bounds(x, k=k, rng=rng)
+def _data(name: str, images: np.ndarray, labels: np.ndarray):
+    """The family's `data`: the images, or for the CVAE the pair (images, labels)."""
+    return (images, labels) if name == "cvae" else images
 
 
 def run(args) -> None:
@@ -61,8 +57,8 @@ def run(args) -> None:
         x_train, y_train = x_train[:cfg.limit], y_train[:cfg.limit]
     x_train, x_val = flatten(x_train), flatten(x_val)          # (N, 784) grey levels in [0, 1]
 
-    model = build_model(name, cfg)                             # initial weights from the run's "init" stream
-    optimizer = nets.Adam(model.parameters(), lr=cfg.lr)
+    model = family.build(cfg)                                  # initial weights from the run's "init" stream
+    optimizer = family.build_optimizer(model, cfg)
     state = run.state or {"epoch": 0, "history": {"train_loss": [], "train_recon": [], "train_kl": [],
                                                    "val_loss": []}}
     if run.resumed:
@@ -74,22 +70,17 @@ def run(args) -> None:
         run.save(state, model=model.state_dict(), optimizer=optimizer.state_dict())
 
     for epoch in run.loop(state["epoch"], cfg.epochs, save):
-        rng = run.stream("train", epoch)
-        if name == "cvae":
-            stats = cvae.train_epoch(model, optimizer, x_train, y_train, rng, cfg.batch_size)
-        else:
-            stats = vae.train_epoch(model, optimizer, x_train, rng, cfg.batch_size)
+        stats = family.train_epoch(model, optimizer, _data(name, x_train, y_train), run.stream("train", epoch), cfg)
         run.check_finite(stats["loss"], f"epoch {epoch + 1}", hint="--lr")
-        model.eval()               # validation -ELBO on the grey levels, the same noise every epoch
-        val = float(-_bounds(model, x_val, y_val, VAL_K, run.stream("validation")).elbo.mean())
+        # validation -ELBO on the grey levels, the same noise every epoch
+        val = family.evaluate(model, _data(name, x_val, y_val), run.stream("validation"), cfg, k=VAL_K)["neg_elbo_nats"]
         for key in ("loss", "recon", "kl"):
             history[f"train_{key}"].append(stats[key])
         history["val_loss"].append(val)
         state["epoch"] = epoch + 1
         run.show(loss=stats["loss"], val=val)
 
-    model.eval()
-    final = _bounds(model, x_val, y_val, cfg.iwae_k, run.stream("final-bounds"))
+    final = family.evaluate(model, _data(name, x_val, y_val), run.stream("final-bounds"), cfg)
     n = cfg.num_samples
     output_rng = run.stream("samples")
     labels = np.arange(n) % 10 if name == "cvae" else None    # balanced classes 0..9, 0..9, ...
@@ -103,7 +94,7 @@ def run(args) -> None:
         "units": "negative ELBO in nats per image (lower is better)",
         "binarization": "train: dynamic (a fresh Bernoulli draw of every image, every epoch); "
                         "validation: the grey-level images (cross-entropy against the grey levels)",
-        "final_val_neg_elbo_nats": float(-final.elbo.mean()), "final_val_iwae_nats": float(-final.iwae.mean()),
+        "final_val_neg_elbo_nats": final["neg_elbo_nats"], "final_val_iwae_nats": final["neg_iwae_nats"],
         "iwae_k": cfg.iwae_k, "samples": n})
     print_summary(run.dir, {"model": name, "epochs": state["epoch"],
                             "val_neg_elbo_nats": metrics["final_val_neg_elbo_nats"],
@@ -169,17 +160,18 @@ def evaluate(run_dir: str, model_name: str, data_dir, seed: int) -> dict:
     test split of data_dir (default: the 500 embedded validation digits). Headline numbers on the
     grey-level images; the *_binarized ones on one fixed Bernoulli draw of them (see the module docstring)."""
     checkpoint = read_checkpoint(run_dir)
-    model = build_model(model_name, config_from(FAMILY[model_name][1], checkpoint["meta"]["config"]))
+    family, config_cls, _ = FAMILY[model_name]
+    cfg = config_from(config_cls, checkpoint["meta"]["config"])
+    model = family.build(cfg)
     model.load_state_dict(checkpoint["model"])
-    model.eval()
     images, labels = load_split("test", data_dir)
     rng = np.random.default_rng(seed)
-    grey = _bounds(model, flatten(images), labels, EVAL_K, rng)
-    binary = _bounds(model, fixed_binarization(images), labels, EVAL_K, rng)
+    grey = family.evaluate(model, _data(model_name, flatten(images), labels), rng, cfg, k=EVAL_K)
+    binary = family.evaluate(model, _data(model_name, fixed_binarization(images), labels), rng, cfg, k=EVAL_K)
     return {"model": model_name,
-            "test_neg_elbo_nats": float(-grey.elbo.mean()), "test_iwae_nats": float(-grey.iwae.mean()),
-            "test_neg_elbo_nats_binarized": float(-binary.elbo.mean()),
-            "test_iwae_nats_binarized": float(-binary.iwae.mean()),
+            "test_neg_elbo_nats": grey["neg_elbo_nats"], "test_iwae_nats": grey["neg_iwae_nats"],
+            "test_neg_elbo_nats_binarized": binary["neg_elbo_nats"],
+            "test_iwae_nats_binarized": binary["neg_iwae_nats"],
             "k": EVAL_K, "n_test": len(images), "epochs": checkpoint["meta"]["state"]["epoch"],
             "data": data_dir or "embedded validation split",
             "protocol": "test_*: grey-level images (BCE against the grey levels, as PyTorch's VAE example); "
