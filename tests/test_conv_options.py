@@ -20,30 +20,31 @@ def distinct(rng, *shape):
 
 
 # ============================================================================ groups
+def check_one_op_per_group(op, x, w, b, groups, w_rows, **kw):
+    """op(groups=G) equals op on each group's channels, concatenated; and its gradients pass gradcheck.
+    w_rows: how many rows of w (its first axis) each group owns."""
+    out = op(x, w, b, groups=groups, **kw)
+    i, o = x.shape[1] // groups, b.shape[0] // groups
+    parts = [op(x[:, g * i:(g + 1) * i], w[g * w_rows:(g + 1) * w_rows], b[g * o:(g + 1) * o], **kw).data
+             for g in range(groups)]
+    np.testing.assert_allclose(out.data, np.concatenate(parts, axis=1), atol=1e-12)
+    assert gradcheck(lambda x, w, b: op(x, w, b, groups=groups, **kw), x, w, b)
+    return out
+
+
 @pytest.mark.parametrize("groups, c_in, c_out", [(2, 4, 6), (3, 3, 3), (4, 4, 8)])   # (3, 3, 3): depthwise
 def test_grouped_conv2d_is_one_convolution_per_group(groups, c_in, c_out):
     rng = np.random.default_rng(groups)
     x, w, b = t64(rng, 2, c_in, 5, 6), t64(rng, c_out, c_in // groups, 3, 2), t64(rng, c_out)
-    kw = dict(stride=(2, 1), padding=1, dilation=(1, 2))
-    out = F.conv2d(x, w, b, groups=groups, **kw)
-    i, o = c_in // groups, c_out // groups
-    parts = [F.conv2d(x[:, g * i:(g + 1) * i], w[g * o:(g + 1) * o], b[g * o:(g + 1) * o], **kw).data
-             for g in range(groups)]
-    np.testing.assert_allclose(out.data, np.concatenate(parts, axis=1), atol=1e-12)
-    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, groups=groups, **kw), x, w, b)
+    check_one_op_per_group(F.conv2d, x, w, b, groups, c_out // groups, stride=(2, 1), padding=1, dilation=(1, 2))
 
 
 @pytest.mark.parametrize("groups, c_in, c_out", [(2, 4, 6), (4, 4, 4)])
 def test_grouped_conv_transpose2d_is_conv2d_adjoint_per_group(groups, c_in, c_out):
     rng = np.random.default_rng(groups)
     x, w, b = t64(rng, 2, c_in, 3, 4), t64(rng, c_in, c_out // groups, 3, 3), t64(rng, c_out)
-    kw = dict(stride=2, padding=1, output_padding=1)
-    out = F.conv_transpose2d(x, w, b, groups=groups, **kw)
-    i, o = c_in // groups, c_out // groups
-    parts = [F.conv_transpose2d(x[:, g * i:(g + 1) * i], w[g * i:(g + 1) * i], b[g * o:(g + 1) * o], **kw).data
-             for g in range(groups)]
-    np.testing.assert_allclose(out.data, np.concatenate(parts, axis=1), atol=1e-12)
-    assert gradcheck(lambda x, w, b: F.conv_transpose2d(x, w, b, groups=groups, **kw), x, w, b)
+    out = check_one_op_per_group(F.conv_transpose2d, x, w, b, groups, c_in // groups, stride=2, padding=1,
+                                 output_padding=1)
     # <conv2d(y, w), x> = <y, conv_transpose2d(x, w)>: the adjoint pair, grouped
     y = rng.standard_normal(out.shape)
     lhs = np.sum(F.conv2d(Tensor(y), w, stride=2, padding=1, groups=groups).data * x.data)
