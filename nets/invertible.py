@@ -15,8 +15,9 @@ on a CPU.
 
 Change of variables: the Jacobian is block diagonal, W repeated at the P = (28 / factor)^2 positions, so
     log|det dy/dx| = P log|det W|          (slogdet; its gradient is P W^-T, autodiff/ops/linalg.py).
-Inverse: x = W^-1 y at every position. W starts as a random rotation (Q of a Gaussian matrix's QR, the
-signs fixed so it is uniformly distributed): volume preserving, log|det W| = 0 at the start.
+Inverse: x = W^-1 y at every position. W starts as Glow's "random rotation": a uniformly distributed
+orthogonal matrix (Q of a Gaussian matrix's QR, the signs of R's diagonal moved into Q), so the step
+starts volume preserving, log|det W| = 0.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from .module import Module, Parameter
 
 class Invertible1x1Conv(Module):
     """A flow step on (N, H W) flattened images: forward(x) -> (y, log_det (N,)), inverse(y) -> x.
-    weight: (C, C), C = factor^2, initialised as a random rotation."""
+    weight: (C, C), C = factor^2, initialised as a random orthogonal matrix."""
 
     def __init__(self, image_shape=(28, 28), factor: int = 2, dtype=np.float32, rng=None):
         super().__init__()
@@ -40,7 +41,7 @@ class Invertible1x1Conv(Module):
         self.image_shape, self.factor = (H, W), factor
         C = factor * factor
         q, r = np.linalg.qr(init.get_rng(rng).standard_normal((C, C)))
-        self.weight = Parameter((q * np.sign(np.diag(r))).astype(dtype))       # (C, C), a random rotation
+        self.weight = Parameter((q * np.sign(np.diag(r))).astype(dtype))       # (C, C), random orthogonal
 
     def _mix(self, x: Tensor, matrix: Tensor) -> Tensor:
         """(N, H W) -> squeeze to (N, H/f, W/f, f f) -> every position times matrix -> back to (N, H W)."""

@@ -292,7 +292,7 @@ def test_invertible_1x1_flow_inverts_and_its_log_dets_match_numerical_jacobians(
     assert gradcheck(lambda w: mixer(h)[1] + (mixer(h)[0] ** 2).sum(axis=1), mixer.weight)
 
 
-def test_a_new_invertible_1x1_is_a_random_rotation_mixing_2x2_blocks():
+def test_a_new_invertible_1x1_is_orthogonal_and_mixes_only_2x2_blocks():
     mixer = nets.Invertible1x1Conv((28, 28), rng=np.random.default_rng(0))
     w = mixer.weight.data.astype(np.float64)
     np.testing.assert_allclose(w @ w.T, np.eye(4), atol=1e-6)

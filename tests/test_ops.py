@@ -260,7 +260,7 @@ def test_bug6_python_and_numpy_scalars_keep_float32(op, number):
 # ============================================================================ the same mistakes in the neighbours
 def test_a_0d_node_that_receives_three_gradients_keeps_them_all():
     """The engine adds a third gradient in place into the array it allocated for the second; NumPy's
-    np.add of two 0-d arrays returns a scalar, and `scalar += g` added into nothing (gave 5, not 9)."""
+    np.add of two 0-d arrays returns a scalar, on which `+= g` would rebind a name instead of adding."""
     y = Tensor(np.array(1.0), requires_grad=True)
     h = y * 1.0
     loss = h * 2.0 + h * 3.0 + h * 4.0
