@@ -1,4 +1,4 @@
-r"""Convolution and pooling on NCHW tensors: conv2d, conv_transpose2d, max_pool2d, avg_pool2d.
+r"""Convolution on NCHW tensors: conv2d, conv_transpose2d (pooling: autodiff/ops/pooling.py).
 
 Notation (used in every name below)
     N         batch size
@@ -8,10 +8,12 @@ Notation (used in every name below)
     stride    step between neighbouring windows, (sh, sw)
     padding   zeros added on each side of the image, (ph, pw)
     dilation  step between kernel taps inside one window, (dh, dw)
+    groups    G: channels split into G independent convolutions (w: (C_out, C_in / G, KH, KW));
+              G = C_in = C_out is a depthwise convolution
     conv2d:            OH = (H + 2 ph - dh (KH - 1) - 1) // sh + 1                (likewise OW)
     conv_transpose2d:  OH = (H - 1) sh - 2 ph + dh (KH - 1) + output_padding + 1
 
-The file reads in four parts.
+The file reads in three parts.
 1. The definitions as plain loops (`*_loops`, arrays, forward only): the explanation and the tests' oracle.
 2. im2col and col2im, an adjoint pair: im2col copies every KH x KW window of the padded image into a
    column (N, C KH KW, OH OW); col2im adds each column back onto its window's pixels (a pixel in several
@@ -23,8 +25,8 @@ The file reads in four parts.
                                                                     dL/dw = conv2d_weight_grad(g, x)
        conv2d_weight_grad(x, g)   = g @ im2col(x)^T  (summed over N)  dL/dx = conv_transpose2d(g, H)
                                                                     dL/dg = conv2d(x, H)
-   (H: the gradient arriving at the weight gradient, in a second derivative.)
-4. Pooling, composed from pad, im2col and a max or a mean over each window's column.
+   (H: the gradient arriving at the weight gradient, in a second derivative.) With groups, each product
+   is taken group by group: channels [g C/G, (g+1) C/G) of the input meet only weights of group g.
 """
 from __future__ import annotations
 
@@ -34,7 +36,6 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .backend import replaceable
-from .functional import pad
 from .tensor import Tensor, as_tensor
 
 
@@ -66,18 +67,6 @@ def conv_transpose2d_loops(x, w, b=None, stride=(1, 1), padding=(0, 0), output_p
         if 0 <= oi < OH and 0 <= oj < OW:
             out[n, :, oi, oj] += x[n, c, i, j] * w[c, :, kh, kw]
     return out if b is None else out + b[None, :, None, None]
-
-
-def pool2d_loops(x, kernel_size: int, stride: int, padding: int, reduce=np.max) -> np.ndarray:
-    """out[n, c, i, j] = reduce of the k x k window at (i s, j s) of x padded with -inf (max) or 0
-    (mean, counting the padding as PyTorch's count_include_pad=True)."""
-    (N, C, H, W), k, s, p = x.shape, kernel_size, stride, padding
-    x_pad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf if reduce is np.max else 0)
-    OH, OW = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
-    out = np.zeros((N, C, OH, OW), x.dtype)
-    for i, j in itertools.product(range(OH), range(OW)):
-        out[:, :, i, j] = reduce(x_pad[:, :, i * s:i * s + k, j * s:j * s + k], axis=(2, 3))
-    return out
 
 
 # ==================================================================== 2. im2col and col2im (adjoints)
@@ -118,60 +107,67 @@ def col2im(cols: Tensor, image_shape: tuple, grid, kernel, stride, padding, dila
 
 # ==================================================================== 3. conv2d, its transpose, its weight gradient
 @replaceable("conv2d")
-def conv2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0, dilation=1) -> Tensor:
-    r"""2-D cross-correlation (PyTorch's conv2d), NCHW: x (N, C_in, H, W), w (C_out, C_in, KH, KW),
-    b (C_out,) or None -> (N, C_out, OH, OW); stride, padding, dilation: an int or an (h, w) pair.
-        out[n] = w (C_out, C_in KH KW) @ im2col(x)[n] + b
+def conv2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    r"""2-D cross-correlation (PyTorch's conv2d), NCHW: x (N, C_in, H, W), w (C_out, C_in / G, KH, KW),
+    b (C_out,) or None -> (N, C_out, OH, OW); stride, padding, dilation: an int or an (h, w) pair;
+    groups G divides C_in and C_out. For each group g (its C_in / G input and C_out / G output channels):
+        out[n, g] = w[g] (C_out/G, C_in/G KH KW) @ im2col(x)[n, g] + b
     dL/dx = conv_transpose2d(g, w) (conv2d's adjoint), dL/dw = conv2d_weight_grad(x, g), dL/db = sum of g."""
-    x, w, stride, padding, dilation = _checked("conv2d", x, w, b, stride, padding, dilation, transposed=False)
+    x, w, stride, padding, dilation = _checked("conv2d", x, w, b, stride, padding, dilation, False, groups=groups)
     (N, _, H, W), (C_out, _, KH, KW) = x.shape, w.shape
-    cols = im2col(x.data, (KH, KW), stride, padding, dilation).data               # (N, C_in KH KW, OH OW)
-    data = (w.data.reshape(C_out, -1) @ cols).reshape(N, C_out, *_conv_size((H, W), (KH, KW), stride, padding, dilation))
+    OH, OW = _conv_size((H, W), (KH, KW), stride, padding, dilation)
+    cols = im2col(x.data, (KH, KW), stride, padding, dilation).data.reshape(N, groups, -1, OH * OW)
+    data = (w.data.reshape(groups, C_out // groups, -1) @ cols).reshape(N, C_out, OH, OW)
     out = _with_bias("conv2d", data, x, w, b)
     extra = tuple(n - _transposed_size(o, k, s, p, d, 0)                # output_padding that gives back H, W
-                  for n, o, k, s, p, d in zip((H, W), data.shape[2:], (KH, KW), stride, padding, dilation))
-    out._backward = (lambda g, x, w, *b: conv_transpose2d(g, w, None, stride, padding, extra, dilation),
-                     lambda g, x, w, *b: conv2d_weight_grad(x, g, (KH, KW), stride, padding, dilation),
+                  for n, o, k, s, p, d in zip((H, W), (OH, OW), (KH, KW), stride, padding, dilation))
+    out._backward = (lambda g, x, w, *b: conv_transpose2d(g, w, None, stride, padding, extra, dilation, groups),
+                     lambda g, x, w, *b: conv2d_weight_grad(x, g, (KH, KW), stride, padding, dilation, groups),
                      lambda g, *inputs: g.sum(axis=(0, 2, 3)))
     return out
 
 
 @replaceable("conv_transpose2d")
 def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0, output_padding=0,
-                     dilation=1) -> Tensor:
-    r"""2-D transposed convolution (PyTorch's conv_transpose2d), NCHW: x (N, C_in, H, W),
-    w (C_in, C_out, KH, KW), b (C_out,) or None -> (N, C_out, OH, OW). Every input pixel scatters
-    x[n, c, i, j] w[c, :, kh, kw] onto output pixel (i sh - ph + kh dh, j sw - pw + kw dw); output_padding
-    (< max(stride, dilation), as PyTorch) lengthens the bottom/right edge, to pick among the sizes that a
-    conv2d maps to H. It is conv2d's input gradient:
-        out[n] = col2im(w^T (C_out KH KW, C_in) @ x[n] (C_in, H W))
+                     dilation=1, groups=1) -> Tensor:
+    r"""2-D transposed convolution (PyTorch's conv_transpose2d; pass groups by name: PyTorch's positional
+    order puts it before dilation), NCHW: x (N, C_in, H, W), w (C_in, C_out / G, KH, KW), b (C_out,) or
+    None -> (N, C_out, OH, OW). Every input pixel scatters x[n, c, i, j] w[c, :, kh, kw] onto output pixel
+    (i sh - ph + kh dh, j sw - pw + kw dw) of its group's channels; output_padding (< max(stride, dilation),
+    as PyTorch) lengthens the bottom/right edge, to pick among the sizes that a conv2d maps to H.
+    It is conv2d's input gradient: for each group g,
+        out[n, g] = col2im(w[g]^T (C_out/G KH KW, C_in/G) @ x[n, g] (C_in/G, H W))
     dL/dx = conv2d(g, w), dL/dw = conv2d_weight_grad(g, x) (image and grid swap roles), dL/db = sum of g."""
     x, w, stride, padding, dilation, output_padding = _checked(
-        "conv_transpose2d", x, w, b, stride, padding, dilation, transposed=True, output_padding=output_padding)
-    (N, C_in, H, W), (_, C_out, KH, KW) = x.shape, w.shape
+        "conv_transpose2d", x, w, b, stride, padding, dilation, True, output_padding, groups)
+    (N, C_in, H, W), (_, C_group, KH, KW) = x.shape, w.shape                      # C_group = C_out / G
     OH, OW = (_transposed_size(n, k, s, p, d, e) for n, k, s, p, d, e
               in zip((H, W), (KH, KW), stride, padding, dilation, output_padding))
-    cols = w.data.reshape(C_in, -1).T @ x.data.reshape(N, C_in, H * W)          # (N, C_out KH KW, H W)
-    data = col2im(cols, (N, C_out, OH, OW), (H, W), (KH, KW), stride, padding, dilation).data
+    w_t = w.data.reshape(groups, C_in // groups, -1).swapaxes(1, 2)             # (G, C_out/G KH KW, C_in/G)
+    cols = (w_t @ x.data.reshape(N, groups, C_in // groups, H * W)).reshape(N, -1, H * W)
+    data = col2im(cols, (N, C_group * groups, OH, OW), (H, W), (KH, KW), stride, padding, dilation).data
     out = _with_bias("conv_transpose2d", data, x, w, b)
-    out._backward = (lambda g, x, w, *b: conv2d(g, w, None, stride, padding, dilation)[:, :, :H, :W],
-                     lambda g, x, w, *b: conv2d_weight_grad(g, x, (KH, KW), stride, padding, dilation),
+    out._backward = (lambda g, x, w, *b: conv2d(g, w, None, stride, padding, dilation, groups)[:, :, :H, :W],
+                     lambda g, x, w, *b: conv2d_weight_grad(g, x, (KH, KW), stride, padding, dilation, groups),
                      lambda g, *inputs: g.sum(axis=(0, 2, 3)))
     return out
 
 
-def conv2d_weight_grad(x: Tensor, g: Tensor, kernel, stride, padding, dilation) -> Tensor:
-    """conv2d's weight gradient as an op: sum over n of g[n] (C_out, OH OW) @ im2col(x)[n]^T
-    -> (C_out, C_in, KH, KW). Bilinear in (x, g): dL/dx = conv_transpose2d(g, H), dL/dg = conv2d(x, H)."""
+def conv2d_weight_grad(x: Tensor, g: Tensor, kernel, stride, padding, dilation, groups=1) -> Tensor:
+    """conv2d's weight gradient as an op: for each group, the sum over n of g[n, group] (C_out/G, OH OW)
+    @ im2col(x)[n, group]^T -> (C_out, C_in / G, KH, KW). Bilinear in (x, g): dL/dx = conv_transpose2d(g, H),
+    dL/dg = conv2d(x, H)."""
     x, g = as_tensor(x), as_tensor(g)
     (N, C_in, H, W), C_out = x.shape, g.shape[1]
-    cols = im2col(x.data, kernel, stride, padding, dilation, g.shape[2:]).data       # (N, C_in KH KW, OH OW)
-    data = np.tensordot(g.data.reshape(N, C_out, -1), cols, axes=([0, 2], [0, 2])).reshape(C_out, C_in, *kernel)
-    out = Tensor._make(data, (x, g), "conv2d_weight_grad")
+    grid = g.shape[2] * g.shape[3]
+    cols = im2col(x.data, kernel, stride, padding, dilation, g.shape[2:]).data.reshape(N, groups, -1, grid)
+    g_groups = g.data.reshape(N, groups, C_out // groups, grid)           # cols: (N, G, C_in/G KH KW, OH OW)
+    data = np.stack([np.tensordot(g_groups[:, i], cols[:, i], axes=([0, 2], [0, 2])) for i in range(groups)])
+    out = Tensor._make(data.reshape(C_out, C_in // groups, *kernel), (x, g), "conv2d_weight_grad")
     extra = tuple(n - _transposed_size(o, k, s, p, d, 0)
                   for n, o, k, s, p, d in zip((H, W), g.shape[2:], kernel, stride, padding, dilation))
-    out._backward = (lambda h, x, g, out: conv_transpose2d(g, h, None, stride, padding, extra, dilation),
-                     lambda h, x, g, out: conv2d(x, h, None, stride, padding, dilation))
+    out._backward = (lambda h, x, g, out: conv_transpose2d(g, h, None, stride, padding, extra, dilation, groups),
+                     lambda h, x, g, out: conv2d(x, h, None, stride, padding, dilation, groups))
     return out
 
 
@@ -207,22 +203,26 @@ def pair(value, name: str, op: str, minimum: int) -> tuple:
     return int(pair_[0]), int(pair_[1])
 
 
-def _checked(op, x, w, b, stride, padding, dilation, transposed: bool, output_padding=0) -> tuple:
+def _checked(op, x, w, b, stride, padding, dilation, transposed: bool, output_padding=0, groups=1) -> tuple:
     """Shapes, dtypes and geometry checked once, for both convolutions and their fast versions."""
     x, w = as_tensor(x), as_tensor(w)
-    w_layout = "(C_in, C_out, KH, KW)" if transposed else "(C_out, C_in, KH, KW)"
+    w_layout = "(C_in, C_out / groups, KH, KW)" if transposed else "(C_out, C_in / groups, KH, KW)"
     if x.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C_in, H, W), got shape {tuple(x.shape)}")
     if w.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D weight {w_layout}, got shape {tuple(w.shape)}")
-    in_axis, out_axis = (0, 1) if transposed else (1, 0)
-    if x.shape[1] != w.shape[in_axis]:
+    if not isinstance(groups, (int, np.integer)) or groups < 1 or x.shape[1] % groups or w.shape[0] % groups:
+        raise ValueError(f"{op}: groups must be a positive int dividing C_in = {x.shape[1]} and "
+                         f"{'C_in' if transposed else 'C_out'} = {w.shape[0]}, got {groups!r}")
+    expected = w.shape[0] if transposed else w.shape[1] * groups
+    if x.shape[1] != expected:
         raise ValueError(f"{op}: input has {x.shape[1]} channels (shape {tuple(x.shape)}) but the weight "
-                         f"{w_layout} = {tuple(w.shape)} expects {w.shape[in_axis]}")
+                         f"{w_layout} = {tuple(w.shape)} expects {expected} (groups={groups})")
     if x.dtype != w.dtype:
         raise TypeError(f"{op}: input dtype {x.dtype} and weight dtype {w.dtype} differ; cast one (no silent upcasting)")
-    if b is not None and tuple(b.shape) != (w.shape[out_axis],):
-        raise ValueError(f"{op}: bias must have shape ({w.shape[out_axis]},) (one per output channel), got {tuple(b.shape)}")
+    C_out = w.shape[1] * groups if transposed else w.shape[0]
+    if b is not None and tuple(b.shape) != (C_out,):
+        raise ValueError(f"{op}: bias must have shape ({C_out},) (one per output channel), got {tuple(b.shape)}")
     stride, padding = pair(stride, "stride", op, 1), pair(padding, "padding", op, 0)
     dilation = pair(dilation, "dilation", op, 1)
     if not transposed:
@@ -243,51 +243,3 @@ def _checked(op, x, w, b, stride, padding, dilation, transposed: bool, output_pa
         raise ValueError(f"{op}: output (OH, OW) would be {tuple(size)} for input shape {tuple(x.shape)}, kernel "
                          f"{w.shape[2:]}, stride {stride}, padding {padding}, dilation {dilation}; padding is too large")
     return x, w, stride, padding, dilation, output_padding
-
-
-# ==================================================================== 4. pooling
-def pool_geometry(op: str, x: Tensor, kernel_size, stride, padding) -> tuple:
-    """-> (kernel, stride, padding, (OH, OW)), checked; stride defaults to the kernel size."""
-    if x.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
-    kernel = pair(kernel_size, "kernel_size", op, 1)
-    stride = pair(kernel_size if stride is None else stride, "stride", op, 1)
-    padding = pair(padding, "padding", op, 0)
-    if 2 * padding[0] > kernel[0] or 2 * padding[1] > kernel[1]:
-        raise ValueError(f"{op}: padding {padding} must be at most half the kernel {kernel}")
-    size = tuple(_out_size(n, k, s, p, 1) for n, k, s, p in zip(x.shape[2:], kernel, stride, padding))
-    if min(size) < 1:
-        raise ValueError(f"{op}: kernel {kernel} is larger than the padded input "
-                         f"{tuple(n + 2 * p for n, p in zip(x.shape[2:], padding))} (input shape {tuple(x.shape)}); "
-                         f"the output (OH, OW) would be {size}")
-    return kernel, stride, padding, size
-
-
-def _window_columns(x: Tensor, kernel, stride, padding, fill: float) -> Tensor:
-    """Each channel's windows as columns: (N C, KH KW, OH OW), the padding filled with `fill`."""
-    N, C, H, W = x.shape
-    if padding != (0, 0):
-        x = pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2), value=fill)
-    return im2col(x.reshape(N * C, 1, *x.shape[2:]), kernel, stride, (0, 0), (1, 1))
-
-
-@replaceable("max_pool2d")
-def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
-    """Max over each KH x KW window (padding with -inf; stride defaults to kernel_size): (N, C, H, W) ->
-    (N, C, OH, OW). The gradient goes to each window's first maximum (row-major), as PyTorch; a pixel
-    that is the maximum of several overlapping windows receives the sum."""
-    x = as_tensor(x)
-    kernel, stride, padding, (OH, OW) = pool_geometry("max_pool2d", x, kernel_size, stride, padding)
-    cols = _window_columns(x, kernel, stride, padding, -np.inf)
-    best = cols.data.argmax(axis=1)                                     # (N C, OH OW): the first maximum
-    rows, positions = np.ogrid[:best.shape[0], :best.shape[1]]
-    return cols[rows, best, positions].reshape(*x.shape[:2], OH, OW)
-
-
-@replaceable("avg_pool2d")
-def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
-    """Mean over each KH x KW window, zero padding counted (count_include_pad=True, as PyTorch):
-    (N, C, H, W) -> (N, C, OH, OW). Every pixel of a window gets g / (KH KW); overlapping windows add."""
-    x = as_tensor(x)
-    kernel, stride, padding, (OH, OW) = pool_geometry("avg_pool2d", x, kernel_size, stride, padding)
-    return _window_columns(x, kernel, stride, padding, 0.0).mean(axis=1).reshape(*x.shape[:2], OH, OW)

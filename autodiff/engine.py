@@ -95,8 +95,8 @@ def _add_gradient(grads: dict, owned: set, node: Tensor, grad, create_graph: boo
         grads[key] = grad
     elif key in owned:
         current += grad
-    else:
-        grads[key] = np.add(current, grad)
+    else:                                            # out=: a 0-d sum stays an array (np.add gives a scalar)
+        grads[key] = np.add(current, grad, out=np.empty(node.shape, node.dtype))
         owned.add(key)
 
 

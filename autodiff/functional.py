@@ -11,7 +11,7 @@ import numpy as np
 
 from .backend import replaceable
 from .tensor import Tensor, as_tensor, broadcast_shape, value
-from .tensor_methods import _kept
+from .tensor_methods import _0d_axis, _kept
 
 
 # ==================================================================== elementwise activations
@@ -28,9 +28,8 @@ def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
     """leaky_relu: f(x) = x if x > 0 else slope * x, f'(x) = 1 if x > 0 else slope."""
     if not 0 <= slope <= 1:
         raise ValueError(f"leaky_relu: slope must be in [0, 1], got {slope}")
-    x = as_tensor(x)
-    data = x.data if np.issubdtype(x.dtype, np.floating) else x.data.astype(np.result_type(x.data, slope))
-    out = Tensor._make(np.where(data > 0, data, slope * data), (x,), "leaky_relu")
+    x, slope = as_tensor(x), float(slope)                           # a Python number: x's dtype is kept
+    out = Tensor._make(np.where(x.data > 0, x.data, slope * x.data), (x,), "leaky_relu")
     out._backward = lambda g, x, out: g * np.where(value(x) > 0, 1, slope).astype(out.dtype)
     return out
 
@@ -82,6 +81,7 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """logsumexp: f(x) = m + log sum_i e^(x_i - m) with m = max x (no overflow), df/dx_i = softmax(x)_i
     = e^(x_i - m) / sum_j e^(x_j - m) (the same shift: exact in float32 too)."""
     x = as_tensor(x)
+    axis = _0d_axis(x, axis)
     m = np.max(x.data, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)                      # a constant: it cancels in the derivative
     total = np.log(np.exp(x.data - m).sum(axis=axis, keepdims=True)) + m
@@ -114,32 +114,38 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
 
 
 # ==================================================================== choosing between tensors
+def operands(a, b) -> tuple:
+    """a and b as Tensors; a Python or NumPy scalar takes the other's dtype (weak, as in a + b)."""
+    a = as_tensor(a, b if hasattr(b, "dtype") else None)
+    return a, as_tensor(b, a)
+
+
 def maximum(a, b) -> Tensor:
-    """maximum: f(a, b) = max(a, b), df/da = [a >= b], df/db = [a < b] (ties go to a)."""
-    a, b = as_tensor(a), as_tensor(b)
-    broadcast_shape("maximum", a.shape, b.shape)
-    a_wins = a.data >= b.data
-    out = Tensor._make(np.where(a_wins, a.data, b.data), (a, b), "maximum")
-    out._backward = (lambda g, a, b, out: g * a_wins,
-                     lambda g, a, b, out: g * ~a_wins)
-    return out
+    """maximum: f(a, b) = max(a, b), df/da = [a > b] + [a = b]/2, df/db = [a < b] + [a = b]/2 (ties split
+    the gradient evenly, as PyTorch)."""
+    return _choose("maximum", np.maximum, np.greater, a, b)
 
 
 def minimum(a, b) -> Tensor:
-    """minimum: f(a, b) = min(a, b), df/da = [a <= b], df/db = [a > b] (ties go to a)."""
-    a, b = as_tensor(a), as_tensor(b)
-    broadcast_shape("minimum", a.shape, b.shape)
-    a_wins = a.data <= b.data
-    out = Tensor._make(np.where(a_wins, a.data, b.data), (a, b), "minimum")
-    out._backward = (lambda g, a, b, out: g * a_wins,
-                     lambda g, a, b, out: g * ~a_wins)
+    """minimum: f(a, b) = min(a, b), df/da = [a < b] + [a = b]/2, df/db = [a > b] + [a = b]/2 (ties split
+    the gradient evenly, as PyTorch)."""
+    return _choose("minimum", np.minimum, np.less, a, b)
+
+
+def _choose(name: str, pick, a_wins, a, b) -> Tensor:
+    a, b = operands(a, b)
+    broadcast_shape(name, a.shape, b.shape)
+    out = Tensor._make(pick(a.data, b.data), (a, b), name)
+    share = (a_wins(a.data, b.data) + 0.5 * (a.data == b.data)).astype(out.dtype)     # a's share of g
+    out._backward = (lambda g, a, b, out: g * share,
+                     lambda g, a, b, out: g * (1 - share))
     return out
 
 
 def where(condition, a, b) -> Tensor:
     """where: f = a where condition else b, df/da = [condition], df/db = [not condition]."""
     condition = np.asarray(value(condition), dtype=bool)
-    a, b = as_tensor(a), as_tensor(b)
+    a, b = operands(a, b)
     out = Tensor._make(np.where(condition, a.data, b.data), (a, b), "where")
     out._backward = (lambda g, a, b, out: g * condition,
                      lambda g, a, b, out: g * ~condition)
@@ -147,9 +153,15 @@ def where(condition, a, b) -> Tensor:
 
 
 # ==================================================================== joining and cutting
+def _weak(tensors) -> list:
+    """Tensors; Python numbers among them take the first Tensor's dtype."""
+    like = next((t for t in tensors if isinstance(t, Tensor)), None)
+    return [as_tensor(t, like) for t in tensors]
+
+
 def concatenate(tensors, axis: int = 0) -> Tensor:
     """concatenate: each input's gradient is its own slice of the output's gradient."""
-    tensors = [as_tensor(t) for t in tensors]
+    tensors = _weak(tensors)
     try:
         data = np.concatenate([t.data for t in tensors], axis=axis)
     except ValueError:
@@ -165,7 +177,7 @@ def concatenate(tensors, axis: int = 0) -> Tensor:
 
 def stack(tensors, axis: int = 0) -> Tensor:
     """stack: each input's gradient is its own index of the output's gradient along `axis`."""
-    tensors = [as_tensor(t) for t in tensors]
+    tensors = _weak(tensors)
     if len({t.shape for t in tensors}) != 1:
         raise ValueError(f"stack: all tensors need the same shape, got {[t.shape for t in tensors]}")
     out = Tensor._make(np.stack([t.data for t in tensors], axis=axis), tuple(tensors), "stack")
@@ -188,16 +200,36 @@ def split(x: Tensor, sections, axis: int = 0) -> list:
     return [x[before + (slice(lo, hi),)] for lo, hi in zip(cuts[:-1], cuts[1:])]
 
 
-def pad(x: Tensor, pad_width, value: float = 0.0) -> Tensor:
-    """pad with a constant (np.pad's pad_width): the gradient is the centre, the padding gets none."""
+def pad(x: Tensor, pad_width, value: float = 0.0, mode: str = "constant") -> Tensor:
+    """pad (np.pad's pad_width: a (before, after) pair per axis, or one pair for every axis).
+    constant (`value`): the gradient is the centre, the padding gets none. reflect (mirror, the edge not
+    repeated) and replicate (repeat the edge): each output element is a copy of one input element, at
+    np.pad(arange(n)) along each axis: indexing, so the gradient adds back into what was copied."""
     x = as_tensor(x)
+    if x.ndim == 0:                                                 # no axes to pad (as np.pad)
+        return x.reshape(())
     widths = np.broadcast_to(np.asarray(pad_width, dtype=int).reshape(-1, 2) if np.ndim(pad_width) else
                              np.asarray(pad_width, dtype=int), (x.ndim, 2))
+    if mode in ("reflect", "replicate"):
+        return x[np.ix_(*(np.pad(np.arange(n), w, "reflect" if mode == "reflect" else "edge")
+                          for n, w in zip(x.shape, widths)))]
+    if mode != "constant":
+        raise ValueError(f"pad: mode must be 'constant', 'reflect' or 'replicate', got {mode!r}")
     out = Tensor._make(np.pad(x.data, widths, constant_values=value), (x,), "pad")
     centre = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, x.shape))
     out._backward = lambda g, x, out: g[centre]
     return out
 
 
-from .conv import conv2d, conv_transpose2d, max_pool2d, avg_pool2d  # noqa: E402  (re-exported)
-from .norm import batch_norm, dropout  # noqa: E402  (re-exported)
+# re-exported: layers (conv.py, norm.py) and the op families of autodiff/ops (its __init__ lists them)
+from .conv import conv2d, conv_transpose2d  # noqa: E402
+from .norm import batch_norm, dropout  # noqa: E402
+from .ops.elementwise import (sin, cos, tan, sinh, cosh, arcsin, arccos, arctan, arctan2, sign, floor,  # noqa: E402
+                              ceil, round, mod, logaddexp, hypot)
+from .ops.reductions import prod, cumsum, std  # noqa: E402
+from .ops.shape import (squeeze, unsqueeze, flatten, flip, roll, repeat, repeat_interleave, tile, tril,  # noqa: E402
+                        triu, diag, diagonal, trace, sort, argsort, chunk)
+from .ops.contractions import einsum, tensordot  # noqa: E402
+from .ops.linalg import inv, det, slogdet, solve, cholesky  # noqa: E402
+from .ops.pooling import max_pool2d, avg_pool2d, max_unpool2d  # noqa: E402
+from .ops.conv1d import conv1d, conv_transpose1d, max_pool1d, avg_pool1d  # noqa: E402

@@ -24,6 +24,17 @@ backward(). `.grad` is a NumPy array; after backward(create_graph=True) it is a 
 Memory. A rule gets the output as an argument instead of capturing it: capturing would form a reference
 cycle, which only Python's slow cycle collector frees. After backward() the rules are dropped (a second
 backward through the same graph raises) unless retain_graph=True.
+
+dtypes (PyTorch's categories; checked once, in `Tensor._make`):
+- Only floating-point tensors carry gradients. Integer and boolean tensors flow, as constants, through
+  the ops whose result is integer too (+ - * % **, indexing, shapes, sum, max, sort, relu, ...) and
+  through comparisons (plain boolean arrays).
+- An op whose inputs are all integer/boolean but whose result would be floating-point (exp, sin, /,
+  mean, var, inv, ...) raises TypeError: no silent promotion to float64; cast first (`x.astype(np.float32)`).
+- Next to a floating tensor, an integer/boolean one takes the floating one's dtype (float32 + int64 is
+  float32, as PyTorch; NumPy would give float64).
+- A Python or NumPy scalar is weak: it takes the tensor's dtype (float32 * 2.0 and F.maximum(x, 0.5) stay
+  float32); only where that dtype cannot hold it does it promote (int64 tensor * 2.5 is float64).
 """
 from __future__ import annotations
 
@@ -79,13 +90,14 @@ def value(x):
     return x.data if isinstance(x, Tensor) else np.asarray(x)
 
 
-def as_tensor(x, like: "Tensor" = None) -> "Tensor":
-    """x as a Tensor; a Python number takes the dtype of `like` (float32 * 2.0 stays float32, as
-    NumPy's weak scalars do)."""
+def as_tensor(x, like=None) -> "Tensor":
+    """x as a Tensor; a Python or NumPy scalar is weak: it takes the dtype of `like` (a Tensor or array)
+    where that holds it (float32 * 2.0 stays float32, as NumPy does for Python numbers)."""
     if isinstance(x, Tensor):
         return x
-    if like is not None and isinstance(x, (int, float)) and np.issubdtype(like.dtype, np.floating):
-        return Tensor(np.asarray(x, dtype=like.dtype))
+    if like is not None and isinstance(x, (int, float, np.integer, np.floating)):
+        x = x.item() if isinstance(x, np.generic) else x
+        return Tensor(np.asarray(x, dtype=np.result_type(like.dtype, x)))
     return Tensor(x)
 
 
@@ -116,7 +128,10 @@ class Tensor:
     def _make(data, parents: tuple, op: str) -> "Tensor":
         """The result of an op. It joins the graph only if grad mode is on and an input needs grad."""
         needs_grad = _GradMode.enabled and any(p.requires_grad for p in parents)
-        return Tensor(data, needs_grad, parents if needs_grad else (), op)
+        out = Tensor(data, needs_grad, parents if needs_grad else (), op)
+        if out.data.dtype.kind == "f" and any(p.data.dtype.kind != "f" for p in parents):
+            out.data = _from_integers(out.data, parents, op)
+        return out
 
     # ---------------------------------------------------------------- backward
     def backward(self, grad=None, retain_graph: bool = None, create_graph: bool = False) -> None:
@@ -144,7 +159,7 @@ class Tensor:
         elif self.grad is self._grad_buffer:
             self.grad += g
         else:
-            self.grad = self._grad_buffer = np.add(self.grad, g, dtype=self.data.dtype)
+            self.grad = self._grad_buffer = np.add(self.grad, g, out=np.empty(self.shape, self.dtype))
 
     # ---------------------------------------------------------------- plain properties
     shape = property(lambda self: self.data.shape)
@@ -213,13 +228,17 @@ class Tensor:
         return out
 
     def __pow__(self, other):
-        """a ** b: d/da = b a^(b-1), d/db = a^b log(a)."""
+        """a ** b: d/da = b a^(b-1), d/db = a^b log(a). At a = 0 the limits, as PyTorch: d/da = 0 where
+        b = 0 (a^0 = 1), d/db = 0 where b >= 0 (a^b log a -> 0); a is read as 1 there (no 0 * inf)."""
         other = as_tensor(other, self)
         broadcast_shape("pow", self.shape, other.shape)
         out = Tensor._make(self.data ** other.data, (self, other), "pow")
-        out._backward = (lambda g, a, b, out: g * b * a ** (b - 1),
-                         lambda g, a, b, out: g * out * M.log(a))
+        out._backward = (lambda g, a, b, out: g * b * F.where(value(b) == 0, 1, a) ** (b - 1),
+                         lambda g, a, b, out: g * out * M.log(F.where((value(a) == 0) & (value(b) >= 0), 1, a)))
         return out
+
+    def __mod__(self, other): return F.mod(self, other)
+    def __rmod__(self, other): return F.mod(as_tensor(other, self), self)
 
     def __neg__(self):
         """-a: d/da = -1."""
@@ -242,12 +261,50 @@ class Tensor:
     def sqrt(self): return M.sqrt(self)
     def abs(self): return M.abs(self)
     def clip(self, min=None, max=None): return M.clip(self, min, max)
+    def sin(self): return F.sin(self)
+    def cos(self): return F.cos(self)
+    def tan(self): return F.tan(self)
+    def sinh(self): return F.sinh(self)
+    def cosh(self): return F.cosh(self)
+    def tanh(self): return F.tanh(self)
+    def arcsin(self): return F.arcsin(self)
+    def arccos(self): return F.arccos(self)
+    def arctan(self): return F.arctan(self)
+    def arctan2(self, other): return F.arctan2(self, other)
+    def sign(self): return F.sign(self)
+    def floor(self): return F.floor(self)
+    def ceil(self): return F.ceil(self)
+    def round(self, decimals=0): return F.round(self, decimals)
+    def logaddexp(self, other): return F.logaddexp(self, other)
+    def hypot(self, other): return F.hypot(self, other)
     def astype(self, dtype): return M.astype(self, dtype)
     def sum(self, axis=None, keepdims=False): return M.sum(self, axis, keepdims)
     def mean(self, axis=None, keepdims=False): return M.mean(self, axis, keepdims)
     def var(self, axis=None, keepdims=False, ddof=0): return M.var(self, axis, keepdims, ddof)
     def max(self, axis=None, keepdims=False): return M.extremum(self, np.max, "max", axis, keepdims)
     def min(self, axis=None, keepdims=False): return M.extremum(self, np.min, "min", axis, keepdims)
+    def std(self, axis=None, keepdims=False, ddof=0): return F.std(self, axis, keepdims, ddof)
+    def prod(self, axis=None, keepdims=False): return F.prod(self, axis, keepdims)
+    def cumsum(self, axis=None): return F.cumsum(self, axis)
+    def logsumexp(self, axis=None, keepdims=False): return F.logsumexp(self, axis, keepdims)
+    def squeeze(self, axis=None): return F.squeeze(self, axis)
+    def unsqueeze(self, axis): return F.unsqueeze(self, axis)
+    def flatten(self, start_dim=0, end_dim=-1): return F.flatten(self, start_dim, end_dim)
+    def flip(self, axis): return F.flip(self, axis)
+    def roll(self, shifts, axis=None): return F.roll(self, shifts, axis)
+    def repeat(self, *sizes): return F.repeat(self, *sizes)
+    def tile(self, reps): return F.tile(self, reps)
+    def tril(self, k=0): return F.tril(self, k)
+    def triu(self, k=0): return F.triu(self, k)
+    def diag(self, k=0): return F.diag(self, k)
+    def diagonal(self, offset=0, axis1=0, axis2=1): return F.diagonal(self, offset, axis1, axis2)
+    def trace(self, offset=0, axis1=0, axis2=1): return F.trace(self, offset, axis1, axis2)
+    def sort(self, axis=-1, descending=False): return F.sort(self, axis, descending)
+    def argsort(self, axis=-1, descending=False): return F.argsort(self, axis, descending)
+    def chunk(self, chunks, axis=0): return F.chunk(self, chunks, axis)
+    def inverse(self): return F.inv(self)
+    def det(self): return F.det(self)
+    def slogdet(self): return F.slogdet(self)
     def __getitem__(self, index): return M.getitem(self, index)
     def swapaxes(self, a, b): return M.swapaxes(self, a, b)
 
@@ -287,4 +344,14 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     return out
 
 
-from . import engine, tensor_methods as M  # noqa: E402  (they import Tensor from this module)
+def _from_integers(data: np.ndarray, parents: tuple, op: str) -> np.ndarray:
+    """The dtype rule for integer inputs (module docstring): cast to the floating inputs' dtype, or raise."""
+    floating = [p.data.dtype for p in parents if p.data.dtype.kind == "f"]
+    if not floating:
+        found = ", ".join(str(p.data.dtype) for p in parents)
+        raise TypeError(f"{op}: integer/boolean input ({found}) would give a floating-point result; cast it "
+                        f"first, e.g. x.astype(np.float32) (integer tensors carry no gradient)")
+    return data.astype(np.result_type(*floating), copy=False)
+
+
+from . import engine, functional as F, tensor_methods as M  # noqa: E402  (they import Tensor from this module)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tensor import Tensor, value
+from .tensor import Tensor, as_tensor, value
 
 
 # ==================================================================== elementwise functions
@@ -45,7 +45,11 @@ def abs(x: Tensor) -> Tensor:                                           # noqa: 
 
 
 def clip(x: Tensor, lo, hi) -> Tensor:
-    """clip: f(x) = min(max(x, lo), hi), f'(x) = 1 inside [lo, hi], 0 outside."""
+    """clip: f(x) = min(max(x, lo), hi), f'(x) = 1 inside [lo, hi] (edges included, as PyTorch), 0 outside.
+    lo, hi: numbers (weak: x's dtype is kept) or arrays; at least one of them (as PyTorch's clamp)."""
+    if lo is None and hi is None:
+        raise ValueError("clip: give lo or hi (or both); clip(None, None) would do nothing")
+    lo, hi = (None if v is None else as_tensor(v, x).data for v in (lo, hi))
     out = Tensor._make(np.clip(x.data, lo, hi), (x,), "clip")
     inside = np.ones(x.shape, bool) & (True if lo is None else x.data >= lo) & (True if hi is None else x.data <= hi)
     out._backward = lambda g, x, out: g * inside
@@ -53,8 +57,8 @@ def clip(x: Tensor, lo, hi) -> Tensor:
 
 
 def astype(x: Tensor, dtype) -> Tensor:
-    """Cast; the gradient is cast back. Casting to an integer type ends the graph (no gradient)."""
-    if not np.issubdtype(np.dtype(dtype), np.floating):
+    """Cast; the gradient is cast back. Casting to or from an integer type ends the graph (no gradient)."""
+    if not np.issubdtype(np.dtype(dtype), np.floating) or not np.issubdtype(x.dtype, np.floating):
         return Tensor(x.data.astype(dtype))
     out = Tensor._make(x.data.astype(dtype), (x,), "astype")
     out._backward = lambda g, x, out: g.astype(x.dtype)
@@ -70,8 +74,16 @@ def _kept(shape: tuple, axis) -> tuple:
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
+def _0d_axis(x: Tensor, axis):
+    """A 0-d tensor reduced over axis 0, -1 or (0,) (as PyTorch; NumPy takes some of these): over its no axes."""
+    if x.ndim == 0 and axis is not None and set(np.atleast_1d(axis).tolist()) <= {0, -1}:
+        return None
+    return axis
+
+
 def sum(x: Tensor, axis, keepdims: bool) -> Tensor:                    # noqa: A001  (Tensor.sum)
     """sum: every input element gets the output's gradient (broadcast back)."""
+    axis = _0d_axis(x, axis)
     out = Tensor._make(x.data.sum(axis=axis, keepdims=keepdims), (x,), "sum")
     kept = _kept(x.shape, axis)
     out._backward = lambda g, x, out: g.reshape(kept)
@@ -80,6 +92,7 @@ def sum(x: Tensor, axis, keepdims: bool) -> Tensor:                    # noqa: A
 
 def mean(x: Tensor, axis, keepdims: bool) -> Tensor:
     """mean = sum / n: every input element gets the output's gradient divided by n."""
+    axis = _0d_axis(x, axis)
     out = Tensor._make(x.data.mean(axis=axis, keepdims=keepdims), (x,), "mean")
     kept, count = _kept(x.shape, axis), x.data.size // max(out.data.size, 1)
     out._backward = lambda g, x, out: g.reshape(kept) / count
@@ -88,6 +101,7 @@ def mean(x: Tensor, axis, keepdims: bool) -> Tensor:
 
 def var(x: Tensor, axis, keepdims: bool, ddof: int) -> Tensor:
     """var = sum((x - mean)^2) / (n - ddof): d/dx_i = 2 (x_i - mean) / (n - ddof)."""
+    axis = _0d_axis(x, axis)
     out = Tensor._make(x.data.var(axis=axis, keepdims=keepdims, ddof=ddof), (x,), "var")
     kept, count = _kept(x.shape, axis), x.data.size // max(out.data.size, 1)
     out._backward = lambda g, x, out: g.reshape(kept) * 2 * (x - x.mean(axis=axis, keepdims=True)) / (count - ddof)
@@ -96,6 +110,7 @@ def var(x: Tensor, axis, keepdims: bool, ddof: int) -> Tensor:
 
 def extremum(x: Tensor, reduce, name: str, axis, keepdims: bool) -> Tensor:
     """max or min: the gradient goes to the extremal element, split evenly between ties."""
+    axis = _0d_axis(x, axis)
     out = Tensor._make(reduce(x.data, axis=axis, keepdims=keepdims), (x,), name)
     kept = _kept(x.shape, axis)
     picked = x.data == out.data.reshape(kept)

@@ -63,6 +63,7 @@ class FlowConfig:
     mask: str = hp("checkerboard", "checkerboard on the image or the vector's two halves, flipped every layer",
                    choices=MASKS)
     clip_grad: float = hp(100.0, "clip the gradient's global L2 norm to this before each step", check="positive")
+    invertible_1x1: bool = hp(False, "a Glow invertible 1x1 convolution (mixing 2x2 blocks) before each coupling")
 
 
 # ==================================================================== masks: which half is kept
@@ -155,8 +156,7 @@ class AdditiveCoupling(nets.Module):
         self.register_buffer("mask", mask.astype(dtype))     # (D,) 1 = kept (input to t), 0 = changed
         self.net = coupling_network(dim, hidden, dim, dtype, rng)
         last = self.net[-1]
-        last.weight.data[...] = 0
-        last.bias.data[...] = 0
+        last.weight.data[...] = last.bias.data[...] = 0
 
     def forward(self, x: Tensor):
         t = self.net(x * self.mask) * (1 - self.mask)       # (N, D), 0 on the kept half
@@ -187,14 +187,12 @@ class AffineCoupling(nets.Module):
 
     def __init__(self, mask: np.ndarray, hidden: int, dtype=np.float32, rng=None):
         super().__init__()
-        dim = mask.shape[0]
-        self.dim = dim
+        self.dim = dim = mask.shape[0]
         self.register_buffer("mask", mask.astype(dtype))     # (D,) 1 = kept (input to s, t), 0 = changed
         self.net = coupling_network(dim, hidden, 2 * dim, dtype, rng)
         self.scale = nets.Parameter(np.zeros(dim, dtype=dtype))   # (D,) log-scale bound, starts at 0
         last = self.net[-1]
-        last.weight.data[dim:] = 0                           # rows dim..2dim-1 produce t
-        last.bias.data[dim:] = 0
+        last.weight.data[dim:] = last.bias.data[dim:] = 0    # rows dim..2dim-1 produce t
 
     def _log_scale_and_shift(self, kept: Tensor):
         h = self.net(kept)
@@ -267,15 +265,14 @@ class Flow(nets.Module):
 
     def __init__(self, coupling: str = "affine", num_layers: int = 6, hidden: int = 512,
                  mask: str = "checkerboard", prior: str = "gaussian", image_shape=(28, 28),
-                 alpha: float = 1e-6, dtype=np.float32, rng=None):
+                 alpha: float = 1e-6, invertible_1x1: bool = False, dtype=np.float32, rng=None):
         super().__init__()
         if coupling not in COUPLINGS or prior not in PRIORS:
             raise ValueError(f"coupling must be one of {COUPLINGS} and prior one of {PRIORS}, got {coupling!r} "
                              f"and {prior!r}")
         if num_layers < 1 or hidden < 1:
             raise ValueError(f"need num_layers >= 1 and hidden >= 1, got {num_layers} and {hidden}")
-        self.image_shape = tuple(image_shape)
-        self.dim = int(np.prod(self.image_shape))
+        self.image_shape, self.dim = tuple(image_shape), int(np.prod(image_shape))
         self.coupling_kind, self.prior_kind = coupling, prior
         self.prior = StandardGaussian() if prior == "gaussian" else StandardLogistic()
         self.preprocess = LogitTransform(alpha)
@@ -283,10 +280,13 @@ class Flow(nets.Module):
         self.couplings = nets.ModuleList(
             [layer(make_mask(mask, self.image_shape, k, dtype), hidden, dtype, rng) for k in range(num_layers)])
         self.scaling = Scaling(self.dim, dtype) if coupling == "additive" else None
+        self.mixers = nets.ModuleList([nets.Invertible1x1Conv(self.image_shape, dtype=dtype, rng=rng)
+                                       for _ in range(num_layers)]) if invertible_1x1 else None
 
     def steps(self) -> list:
-        """The bijections from data to code, in order."""
-        return [self.preprocess, *self.couplings] + ([self.scaling] if self.scaling is not None else [])
+        """The bijections from data to code, in order (with invertible_1x1: a mixer before each coupling)."""
+        couplings = [s for pair in zip(self.mixers, self.couplings) for s in pair] if self.mixers else self.couplings
+        return [self.preprocess, *couplings] + ([self.scaling] if self.scaling is not None else [])
 
     def _flatten(self, x) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
@@ -355,7 +355,7 @@ Config = FlowConfig
 
 
 def build(cfg: FlowConfig) -> Flow:
-    return Flow(coupling=cfg.coupling, num_layers=cfg.layers, hidden=cfg.hidden, mask=cfg.mask, prior=cfg.prior)
+    return Flow(cfg.coupling, cfg.layers, cfg.hidden, cfg.mask, cfg.prior, invertible_1x1=cfg.invertible_1x1)
 
 
 def build_optimizer(model: Flow, cfg: FlowConfig) -> nets.Adam:

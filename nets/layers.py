@@ -39,67 +39,110 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """2-D convolution (cross-correlation, as in PyTorch).
-    weight: (C_out, C_in, KH, KW), bias: (C_out,). Init: U(-1/sqrt(C_in*KH*KW), +1/sqrt(C_in*KH*KW))."""
+    """2-D convolution (cross-correlation, as in PyTorch); groups splits the channels into independent
+    convolutions (groups = in_channels = out_channels: depthwise).
+    weight: (C_out, C_in / groups, KH, KW), bias: (C_out,). Init: U(+-1/sqrt(C_in / groups * KH * KW))."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 bias: bool = True, dtype=np.float32, rng=None):
+                 groups: int = 1, bias: bool = True, dtype=np.float32, rng=None):
         super().__init__()
         kh, kw = _pair(kernel_size)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
-        self.stride, self.padding, self.dilation = stride, padding, dilation
-        fan_in = in_channels * kh * kw
-        self.weight = Parameter(init.pytorch_default((out_channels, in_channels, kh, kw), fan_in, dtype, rng))
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, _groups(
+            type(self).__name__, in_channels, out_channels, groups)
+        fan_in = in_channels // groups * kh * kw
+        self.weight = Parameter(init.pytorch_default((out_channels, in_channels // groups, kh, kw), fan_in, dtype, rng))
         self.bias = Parameter(init.pytorch_default((out_channels,), fan_in, dtype, rng)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}")
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}" + (f", groups={self.groups}" if self.groups > 1 else ""))
+
+
+class Conv1d(Conv2d):
+    """1-D convolution on (N, C, L): weight (C_out, C_in / groups, K), bias (C_out,); Conv2d's init."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, dtype=np.float32, rng=None):
+        super().__init__(in_channels, out_channels, (1, kernel_size), stride, padding, dilation, groups, bias, dtype,
+                         rng)
+        self.kernel_size = kernel_size
+        self.weight.data = np.ascontiguousarray(self.weight.data[:, :, 0])         # (C_out, C_in / groups, K)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class ConvTranspose2d(Module):
     """Transposed convolution (the adjoint of Conv2d).
-    weight: (C_in, C_out, KH, KW) (PyTorch's layout), bias: (C_out,). Init: U(+-1/sqrt(C_out*KH*KW)),
-    PyTorch's default (its fan_in is computed from weight.shape[1])."""
+    weight: (C_in, C_out / groups, KH, KW) (PyTorch's layout), bias: (C_out,). Init: U(+-1/sqrt(C_out / groups
+    * KH * KW)), PyTorch's default (its fan_in is computed from weight.shape[1])."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 output_padding=0, dilation=1, bias: bool = True, dtype=np.float32, rng=None):
+                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1, dtype=np.float32, rng=None):
         super().__init__()
         kh, kw = _pair(kernel_size)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
-        self.stride, self.padding = stride, padding
+        self.stride, self.padding, self.groups = stride, padding, _groups(type(self).__name__, in_channels,
+                                                                          out_channels, groups)
         self.output_padding, self.dilation = output_padding, dilation
-        fan_in = out_channels * kh * kw
-        self.weight = Parameter(init.pytorch_default((in_channels, out_channels, kh, kw), fan_in, dtype, rng))
+        fan_in = out_channels // groups * kh * kw
+        self.weight = Parameter(init.pytorch_default((in_channels, out_channels // groups, kh, kw), fan_in, dtype, rng))
         self.bias = Parameter(init.pytorch_default((out_channels,), fan_in, dtype, rng)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
-                                  self.output_padding, self.dilation)
+                                  self.output_padding, self.dilation, self.groups)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, output_padding={self.output_padding}")
+                f"stride={self.stride}, padding={self.padding}, output_padding={self.output_padding}"
+                + (f", groups={self.groups}" if self.groups > 1 else ""))
+
+
+def _groups(layer: str, in_channels: int, out_channels: int, groups: int) -> int:
+    if groups < 1 or in_channels % groups or out_channels % groups:
+        raise ValueError(f"{layer}: in_channels {in_channels} and out_channels {out_channels} must be divisible "
+                         f"by groups={groups}")
+    return groups
 
 
 class MaxPool2d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0):
+    """Max over each window (F.max_pool2d); return_indices: also each maximum's flat position, for F.max_unpool2d."""
+    pool = staticmethod(F.max_pool2d)
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.options = dict(dilation=dilation, ceil_mode=ceil_mode, return_indices=return_indices)
 
     def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return self.pool(x, self.kernel_size, self.stride, self.padding, **self.options)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
 
 
 class AvgPool2d(MaxPool2d):
-    def forward(self, x):
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+    """Mean over each window (F.avg_pool2d): count_include_pad as PyTorch."""
+    pool = staticmethod(F.avg_pool2d)
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        super().__init__(kernel_size, stride, padding)
+        self.options = dict(ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+
+
+class MaxPool1d(MaxPool2d):
+    """Max over each window of (N, C, L) (F.max_pool1d)."""
+    pool = staticmethod(F.max_pool1d)
+
+
+class AvgPool1d(AvgPool2d):
+    """Mean over each window of (N, C, L) (F.avg_pool1d)."""
+    pool = staticmethod(F.avg_pool1d)
 
 
 class _BatchNorm(Module):

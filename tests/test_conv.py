@@ -9,9 +9,9 @@ from hypothesis import assume, given, settings, strategies as st
 
 import autodiff.conv as conv
 from autodiff import GradcheckError, Tensor, current_backend, gradcheck, use_backend
-from autodiff.conv import (avg_pool2d, conv2d, conv2d_loops as conv2d_reference, conv_transpose2d,
-                           conv_transpose2d_loops as conv_transpose2d_reference, max_pool2d,
-                           pool2d_loops as pool2d_reference)
+from autodiff.conv import (conv2d, conv2d_loops as conv2d_reference, conv_transpose2d,
+                           conv_transpose2d_loops as conv_transpose2d_reference)
+from autodiff.ops.pooling import avg_pool2d, max_pool2d, pool2d_loops as pool2d_reference
 
 CHEAP = settings(deadline=None, max_examples=30, derandomize=True)   # numeric tests are slow-ish
 

@@ -158,7 +158,8 @@ def test_create_graph_through_fast_ops_uses_the_reference_rules():
 
 
 # ==================================================================== the switch
-CORE = [name for name in os.listdir(os.path.join(ROOT, "autodiff")) if name.endswith(".py")]
+CORE = [os.path.join(folder, name) for folder in ("", "ops")
+        for name in os.listdir(os.path.join(ROOT, "autodiff", folder)) if name.endswith(".py")]
 
 
 @pytest.mark.parametrize("name", CORE)

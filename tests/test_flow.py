@@ -271,3 +271,43 @@ def test_resume_equals_an_uninterrupted_run(two_epochs, tmp_path, monkeypatch):
     assert ma["train_bits_per_dim"] == mb["train_bits_per_dim"]
     np.testing.assert_array_equal(np.load(f"{straight}/samples.npz")["images"],
                                   np.load(f"{pieces}/samples.npz")["images"])
+
+
+# ==================================================================== Glow's invertible 1x1 convolution
+def test_invertible_1x1_flow_inverts_and_its_log_dets_match_numerical_jacobians():
+    rng = np.random.default_rng(3)
+    flow = Flow("affine", num_layers=2, hidden=6, image_shape=SHAPE, invertible_1x1=True, rng=rng).double()
+    for p in flow.parameters():
+        p.data[...] = rng.normal(0.0, 0.5, p.shape)
+    assert [type(s).__name__ for s in flow.steps()] == ["LogitTransform", "Invertible1x1Conv", "AffineCoupling",
+                                                        "Invertible1x1Conv", "AffineCoupling"]
+    x = data()
+    z, log_det = flow.forward(x)
+    np.testing.assert_allclose(flow.inverse(z).data, x, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(log_det.data, numerical_log_det(lambda v: flow.forward(v)[0], x), rtol=0, atol=1e-5)
+    mixer, h = flow.mixers[0], Tensor(rng.normal(0, 2, (3, D)))
+    expected = numerical_log_det(lambda v: mixer(v)[0], h.data)
+    np.testing.assert_allclose(mixer(h)[1].data, expected, rtol=0, atol=1e-6)
+    assert np.abs(expected).min() > 1e-2                              # a real test: W is far from a rotation
+    assert gradcheck(lambda w: mixer(h)[1] + (mixer(h)[0] ** 2).sum(axis=1), mixer.weight)
+
+
+def test_a_new_invertible_1x1_is_orthogonal_and_mixes_only_2x2_blocks():
+    mixer = nets.Invertible1x1Conv((28, 28), rng=np.random.default_rng(0))
+    w = mixer.weight.data.astype(np.float64)
+    np.testing.assert_allclose(w @ w.T, np.eye(4), atol=1e-6)
+    x = np.zeros((1, 784), np.float32)
+    x[0, 28 * 10 + 6] = 1.0                                          # one pixel of the block at rows 10-11, cols 6-7
+    y, log_det = mixer(Tensor(x))
+    changed = np.flatnonzero(np.abs(y.data[0]) > 1e-6)
+    assert set(changed) <= {28 * 10 + 6, 28 * 10 + 7, 28 * 11 + 6, 28 * 11 + 7} and abs(log_det.data[0]) < 1e-4
+
+
+def test_cli_invertible_1x1_flag(few_digits, tmp_path):
+    import cli.flow
+    import train
+    assert train.main(["flow", "--epochs", "1", *TINY, "--invertible-1x1", "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["config"]["invertible_1x1"] is True
+    assert "mixers.0.weight" in nets.load_checkpoint(str(tmp_path / "checkpoint.npz"))["model"]
+    assert math.isfinite(cli.flow.evaluate(str(tmp_path), "flow", None, 0)["test_bits_per_dim"])

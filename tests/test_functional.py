@@ -102,16 +102,16 @@ def test_max_and_min_split_the_gradient_between_ties():
     np.testing.assert_allclose(g, [[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]])
 
 
-def test_maximum_and_minimum_give_ties_to_the_first_argument():
+def test_maximum_and_minimum_split_ties_evenly_as_pytorch():
     a = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
     b = Tensor(np.array([1.0, 0.0, 5.0]), requires_grad=True)
     F.maximum(a, b).sum().backward()
-    np.testing.assert_array_equal(a.grad, [1.0, 1.0, 0.0])
-    np.testing.assert_array_equal(b.grad, [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(a.grad, [0.5, 1.0, 0.0])
+    np.testing.assert_array_equal(b.grad, [0.5, 0.0, 1.0])
     a.grad = b.grad = None
     F.minimum(a, b).sum().backward()
-    np.testing.assert_array_equal(a.grad, [1.0, 0.0, 1.0])
-    np.testing.assert_array_equal(b.grad, [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(a.grad, [0.5, 0.0, 1.0])
+    np.testing.assert_array_equal(b.grad, [0.5, 1.0, 0.0])
 
 
 def test_maximum_with_a_plain_number():
@@ -178,10 +178,12 @@ def test_conv_and_norm_are_reexported_from_functional():
         assert callable(getattr(F, name, None)), f"autodiff.functional.{name} is missing"
 
 
-def test_leaky_relu_of_integers_gives_floats_as_numpy_would():
-    """The forward writes into one preallocated array: its dtype must be the promoted one."""
+def test_leaky_relu_of_integers_raises_instead_of_promoting(fast_backend):
+    """An integer input whose result would be floating-point is an error (tensor.py's dtype rule), in the
+    reference and through the fast backend (which declines integers)."""
     a = np.array([[3, -2], [0, -5]])
-    out = F.leaky_relu(Tensor(a), 0.1)
-    np.testing.assert_array_equal(out.data, np.where(a > 0, a, 0.1 * a))
-    assert out.dtype == np.float64
-    assert F.leaky_relu(Tensor(a.astype(np.float32)), 0.1).dtype == np.float32
+    with pytest.raises(TypeError, match="leaky_relu: integer/boolean input .int64. would give a floating"):
+        F.leaky_relu(Tensor(a), 0.1)
+    out = F.leaky_relu(Tensor(a.astype(np.float32)), 0.1)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out.data, np.where(a > 0, a, np.float32(0.1) * a.astype(np.float32)))

@@ -4,7 +4,7 @@ r"""The fast backend: faster versions of named ops of the reference engine, regi
     matmul (tensor.py)                   elementwise.matmul               engine threads; contiguous weight grads
     sigmoid, tanh, leaky_relu            elementwise.*                    preallocated passes; threads
     conv2d, conv_transpose2d (conv.py)   conv.*                           batch-wide im2col layouts; Winograd
-    max_pool2d, avg_pool2d (conv.py)     pool.*                           strided views instead of im2col; threads
+    max_pool2d, avg_pool2d (ops/)        pool.*                           strided views instead of im2col; threads
     batch_norm (norm.py)                 norm.batch_norm                  BLAS channel sums; x_hat kept
     lstm_layer (nets/recurrent.py)       lstm.lstm_layer                  T steps as one hand-differentiated node
     Adam.step (nets/optim.py)            adam.adam_step                   in-place passes on cache-sized pieces

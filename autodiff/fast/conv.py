@@ -19,8 +19,10 @@ from .norm import sum_per_channel
 from .taken import note
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
-    """Replaces autodiff.conv.conv2d (see the module docstring)."""
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """Replaces autodiff.conv.conv2d (see the module docstring); groups > 1: NotImplemented (the reference runs)."""
+    if groups != 1:
+        return NotImplemented
     x, w, stride, padding, dilation = _checked("conv2d", x, w, b, stride, padding, dilation, transposed=False)
     (N, C_in, H, W), (C_out, _, KH, KW) = x.shape, w.shape
     OH, OW = _conv_size((H, W), (KH, KW), stride, padding, dilation)
@@ -44,8 +46,10 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
     return out
 
 
-def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1):
-    """Replaces autodiff.conv.conv_transpose2d (see the module docstring)."""
+def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+    """Replaces autodiff.conv.conv_transpose2d (see the module docstring); groups > 1: NotImplemented."""
+    if groups != 1:
+        return NotImplemented
     x, w, stride, padding, dilation, output_padding = _checked(
         "conv_transpose2d", x, w, b, stride, padding, dilation, transposed=True, output_padding=output_padding)
     (N, C_in, H, W), (_, C_out, KH, KW) = x.shape, w.shape

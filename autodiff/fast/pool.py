@@ -1,4 +1,6 @@
-r"""Fast max and average pooling: replace autodiff/conv.py's `max_pool2d` and `avg_pool2d`.
+r"""Fast max and average pooling: replace autodiff/ops/pooling.py's `max_pool2d` and `avg_pool2d` (their
+default options; dilation, ceil_mode, return_indices and count_include_pad=False return NotImplemented,
+so the reference runs).
 
 Why they compute the same thing. The reference copies every window into a column (im2col) and takes its
 max or mean. Here the same windows are visited as KH*KW strided views of the whole batch, one per kernel
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autodiff.conv import pool_geometry
+from autodiff.ops.pooling import pool_geometry
 from autodiff.tensor import Tensor, as_tensor
 from . import parallel
 from .taken import note
@@ -29,8 +31,10 @@ def _padded(a: np.ndarray, padding, value: float) -> np.ndarray:
     return a if ph == pw == 0 else np.pad(a, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0):
-    """Replaces autodiff.conv.max_pool2d (see the module docstring)."""
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Replaces autodiff.ops.pooling.max_pool2d (see the module docstring)."""
+    if dilation not in (1, (1, 1)) or ceil_mode or return_indices:
+        return NotImplemented
     x = as_tensor(x)
     kernel, stride, padding, size = pool_geometry("max_pool2d", x, kernel_size, stride, padding)
     note("max_pool2d")
@@ -65,8 +69,10 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     return out
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0):
-    """Replaces autodiff.conv.avg_pool2d (see the module docstring)."""
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Replaces autodiff.ops.pooling.avg_pool2d (see the module docstring)."""
+    if ceil_mode or not count_include_pad:
+        return NotImplemented
     x = as_tensor(x)
     kernel, stride, padding, size = pool_geometry("avg_pool2d", x, kernel_size, stride, padding)
     note("avg_pool2d")
