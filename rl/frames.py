@@ -168,9 +168,11 @@ def collect_frames(env_id: str = "CartPole-v1", num_frames: int = 5000, size: in
     data = _render(options, max_steps if max_steps is not None else 100 * num_frames + 1000)
     if use_cache:
         from nets.checkpoint import save_npz_atomic
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         stored = dict(data, frames=np.round(data["frames"] * 255).astype(np.uint8))   # 4x smaller on disk
-        save_npz_atomic(path, stored, compressed=True)
+        try:
+            save_npz_atomic(path, stored, compressed=True)
+        except OSError as error:                    # a read-only or full cache folder: render again next time
+            warnings.warn(f"frames not cached: cannot write {path} ({error.strerror})", stacklevel=2)
         data["frames"] = stored["frames"].astype(np.float32) / 255.0     # identical to what a cache hit returns
     return data
 
@@ -190,6 +192,9 @@ def _render(options: dict, max_steps: int) -> dict:
     except gym.error.Error as error:
         raise ValueError(f"collect_frames: cannot make environment {env_id!r}: {error}") from None
     env.action_space.seed(options["seed"])
+    from tqdm import tqdm
+    bar = tqdm(total=options["num_frames"], desc=f"rendering {env_id} frames (cached afterwards)",
+               dynamic_ncols=True, disable=bool(os.environ.get("NO_PROGRESS")), mininterval=0.5)
     frames, states, angles, episodes, steps = [], [], [], [], []
     episode, step, seen = 0, 0, 0
     with warnings.catch_warnings():
@@ -209,12 +214,14 @@ def _render(options: dict, max_steps: int) -> dict:
                 angles.append(angle)
                 episodes.append(episode)
                 steps.append(step)
+                bar.update()
             obs, _, _, truncated, _ = env.step(env.action_space.sample())
             step += 1
             if truncated or (reset_every is not None and step >= reset_every):
                 obs, _ = env.reset()
                 episode, step = episode + 1, 0
     env.close()
+    bar.close()
     return {"frames": np.stack(frames), "states": np.stack(states),
             "angles": np.asarray(angles, dtype=np.float32),
             "episodes": np.asarray(episodes, dtype=np.int64), "steps": np.asarray(steps, dtype=np.int64)}

@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))                  
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, if not installed
 
 from nets.checkpoint import save_json_atomic  # noqa: E402
+from nets.flags import OneLineParser, non_negative_int, positive_int  # noqa: E402
 from nets.harness import UsageError, strict_json  # noqa: E402
 
 FAMILIES = {"made": "autoregressive", "pixelcnn": "autoregressive", "flow": "flow", "vae": "VAE",
@@ -263,19 +264,24 @@ def save_samples_figure(path: str, run_dirs, per_row: int = 10) -> None:
 
 # ==================================================================== command line
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="compare_generative.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="compare_generative.py", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="folders written by scripts/train.py")
     parser.add_argument("--data-dir", default=None, help="standard MNIST files (default: the embedded digits)")
     parser.add_argument("--out", default=os.path.join("runs", "compare-generative"), help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="Monte-Carlo estimates and sampling noise")
-    parser.add_argument("--num-samples", type=int, default=1000, help="samples per run for sample quality")
-    parser.add_argument("--classifier", default=None, help="weights of scripts/mnist_classifier.py")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="Monte-Carlo estimates and sampling noise")
+    parser.add_argument("--num-samples", type=positive_int, default=1000, help="samples per run for sample quality")
+    parser.add_argument("--classifier", default=None, help="weights of scripts/mnist_classifier.py (default: "
+                        "~/.cache/mnist_classifier/cnn.npz, trained there the first time, a few minutes)")
     args = parser.parse_args(argv)
     try:
         from nets.data import load_mnist
         for run_dir in args.run_dirs:
             read_run(run_dir)                            # every folder is checked before the slow part
+        try:
+            os.makedirs(args.out, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"--out {args.out}: cannot create the folder ({error.strerror})") from None
         try:
             test_images = load_mnist("test", args.data_dir)[0]
         except (FileNotFoundError, ValueError) as error:
@@ -289,7 +295,6 @@ def main(argv=None) -> int:
     except UsageError as error:
         print(f"compare_generative.py: error: {error}", file=sys.stderr)
         return 2
-    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "comparison.md"), "w") as f:
         f.write(markdown(result))
     save_json_atomic(os.path.join(args.out, "comparison.json"), strict_json(result))

@@ -78,6 +78,9 @@ def train(path: str = DEFAULT_PATH, verbose: bool = True) -> ConvNet:
     model = ConvNet()
     optimizer = nets.Adam(model.parameters(), lr=LR)
     best, best_state = -1.0, None
+    from tqdm import tqdm
+    bar = tqdm(total=EPOCHS * -(-len(x_train) // BATCH_SIZE), desc="training the MNIST classifier", unit=" batch",
+               dynamic_ncols=True, disable=not verbose or bool(os.environ.get("NO_PROGRESS")))
     for epoch in range(EPOCHS):
         model.train()
         for xb, yb in iterate_minibatches(x_train, y_train, batch_size=BATCH_SIZE, rng=rng):
@@ -85,9 +88,12 @@ def train(path: str = DEFAULT_PATH, verbose: bool = True) -> ConvNet:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            bar.update()
         accuracy = float(np.mean(predict(model, x_val) == y_val))
+        bar.set_postfix(epoch=epoch + 1, val_accuracy=f"{accuracy:.4f}")
         if verbose:
-            print(f"epoch {epoch + 1}/{EPOCHS}: validation accuracy {accuracy:.4f}", flush=True)
+            bar.write(f"epoch {epoch + 1}/{EPOCHS}: validation accuracy {accuracy:.4f}", file=sys.stderr)
+    bar.close()
         if accuracy > best:
             best, best_state = accuracy, model.state_dict()
     model.load_state_dict(best_state)
@@ -100,7 +106,7 @@ def load_or_train(path: str = DEFAULT_PATH) -> ConvNet:
     if os.path.exists(path):
         model.load(path)
         return model
-    print(f"no classifier at {path}: training one (a few minutes) ...", file=sys.stderr)
+    print(f"no classifier at {path}: training one (a few minutes; cached there afterwards) ...", file=sys.stderr)
     return train(path)
 
 

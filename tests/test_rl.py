@@ -454,5 +454,6 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
     import train
     assert train.main(["dqn", "--resume", str(tmp_path)]) == 2
     assert "no checkpoint.npz" in capsys.readouterr().err
-    assert train.main(["dqn", "--gamma", "1.5", "--episodes", "1", "--out", str(tmp_path)]) == 2
-    assert "gamma" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:                 # out of range: refused while parsing
+        train.main(["dqn", "--gamma", "1.5", "--episodes", "1", "--out", str(tmp_path)])
+    assert stop.value.code == 2 and "--gamma must be a number in [0, 1], got 1.5" in capsys.readouterr().err
