@@ -74,11 +74,15 @@ def positive_ints(text: str) -> list[int]:
     return [positive_int(part) for part in text.split(",") if part.strip()]
 
 
+MAX_THREADS = 256
+
+
 def thread_count(text: str) -> str:
-    """--threads: 'auto' or an integer >= 1 (kept as text; nets/threads.py resolves it)."""
+    """--threads: 'auto' or an integer in [1, MAX_THREADS] (kept as text; nets/threads.py resolves it)."""
     if text.strip().lower() == "auto":
         return "auto"
-    positive_int(text)
+    if positive_int(text) > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer in [1, {MAX_THREADS}], got {text}")
     return text
 
 

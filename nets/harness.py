@@ -52,6 +52,7 @@ from autodiff import current_backend
 from .init import get_rng, manual_seed
 
 CHECKPOINT = "checkpoint.npz"
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 METRICS = "metrics.json"
 
 
@@ -186,7 +187,7 @@ class Run:
         from tqdm import tqdm
         self._bar = tqdm(total=total, initial=position(), desc=f"{self.model} {unit}s", dynamic_ncols=True,
                          disable=bool(os.environ.get("NO_PROGRESS")), mininterval=0.5)
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         last_save = time.perf_counter()
         try:
             while not finished():

@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from .harness import METRICS, CHECKPOINT, UsageError, stream, strict_json
+from .harness import METRICS, CHECKPOINT, STOP_SIGNALS, UsageError, stream, strict_json
 from .checkpoint import save_json_atomic
 
 RL_BARS = (300, 475)
@@ -225,7 +225,7 @@ def run_seeds(script: str, argv: list[str], seeds, out: str, workers: int, rl: b
         for process in running.values():
             process.send_signal(signal.SIGINT)
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     try:
         while todo or running:
             while todo and len(running) < workers and not stopping["flag"]:

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
 
 RL_COMMANDS = ("dqn", "reinforce", "es", "actor-critic")
@@ -29,7 +30,7 @@ import numpy as np  # noqa: E402
 from nets import rundir  # noqa: E402
 from nets.flags import OneLineParser, parse_seeds  # noqa: E402
 from nets.sweep import watch_parent  # noqa: E402
-from nets.harness import TrainingDiverged, UsageError  # noqa: E402
+from nets.harness import STOP_SIGNALS, TrainingDiverged, UsageError  # noqa: E402
 
 # subcommand -> module in scripts/cli that registers it
 COMMANDS = {
@@ -63,6 +64,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     name = f"train.py {args.command}"
+    # outside the training loop SIGTERM and SIGHUP stop the command like Ctrl-C (its folder is cleaned up)
+    previous = {s: signal.signal(s, interrupt) for s in STOP_SIGNALS if s != signal.SIGINT}
     try:
         if args.seeds is not None:
             return run_many(args, argv)
@@ -91,7 +94,13 @@ def main(argv=None) -> int:
         return 130
     finally:
         rundir.release_all()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
+
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def start(args) -> None:

@@ -29,6 +29,16 @@ def cli(*argv, script=TRAIN, timeout=60, prefix=()):
     return done.returncode, done.stdout, done.stderr.strip().splitlines()
 
 
+def in_process(argv, capsys, main=train.main):
+    """The same in this process (faster): (exit code, stderr lines)."""
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as stop:
+        code = stop.code
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
 def one_line_exit_2(code, err, *words):
     assert code == 2 and len(err) == 1 and "Traceback" not in err[0], err
     for word in words:
@@ -65,12 +75,13 @@ def test_every_number_flag_of_every_command_has_a_range():
                 assert stop.value.code == 2, (name, flag, bad)
 
 
-def test_argparse_errors_are_one_line():
-    for argv in (("vae", "--epochs", "x"), ("nosuch",), ("vae", "--no-such-flag"), ("dcgan", "--iterations")):
-        code, _, err = cli(*argv)
-        one_line_exit_2(code, err, "train.py")
-    code, _, err = cli(script=EVALUATE)
-    one_line_exit_2(code, err, "evaluate.py")
+def test_argparse_errors_are_one_line(capsys):
+    code, _, err = cli("vae", "--epochs", "x")
+    one_line_exit_2(code, err, "train.py vae: --epochs must be an integer >= 1, got x")
+    for argv in (("nosuch",), ("vae", "--no-such-flag"), ("dcgan", "--iterations")):
+        one_line_exit_2(*in_process(argv, capsys), "train.py")
+    import evaluate
+    one_line_exit_2(*in_process([], capsys, evaluate.main), "evaluate.py")
 
 
 # ==================================================================== 2. filesystem faults
@@ -172,6 +183,13 @@ def test_a_finished_folder_is_never_overwritten(tmp_path, finished):
 
 
 def test_default_folders_are_unique_within_a_second(tmp_path, monkeypatch):
+    import datetime
+
+    class SameSecond(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 2, 3, 4, 5)
+    monkeypatch.setattr(datetime, "datetime", SameSecond)
     monkeypatch.chdir(tmp_path)
     for _ in range(3):
         assert train.main(["tabular", "--experiment", "random-walk", "--runs", "1", "--episodes", "2"]) == 0
@@ -186,17 +204,15 @@ def test_a_failed_start_leaves_no_empty_folder(tmp_path):
 
 
 # ==================================================================== 4. a sweep resumes with its own flags
-def test_a_resumed_sweep_starts_its_unstarted_seeds_with_the_sweeps_flags(tmp_path):
+def test_a_resumed_sweep_starts_its_unstarted_seeds_with_the_sweeps_flags(tmp_path, capsys):
     out = tmp_path / "s"
-    assert train.main(["reinforce", "--seeds", "0-1", "--episodes", "4", "--out", str(out)]) == 0
+    assert train.main(["reinforce", "--seeds", "0-1", "--workers", "2", "--episodes", "4", "--out", str(out)]) == 0
     shutil.rmtree(out / "seed-1")                 # as if interrupted before seed 1 started
-    (out / "summary.json").unlink()
-    code, _, err = cli("reinforce", "--seeds", "0-1", "--resume", out, timeout=60)
-    assert code == 0, err
+    assert train.main(["reinforce", "--seeds", "0-1", "--resume", str(out)]) == 0
     metrics = json.loads((out / "seed-1" / "metrics.json").read_text())
     assert metrics["config"]["episodes"] == 4
-    code, _, err = cli("reinforce", "--seeds", "0-1", "--resume", out, "--episodes", "5")
-    one_line_exit_2(code, err, "--episodes")
+    one_line_exit_2(*in_process(["reinforce", "--seeds", "0-1", "--resume", out, "--episodes", "5"], capsys),
+                    "--episodes 5 differs")
 
 
 # ==================================================================== 5. workers die with their parent
@@ -235,13 +251,18 @@ def test_no_worker_outlives_the_sweep(sig, tmp_path):
                 break
             time.sleep(0.05)
         assert len(workers) == 2
-        time.sleep(1.0)                            # the workers are training
+        seeds = [tmp_path / "s" / f"seed-{s}" for s in (0, 1)]
+        for _ in range(600):                       # until both workers are training (their progress files)
+            if all((d / "progress.txt").exists() for d in seeds):
+                break
+            time.sleep(0.05)
         parent.send_signal(sig)
         parent.wait(timeout=30)
         deadline = time.time() + 20
         while any(_alive(w) for w in workers) and time.time() < deadline:
             time.sleep(0.1)
         assert not [w for w in workers if _alive(w)]
+        assert all((d / "checkpoint.npz").exists() for d in seeds)     # each saved on its way out
     finally:
         for pid in [parent.pid, *workers]:
             try:
@@ -253,7 +274,7 @@ def test_no_worker_outlives_the_sweep(sig, tmp_path):
 
 # ==================================================================== 6. char-lm's --model is not the command
 def test_a_bigram_sweep_summarises_and_messages_name_the_command(tmp_path, capsys):
-    assert train.main(["char-lm", "--model", "bigram", "--steps", "5", "--seeds", "0-1",
+    assert train.main(["char-lm", "--model", "bigram", "--steps", "5", "--seeds", "0-1", "--workers", "2",
                        "--out", str(tmp_path / "s")]) == 0
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["seeds"] == [0, 1] and summary["statistics"]["test_nll_nats_per_char"]["n"] == 2
@@ -291,12 +312,11 @@ def test_a_diverging_run_prints_only_its_one_line(tmp_path):
     assert code == 3 and len(err) == 1 and "diverged" in err[0], err
 
 
-def test_messages_say_what_is_wrong(tmp_path):
-    code, _, err = cli("vae", "--resume", tmp_path / "nowhere")
-    one_line_exit_2(code, err, "does not exist")
+def test_messages_say_what_is_wrong(tmp_path, capsys):
+    one_line_exit_2(*in_process(["vae", "--resume", tmp_path / "nowhere"], capsys), "does not exist")
     (tmp_path / "checkpoint.npz").write_bytes(np.random.default_rng(0).bytes(200))
-    code, _, err = cli("vae", "--resume", tmp_path)
-    one_line_exit_2(code, err)
+    code, err = in_process(["vae", "--resume", tmp_path], capsys)
+    one_line_exit_2(code, err, "not an .npz file")
     assert "pickle" not in err[0]
     (tmp_path / "metrics.json").write_text(json.dumps({"model": "vae"}))
     code, _, err = cli(tmp_path, script=EVALUATE)
