@@ -155,6 +155,12 @@ def record(out: str, seeds: list[int], flags: list[str]) -> None:
     save_json_atomic(os.path.join(out, RECORD), {"command": flags[0], "seeds": seeds, "flags": flags[1:]})
 
 
+def unrecorded(out: str) -> bool:
+    """True for a multi-seed folder written before sweeps recorded their flags (seed-S folders, no sweep.json)."""
+    return (os.path.isdir(out) and not os.path.exists(os.path.join(out, RECORD))
+            and any(name.startswith("seed-") for name in os.listdir(out)))
+
+
 def recorded(out: str) -> dict:
     """DIR/sweep.json of a multi-seed run: {"command", "seeds", "flags"}; one line if missing or broken."""
     path = os.path.join(out, RECORD)

@@ -141,6 +141,9 @@ def run_many(args, argv) -> int:
         raise UsageError("--seeds needs --out DIR (or --resume DIR to continue a multi-seed run)")
     seeds, flags = parse_seeds(args.seeds), sweep.without_sweep_flags(argv)
     if args.resume:
+        if sweep.unrecorded(out):                 # a sweep from before sweep.json: its flags are the ones given now
+            print(f"{out}: no sweep.json (an older sweep): recording the flags given now", file=sys.stderr)
+            sweep.record(out, seeds, flags)
         saved = sweep.recorded(out)
         check_same_flags(out, saved, args, flags, seeds)
         flags = [saved["command"], *saved["flags"]]
