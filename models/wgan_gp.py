@@ -32,8 +32,8 @@ import numpy as np
 import autodiff
 import nets
 from autodiff import Tensor, enable_grad, no_grad
-from models.dcgan import (GAN, NOISE_DIM, build_discriminator, build_generator, frozen, generate, sample_noise,
-                          signed_images)
+from models import dcgan
+from models.dcgan import GAN, NOISE_DIM, GANOptimizers, frozen, generate, sample_noise, signed_images
 from nets.data import iterate_minibatches
 from nets.harness import hp
 
@@ -108,43 +108,28 @@ def wgan_step(D, G, opt_D, opt_G, real_batches: list, rng, cfg: WGANGPConfig) ->
 Config = WGANGPConfig
 
 
-class WGANOptimizers:
-    """The contract's `optimizer`: Adam(lr, betas (0, 0.9)) for the critic D and for G, saved side by side."""
-
-    def __init__(self, model: GAN, lr: float):
-        self.D = nets.Adam(model.D.parameters(), lr=lr, betas=(0.0, 0.9))
-        self.G = nets.Adam(model.G.parameters(), lr=lr, betas=(0.0, 0.9))
-
-    def state_dict(self) -> dict:
-        return {f"{player}.{key}": value for player in ("D", "G")
-                for key, value in getattr(self, player).state_dict().items()}
-
-    def load_state_dict(self, state: dict) -> None:
-        for player in ("D", "G"):
-            getattr(self, player).load_state_dict(
-                {key[2:]: value for key, value in state.items() if key.startswith(player + ".")})
+def get_optimizer(module: nets.Module, lr: float = 1e-4) -> nets.Adam:
+    """Adam with betas (0, 0.9), the paper's: no momentum (beta1 = 0) for a critic whose target moves."""
+    return nets.Adam(module.parameters(), lr=lr, betas=(0.0, 0.9))
 
 
 def build(cfg: WGANGPConfig) -> GAN:
-    """The critic, then G (initial weights from nets' seeded generator, in that order): DCGAN's networks."""
-    if len(cfg.d_channels) != 2 or len(cfg.g_channels) != 2:
-        raise ValueError(f"WGAN-GP: d_channels and g_channels take two numbers each, got {cfg.d_channels} and "
-                         f"{cfg.g_channels}")
-    return GAN(build_discriminator(cfg.d_channels, cfg.hidden), build_generator(NOISE_DIM, cfg.hidden, cfg.g_channels))
+    """The critic, then G: DCGAN's networks, built by models/dcgan.py's `build` from the same config fields."""
+    return dcgan.build(cfg)
 
 
-def build_optimizer(model: GAN, cfg: WGANGPConfig) -> WGANOptimizers:
-    return WGANOptimizers(model, cfg.lr)
+def build_optimizer(model: GAN, cfg: WGANGPConfig) -> GANOptimizers:
+    return GANOptimizers(model, cfg.lr, get_optimizer)
 
 
-def train_step(model: GAN, optimizer: WGANOptimizers, batch: np.ndarray, rng, cfg: WGANGPConfig) -> dict:
+def train_step(model: GAN, optimizer: GANOptimizers, batch: np.ndarray, rng, cfg: WGANGPConfig) -> dict:
     """One iteration on real images `batch` in [-1, 1]: n_critic critic steps on its n_critic consecutive parts
     (batch_size each for a full batch), then a generator step; noise and interpolation weights from rng."""
     parts = [part for part in np.array_split(batch, cfg.n_critic) if len(part)]
     return wgan_step(model.D, model.G, optimizer.D, optimizer.G, parts, rng, cfg)
 
 
-def train_epoch(model: GAN, optimizer: WGANOptimizers, data: np.ndarray, rng, cfg: WGANGPConfig) -> dict:
+def train_epoch(model: GAN, optimizer: GANOptimizers, data: np.ndarray, rng, cfg: WGANGPConfig) -> dict:
     """One pass over the digits `data` in [0, 1] in a fresh order, n_critic * batch_size real images per iteration
     (an incomplete last one is dropped); the epoch's mean critic_loss, penalty and g_loss."""
     model.train()
@@ -154,7 +139,7 @@ def train_epoch(model: GAN, optimizer: WGANOptimizers, data: np.ndarray, rng, cf
     return {key: float(np.mean([step[key] for step in steps])) for key in ("critic_loss", "penalty", "g_loss")}
 
 
-def train_iteration(model: GAN, optimizer: WGANOptimizers, images: np.ndarray, iteration: int, stream,
+def train_iteration(model: GAN, optimizer: GANOptimizers, images: np.ndarray, iteration: int, stream,
                     cfg: WGANGPConfig) -> dict:
     """Iteration `iteration` of a run (scripts/cli/wgan_gp.py) on images (N, 1, 28, 28) in [-1, 1]: its
     n_critic * batch_size real images are the next ones of a fresh shuffle every epoch (a partial tail is

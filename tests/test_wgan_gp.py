@@ -14,6 +14,7 @@ from autodiff import Tensor, gradcheck
 from models import wgan_gp
 from models.dcgan import build_discriminator
 from models.wgan_gp import WGANGPConfig, build, build_optimizer, gradient_penalty, train_step
+from test_dcgan import straight_and_resumed
 
 
 def tiny_critic(seed=0):
@@ -120,19 +121,14 @@ def test_cli_writes_the_contract_files_and_the_quality_figure(tmp_path, monkeypa
 
 
 def test_cli_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    import train
+    import cli.dcgan as dcgan_cli
     import cli.wgan_gp as cli
-    from nets.checkpoint import load_checkpoint
     monkeypatch.setattr(cli, "NUM_SAMPLES", 20)
-    for name in ("save_image_grid", "save_curves", "draw_figures"):
-        monkeypatch.setattr(cli, name, lambda *args, **kwargs: None)
+    monkeypatch.setattr(dcgan_cli, "save_image_grid", lambda *args, **kwargs: None)   # pictures are slow and
+    monkeypatch.setattr(cli, "draw_figures", lambda *args, **kwargs: None)            # tested above
     # 2 x 500 images per iteration: 4 iterations per epoch, so 3 -> 5 resumes mid-epoch and crosses an epoch
     flags = TINY[:2] + ["500"] + TINY[3:] + ["--quality-samples", "0"]
-    assert train.main(flags + ["--iterations", "5", "--out", str(tmp_path / "straight")]) == 0
-    assert train.main(flags + ["--iterations", "3", "--out", str(tmp_path / "resumed")]) == 0
-    assert train.main(flags + ["--iterations", "5", "--resume", str(tmp_path / "resumed")]) == 0
-    a = load_checkpoint(tmp_path / "straight" / "checkpoint.npz")
-    b = load_checkpoint(tmp_path / "resumed" / "checkpoint.npz")
+    a, b = straight_and_resumed(tmp_path, flags)
     for section in ("D", "G", "opt_D", "opt_G"):
         for key in a[section]:
             np.testing.assert_array_equal(a[section][key], b[section][key], err_msg=f"{section}/{key}")

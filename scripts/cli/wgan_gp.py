@@ -21,28 +21,22 @@ Writes into --out:
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from nets.data import to_signed
-from nets.harness import Run, UsageError, add_config_flags, add_run_flags
+from nets.harness import Run, UsageError
 from models.wgan_gp import WGANGPConfig, build, build_optimizer, evaluate, generate, sample_noise, train_iteration
-from cli.common import load_mnist_splits, print_summary, save_curves, save_image_grid, tile, write_samples
-from cli.dcgan import NUM_SAMPLES, to_unit
+from cli.common import load_mnist_splits, print_summary, save_curves, write_samples
+from cli.dcgan import NUM_SAMPLES, add_gan_command, draw_grid, save, save_progress, setup, to_unit
 
 GRID_ITERATIONS = (0, 50, 100, 200, 400, 600)   # the grids of progress.png (those <= --iterations)
 SUMMARY_METRICS = {"frechet_distance_last": "lower", "seconds_per_iteration": "lower"}
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("wgan-gp", help="WGAN-GP on MNIST", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_flags(parser, mnist=True)
-    add_config_flags(parser, WGANGPConfig)
+    parser = add_gan_command(subparsers, "wgan-gp", "WGAN-GP on MNIST", __doc__, WGANGPConfig, run)
     parser.add_argument("--quality-samples", type=int, default=1000, metavar="N",
                         help="samples scored by the classifier at each checkpoint iteration (0: none)")
-    parser.set_defaults(run=run)
 
 
 def checkpoint_iterations(iterations: int) -> list:
@@ -71,27 +65,15 @@ def run(args) -> None:
     if args.quality_samples < 0:
         raise UsageError(f"--quality-samples must be >= 0, got {args.quality_samples}")
     images = to_signed(x_train)                               # [0, 1] -> [-1, 1], tanh's range
-    try:
-        model = build(cfg)                                    # model.D (the critic) and model.G
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    optimizer = build_optimizer(model, cfg)
-    D, G, opt_D, opt_G = model.D, model.G, optimizer.D, optimizer.G
-    fixed_noise = sample_noise(16, model.noise_dim, run.stream("fixed-noise"))
+    model, optimizer, players, fixed_noise, grids = setup(run, build, build_optimizer)
+    D, G = model.D, model.G                                   # D: the critic
     scorer = quality_scorer(x_test, args.quality_samples)
     state = run.state or {"iteration": 0, "critic_loss": [], "penalty": [], "g_loss": [], "checkpoints": []}
-    grids = {}                                                # iteration -> (16, 28, 28) in [0, 1]
-    if run.resumed:
-        for module, key in ((D, "D"), (G, "G"), (opt_D, "opt_D"), (opt_G, "opt_G")):
-            module.load_state_dict(run.sections[key])
-        grids = {int(k): v for k, v in run.sections.get("grids", {}).items()}
     milestones = checkpoint_iterations(cfg.iterations)
 
     def snapshot(iteration: int) -> None:
         """The grid, and W_hat on the held-out digits with the samples' quality."""
-        grids[iteration] = to_unit(generate(G, fixed_noise))
-        save_image_grid(run.path(f"samples_iter_{iteration:04d}.png"), grids[iteration], 4, 4,
-                        title=f"iteration {iteration}")
+        draw_grid(run, grids, iteration, G, fixed_noise)
         held_out = evaluate(model, x_test, run.stream("evaluate", iteration), cfg)
         entry = {"iteration": iteration, "wasserstein_estimate": held_out["wasserstein_estimate"],
                  "penalty": held_out["penalty"]}
@@ -102,14 +84,10 @@ def run(args) -> None:
                          class_entropy_bits=quality["class_entropy_bits"], classes_covered=quality["classes_covered"])
         state["checkpoints"] = [c for c in state["checkpoints"] if c["iteration"] != iteration] + [entry]
 
-    def save() -> None:
-        run.save(state, D=D.state_dict(), G=G.state_dict(), opt_D=opt_D.state_dict(), opt_G=opt_G.state_dict(),
-                 grids={str(k): v for k, v in grids.items()})
-
     if state["iteration"] == 0 and 0 not in grids:
         snapshot(0)
     model.train()
-    for it in run.loop(state["iteration"], cfg.iterations, save, unit="iteration"):
+    for it in run.loop(state["iteration"], cfg.iterations, lambda: save(run, state, players, grids), unit="iteration"):
         losses = train_iteration(model, optimizer, images, it, run.stream, cfg)
         run.check_finite(losses["critic_loss"] + losses["penalty"] + losses["g_loss"], f"iteration {it + 1}",
                          hint="learning rate")
@@ -124,7 +102,7 @@ def run(args) -> None:
 
     draw_figures(run, state, grids, cfg.iterations)
     write_samples(run.dir, to_unit(generate(G, sample_noise(NUM_SAMPLES, model.noise_dim, run.stream("samples")))))
-    save()
+    save(run, state, players, grids)
     metrics = run.write_metrics(_metrics(cfg, state, D, G, len(x_train), grids, run.wall_seconds))
     print_summary(run.dir, {key: metrics[key] for key in ("iterations", "seconds_per_iteration", "critic_loss_last100",
                                                           "frechet_distance_last", "wasserstein_vs_frechet_correlation",
@@ -132,10 +110,8 @@ def run(args) -> None:
 
 
 def draw_figures(run, state: dict, grids: dict, iterations: int) -> None:
-    shown = [i for i in sorted(grids) if i in GRID_ITERATIONS or i == iterations]
-    save_image_grid(run.path("progress.png"), np.stack([tile(grids[i], 4, 4) for i in shown]),
-                    1, len(shown), title="WGAN-GP samples from one fixed noise batch",
-                    col_labels=[f"iteration {i}" for i in shown], cell=2.2, gap=8)
+    save_progress(run, grids, [i for i in sorted(grids) if i in GRID_ITERATIONS or i == iterations],
+                  "WGAN-GP samples from one fixed noise batch")
     steps = np.arange(1, len(state["critic_loss"]) + 1)
     save_curves(run.path("losses.png"), {"critic: -W_hat = mean D(G(z)) - mean D(x)": (steps, state["critic_loss"]),
                                          "G: -mean D(G(z))": (steps, state["g_loss"])},
@@ -153,7 +129,8 @@ def draw_figures(run, state: dict, grids: dict, iterations: int) -> None:
         left.annotate(str(c["iteration"]), (c["frechet_distance"], c["wasserstein_estimate"]), fontsize=7)
     left.set_xlabel("Frechet distance of the samples (lower: better)")
     left.set_ylabel("W_hat on held-out digits (= -critic loss)")
-    left.set_title(f"checkpoints (labels: iteration), r = {correlation(w, fd):.2f}")
+    r = correlation(w, fd)
+    left.set_title("checkpoints (labels: iteration)" + ("" if r is None else f", Pearson r = {r:.2f}"))
     its = [c["iteration"] for c in points]
     right.plot(its, np.array(w) / max(np.abs(w).max(), 1e-12), label="W_hat / max |W_hat|")
     right.plot(its, np.array(fd) / max(fd), label="Frechet distance / its max")
