@@ -100,8 +100,8 @@ def main(argv=None) -> int:
               "num_samples": table["num_samples"], "runs": table["rows"], "models": {}}
     for model in iterations:
         rows = [row for row in table["rows"] if row["model"] == model]
-        result["models"][model] = {key: summary([row[key] for row in rows])
-                                   for key in ("frechet_distance", "class_entropy_bits", "classes_covered", "train_seconds")}
+        keys = ("frechet_distance", "class_entropy_bits", "classes_covered", "train_seconds")
+        result["models"][model] = {key: summary([row[key] for row in rows]) for key in keys}
         result["models"][model]["runs_covering_8_or_more_classes"] = sum(row["classes_covered"] >= 8 for row in rows)
     correlations, points = [], []
     for folder in runs["wgan-gp"]:

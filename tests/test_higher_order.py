@@ -118,7 +118,8 @@ def flat(arrays) -> np.ndarray:
 def test_hessian_vector_product_matches_finite_differences_of_gradients(name):
     loss_fn, arrays, data = nets_and_data()[name]
     v = [np.random.default_rng(1).standard_normal(a.shape) for a in arrays]
-    exact, numeric = flat(hessian_vector_product(loss_fn, arrays, data, v)), flat(finite_difference_hvp(loss_fn, arrays, data, v))
+    exact = flat(hessian_vector_product(loss_fn, arrays, data, v))
+    numeric = flat(finite_difference_hvp(loss_fn, arrays, data, v))
     assert np.abs(exact).max() > 1e-2                           # a real curvature, not zero against zero
     np.testing.assert_allclose(exact, numeric, rtol=1e-6, atol=1e-8 * np.abs(numeric).max())
 

@@ -59,7 +59,8 @@ def test_the_check_fails_when_the_inner_gradient_is_taken_without_create_graph(m
     D = tiny_critic()
     real, fake, e = interpolation_case()
     plain = autodiff.grad
-    monkeypatch.setattr(wgan_gp.autodiff, "grad", lambda *args, **kwargs: plain(*args, **{**kwargs, "create_graph": False}))
+    monkeypatch.setattr(wgan_gp.autodiff, "grad",
+                        lambda *args, **kwargs: plain(*args, **{**kwargs, "create_graph": False}))
     with pytest.raises(autodiff.GradcheckError):
         gradcheck(lambda *params: gradient_penalty(D, real, fake, e) + 0 * params[0].sum(), *D.parameters())
 
@@ -113,7 +114,8 @@ def test_cli_writes_the_contract_files_and_the_quality_figure(tmp_path, monkeypa
     assert metrics["model"] == "wgan-gp" and metrics["iterations"] == 4
     assert len(metrics["critic_loss"]) == len(metrics["penalty"]) == len(metrics["g_loss"]) == 4
     assert [c["iteration"] for c in metrics["checkpoints"]] == [0, 1, 2, 3, 4]
-    assert all({"wasserstein_estimate", "frechet_distance", "classes_covered"} <= set(c) for c in metrics["checkpoints"])
+    keys = {"wasserstein_estimate", "frechet_distance", "classes_covered"}
+    assert all(keys <= set(c) for c in metrics["checkpoints"])
     assert -1 <= metrics["wasserstein_vs_frechet_correlation"] <= 1
     with np.load(out / "samples.npz") as samples:
         images = samples["images"]

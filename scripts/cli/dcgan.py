@@ -132,7 +132,8 @@ def save(run, state: dict, players: dict, grids: dict) -> None:
 def draw_grid(run, grids: dict, iteration: int, G, fixed_noise) -> None:
     """grids[iteration] = G's 16 images of the fixed noise, drawn to samples_iter_XXXX.png."""
     grids[iteration] = to_unit(generate(G, fixed_noise))
-    save_image_grid(run.path(f"samples_iter_{iteration:04d}.png"), grids[iteration], 4, 4, title=f"iteration {iteration}")
+    save_image_grid(run.path(f"samples_iter_{iteration:04d}.png"), grids[iteration], 4, 4,
+                    title=f"iteration {iteration}")
 
 
 def save_progress(run, grids: dict, shown: list, title: str) -> None:

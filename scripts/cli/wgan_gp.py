@@ -173,5 +173,5 @@ def _metrics(cfg, state: dict, D, G, n_train: int, grids: dict, seconds: float) 
                                                 "(the penalty not included)",
                                  "penalty": "mean (||grad D(x_hat)||_2 - 1)^2 at random interpolates",
                                  "g_loss": "-mean D(G(z))",
-                                 "wasserstein_vs_frechet_correlation": "Pearson r over the checkpoints of W_hat on "
-                                                                       "held-out digits and the samples' Frechet distance"}}
+                                 "wasserstein_vs_frechet_correlation": "Pearson r over the checkpoints of W_hat "
+                                 "on held-out digits and the samples' Frechet distance"}}
