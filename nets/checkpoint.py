@@ -24,9 +24,11 @@ def atomic_write(path, write_fn, suffix: str = ".tmp") -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())     # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(error, OSError) and error.errno:     # name the file the user asked for, not the temporary one
+            raise type(error)(error.errno, error.strerror, path) from None
         raise
 
 
@@ -48,6 +50,8 @@ def load_npz(path) -> dict:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
+    if not zipfile.is_zipfile(path):            # np.load would guess a pickle and suggest allow_pickle
+        raise ValueError(f"{path} is not an .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}

@@ -23,15 +23,17 @@ replaces the saved value; any other changed flag is refused with one line. Resum
 reproduces an uninterrupted run bit for bit.
 
 Stopping. Ctrl-C (or SIGTERM) lets the current unit (epoch, iteration, episode) finish, saves a
-checkpoint and exits with 130; a second Ctrl-C aborts at once and the last periodic checkpoint stays.
+checkpoint and exits with 130; a second Ctrl-C aborts at once and the last periodic checkpoint, if any, stays.
 A non-finite loss stops the run (TrainingDiverged, exit 3) without overwriting the last good checkpoint.
-Exit codes: 0 done, 2 usage error (bad flag, missing or corrupt checkpoint), 3 diverged, 130 interrupted.
+A filesystem error (a folder that cannot be written, a full disk) is one line and exit 2; it is found before
+training where it can be (nets/rundir.py claims the folder by writing its lock file), and a failed checkpoint
+write mid-run keeps the last good checkpoint. One folder holds one run: see nets/rundir.py.
+Exit codes: 0 done, 2 usage error (bad flag, missing or corrupt checkpoint, filesystem), 3 diverged,
+130 interrupted.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import datetime
 import math
 import os
 import signal
@@ -41,17 +43,16 @@ import zlib
 
 import numpy as np
 
+from . import rundir
 from .checkpoint import load_checkpoint, save_checkpoint, save_json_atomic
+from .flags import (UsageError, add_config_flags, add_run_flags, config_from, flag_name, given_flags, hp,  # noqa: F401
+                    non_negative_int, parse_seeds, positive_int, positive_ints, _show)
 from autodiff import current_backend
 
 from .init import get_rng, manual_seed
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
-
-
-class UsageError(Exception):
-    """A problem with the user's flags or files: printed as one line, exit code 2, no traceback."""
 
 
 class TrainingDiverged(Exception):
@@ -63,137 +64,6 @@ def stream(seed: int, purpose: str, *position: int) -> np.random.Generator:
     """The generator for one purpose at one position of a run, e.g. stream(seed, "batches", epoch)."""
     key = (zlib.crc32(purpose.encode()), *(int(p) for p in position))
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=key)))
-
-
-# ==================================================================== configuration and flags
-def hp(default, help: str, *, check: str | None = None, choices: tuple | None = None):
-    """A hyperparameter: a dataclass field with its default, one help line, and an optional range
-    `check` ("positive", "non_negative", "fraction" = in [0, 1]) or `choices` that its flag enforces.
-    Tuple fields (layer widths) take one or more positive integers; check="may_be_empty" also allows none
-    (e.g. `--hidden` alone: no hidden layer)."""
-    return dataclasses.field(default=default, metadata={"help": help, "check": check, "choices": choices})
-
-
-_CHECKS = {"positive": (lambda v: v > 0, "a number > 0"), "non_negative": (lambda v: v >= 0, "a number >= 0"),
-           "fraction": (lambda v: 0 <= v <= 1, "a number in [0, 1]")}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def add_run_flags(parser: argparse.ArgumentParser, mnist: bool = False) -> None:
-    """--seed, --out, --resume (and --data-dir for MNIST models), plus the multi-seed --seeds/--workers."""
-    parser.add_argument("--seed", type=non_negative_int, default=None,
-                        help="drives every random stream of the run (weights, data order, noise, env); default 0")
-    parser.add_argument("--out", default=None, help="output folder (default: runs/<model>-<time>)")
-    parser.add_argument("--resume", default=None, metavar="DIR",
-                        help="continue the run saved in DIR/checkpoint.npz (writes into DIR)")
-    parser.add_argument("--seeds", default=None, metavar="LIST",
-                        help="run one process per seed, e.g. 0-9 or 3,7,11: DIR/seed-S/ each, then "
-                             "DIR/summary.json and summary.png (needs --out; --resume DIR continues them)")
-    parser.add_argument("--workers", type=positive_int, default=1, help="processes at once with --seeds")
-    parser.add_argument("--backend", choices=("fast", "reference"), default=None,
-                        help="the engine: fast (default; $NUMPY_DL_LAB_BACKEND) or reference (the plain code, to "
-                             "read and step through); a resumed run keeps its own")
-    parser.add_argument("--threads", default=None, metavar="N|auto",
-                        help="threads, for the BLAS library or the engine (default: $NUMPY_DL_LAB_THREADS, else "
-                             "auto = free cores; the RL agents and --seeds workers use 1); see nets/threads.py")
-    if mnist:
-        parser.add_argument("--data-dir", default=None,
-                            help="folder with the standard MNIST files (IDX or mnist.npz); "
-                                 "default: the 5,000 digits embedded in the package")
-
-
-def add_config_flags(parser: argparse.ArgumentParser, config_cls, skip: tuple = ()) -> None:
-    """One --flag per field of the config dataclass. Defaults are None ("not given") so that a resumed
-    run can tell which flags the user repeated; the help text shows the real default."""
-    for field in dataclasses.fields(config_cls):
-        if field.name in skip:
-            continue
-        meta, kind = field.metadata, str(field.type)
-        text = f"{meta.get('help', '')} (default: {_show(field.default)})"
-        if kind == "bool":
-            parser.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, default=None, help=text)
-        elif kind == "tuple":
-            nargs = "*" if meta.get("check") == "may_be_empty" else "+"
-            parser.add_argument(_flag(field.name), type=positive_ints, nargs=nargs, default=None, metavar="N",
-                                help=text)
-        else:
-            convert = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float,
-                       "str | None": str}[kind]
-            parser.add_argument(_flag(field.name), type=convert, default=None, choices=meta.get("choices"),
-                                metavar=None if meta.get("choices") else "X", help=text)
-
-
-def _show(value) -> str:
-    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
-
-def config_from(config_cls, values: dict):
-    """The config dataclass from a dict (e.g. a checkpoint's JSON: lists become tuples again), with each
-    field's range checked: UsageError names the flag, what was expected and what was found."""
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    unknown = set(values) - set(fields)
-    if unknown:
-        raise UsageError(f"unknown setting(s) {sorted(unknown)} for {config_cls.__name__}")
-    values = {k: tuple(v) if str(fields[k].type) == "tuple" and v is not None else v for k, v in values.items()}
-    config = config_cls(**values)
-    for name, field in fields.items():
-        value, check = getattr(config, name), field.metadata.get("check")
-        if check and check != "may_be_empty" and value is not None:
-            ok, expected = _CHECKS[check]
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
-                raise UsageError(f"{_flag(name)}: expected {expected}, got {value}")
-        if field.metadata.get("choices") and value not in field.metadata["choices"]:
-            raise UsageError(f"{_flag(name)}: expected one of {field.metadata['choices']}, got {value!r}")
-    return config
-
-
-def given_flags(config_cls, args) -> dict:
-    """{field: value} for the config flags the user gave on the command line."""
-    given = {}
-    for field in dataclasses.fields(config_cls):
-        value = getattr(args, field.name, None)
-        if value is not None:      # tuple flags: "--hidden 64 64" or "--hidden 64,64" (lists of lists)
-            given[field.name] = tuple(v for part in value for v in part) if isinstance(value, list) else value
-    return given
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def positive_ints(text: str) -> list[int]:
-    """'64' -> [64]; '32,64,128' -> [32, 64, 128] (each > 0)."""
-    return [positive_int(part) for part in text.split(",") if part.strip()]
-
-
-def parse_seeds(text: str) -> list[int]:
-    """'0-9' -> [0..9]; '3,7,11' -> [3, 7, 11]; '0-2,10' -> [0, 1, 2, 10]. Duplicates are an error."""
-    seeds = []
-    for part in text.split(","):
-        part = part.strip()
-        low, dash, high = part.partition("-")
-        try:
-            seeds += list(range(int(low), int(high) + 1)) if dash else [int(part)]
-        except ValueError:
-            raise UsageError(f"--seeds: expected a list like 0-9 or 3,7,11, got {text!r}") from None
-        if dash and int(high) < int(low):
-            raise UsageError(f"--seeds: the range {part!r} is empty")
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds: expected distinct seeds >= 0, got {text!r}")
-    return seeds
 
 
 # ==================================================================== strict JSON
@@ -223,7 +93,11 @@ class Run:
         self.state, self.sections = None, {}
         if getattr(args, "resume", None):
             self.dir = args.resume
-            checkpoint = read_checkpoint(args.resume)
+            try:
+                checkpoint = read_checkpoint(args.resume)
+            except UsageError as error:
+                raise UsageError(f"--resume {error}") from None
+            rundir.claim(self.dir, "--resume", fresh=False)
             meta = checkpoint.pop("meta")
             if meta.get("model") != model:
                 raise UsageError(f"--resume {args.resume}: the checkpoint holds a {meta.get('model')!r} run, "
@@ -233,8 +107,8 @@ class Run:
                 if name in may_change:
                     values[name] = value
                 elif value != (tuple(values[name]) if isinstance(values[name], list) else values[name]):
-                    allowed = ", ".join(_flag(m) for m in may_change) or "nothing"
-                    raise UsageError(f"{_flag(name)} {_show(value)} differs from the resumed run's "
+                    allowed = ", ".join(flag_name(m) for m in may_change) or "nothing"
+                    raise UsageError(f"{flag_name(name)} {_show(value)} differs from the resumed run's "
                                      f"{_show(values[name])}; on resume only {allowed} may change")
             if args.seed is not None and args.seed != meta["seed"]:
                 raise UsageError(f"--seed {args.seed} differs from the resumed run's {meta['seed']}")
@@ -249,11 +123,11 @@ class Run:
         else:
             self.seed = 0 if args.seed is None else int(args.seed)
             self.config = config_from(config_cls, given)
-            self.dir = args.out or os.path.join("runs", f"{model}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
-            if os.path.exists(os.path.join(self.dir, CHECKPOINT)):
-                raise UsageError(f"{self.dir} already holds a run (checkpoint.npz): continue it with "
-                                 f"--resume {self.dir}, or choose another --out")
-            os.makedirs(self.dir, exist_ok=True)
+            if args.out:
+                self.dir = args.out
+                rundir.claim(self.dir)          # refuses a folder in use or holding a run; probes writing
+            else:
+                self.dir = rundir.claim_new(model)
             manual_seed(int(stream(self.seed, "init").integers(2 ** 63)))   # the layers' initial weights
             already = 0.0
         self.resumed = self.state is not None
@@ -278,7 +152,16 @@ class Run:
         meta = {"model": self.model, "seed": self.seed, "config": dataclasses.asdict(self.config),
                 "state": state, "wall_seconds": self.wall_seconds, "init_rng": get_rng().bit_generator.state,
                 "threads": self.threads, "backend": self.backend}
-        save_checkpoint(os.path.join(self.dir, CHECKPOINT), meta=meta, **sections)
+        try:
+            save_checkpoint(os.path.join(self.dir, CHECKPOINT), meta=meta, **sections)
+        except OSError as error:
+            kept = "the last good checkpoint stays" if self.has_checkpoint else "no checkpoint was written"
+            raise UsageError(f"cannot write {error.filename or self.path(CHECKPOINT)}: {error.strerror}; "
+                             f"{kept}") from None
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return os.path.exists(self.path(CHECKPOINT))
 
     # ---------------------------------------------------------------- the loop
     def loop(self, start: int, total: int, save, unit: str = "epoch", every_seconds: float = 30.0):
@@ -311,6 +194,7 @@ class Run:
                 yield before
                 advance()
                 self._bar.update(position() - before)
+                self._report(position(), total, unit)
                 if self._stop_requested:
                     self._bar.close()
                     save()
@@ -325,6 +209,17 @@ class Run:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._stop_requested = False
+
+    def _report(self, done: int, total: int, unit: str) -> None:
+        """For a sweep's worker (the sweep sets the variable): "done/total units" in a file, each second."""
+        path = os.environ.get("NUMPY_DL_LAB_STATUS")
+        if path and time.perf_counter() - getattr(self, "_reported", -1.0) >= 1.0:
+            self._reported = time.perf_counter()
+            try:
+                with open(path, "w") as f:
+                    f.write(f"{done}/{total} {unit}s")
+            except OSError:
+                pass
 
     def _on_signal(self, signum, frame):
         if self._stop_requested:
@@ -343,7 +238,7 @@ class Run:
         if math.isfinite(float(value)):
             return
         kept = ("the last good checkpoint is kept in " + self.dir
-                if os.path.exists(os.path.join(self.dir, CHECKPOINT)) else "no checkpoint had been written yet")
+                if self.has_checkpoint else "no checkpoint had been written yet")
         setting = getattr(self.config, hint.lstrip("-").replace("-", "_"), None)
         cause = f"{hint} {setting} is too large" if setting is not None else hint
         raise TrainingDiverged(f"{where}: the loss is {float(value)}, training stopped; likely cause: {cause}; "
@@ -369,14 +264,15 @@ class Run:
 def read_checkpoint(directory: str) -> dict:
     """DIR/checkpoint.npz as {"meta": ..., section: {...}}; a missing, corrupt or foreign file is a UsageError."""
     path = os.path.join(directory, CHECKPOINT)
+    if not os.path.isdir(directory):
+        raise UsageError(f"{directory}: {'is not a folder' if os.path.exists(directory) else 'does not exist'}")
     if not os.path.exists(path):
-        raise UsageError(f"--resume {directory}: no {CHECKPOINT} in that folder")
+        raise UsageError(f"{directory}: no {CHECKPOINT} in that folder")
     try:
         checkpoint = load_checkpoint(path)
     except (ValueError, UnicodeDecodeError) as error:
-        raise UsageError(f"--resume {directory}: {CHECKPOINT} is not a checkpoint of this project ({error})") \
-            from None
+        raise UsageError(f"{directory}: {CHECKPOINT} is not a checkpoint of this project ({error})") from None
     meta = checkpoint.get("meta")
     if not isinstance(meta, dict) or not {"model", "seed", "config", "state"} <= set(meta):
-        raise UsageError(f"--resume {directory}: {CHECKPOINT} was not written by this project's run harness")
+        raise UsageError(f"{directory}: {CHECKPOINT} was not written by this project's run harness")
     return checkpoint

@@ -4,9 +4,14 @@ r"""Multi-seed runs: one process per seed, then a summary that reports rates ove
 
 runs `train.py dqn --seed S --out DIR/seed-S` for every S (at most `workers` at once, each with one BLAS
 thread), then writes DIR/summary.json (per-seed table, fractions meeting each bar, median, interquartile
-mean and a bootstrap 95% interval of the headline score) and DIR/summary.png. Ctrl-C is passed on to every
-worker once: each finishes its unit, saves its checkpoint and stops; `--resume DIR` then resumes the
-unfinished seeds and starts the ones never started.
+mean and a bootstrap 95% interval of the headline score) and DIR/summary.png. DIR/sweep.json records the
+command, the seeds and the flags: `--resume DIR` resumes the unfinished seeds and starts the ones never
+started, all with those flags (a flag given again must have the recorded value).
+
+Stopping. Ctrl-C, SIGTERM or SIGHUP (a closed terminal) is passed on to every worker once: each finishes
+its unit, saves its checkpoint and stops. Workers never outlive the sweep: each asks Linux for SIGTERM when
+its parent dies (prctl PR_SET_PDEATHSIG) and also checks os.getppid() every second (other systems), so a
+parent killed with SIGKILL still leaves every worker saved and stopped.
 
 Statistics (Agarwal et al., 2021, "Deep RL at the edge of the statistical precipice"):
     IQM        the mean of the middle 50% of the scores (drop the lowest and highest quarter): robust
@@ -16,19 +21,25 @@ Statistics (Agarwal et al., 2021, "Deep RL at the edge of the statistical precip
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 
-from .harness import METRICS, CHECKPOINT, stream, strict_json
+from .harness import METRICS, CHECKPOINT, UsageError, stream, strict_json
 from .checkpoint import save_json_atomic
 
 RL_BARS = (300, 475)
+RECORD = "sweep.json"
+PARENT_VARIABLE = "NUMPY_DL_LAB_SWEEP_PARENT"     # set for a worker: its parent's pid
+STATUS_VARIABLE = "NUMPY_DL_LAB_STATUS"           # set for a worker: the file its progress goes to
+SWEEP_FLAGS = {"--seeds", "--workers", "--out", "--resume", "--seed"}
 
 
 # ==================================================================== statistics
@@ -124,70 +135,142 @@ def _fraction(flags) -> dict:
     return {"count": int(sum(flags)), "of": len(flags), "fraction": sum(flags) / len(flags) if flags else None}
 
 
-# ==================================================================== running the seeds
-def seed_command(argv: list[str], seed: int, directory: str) -> list[str]:
-    """The single-run command line for one seed: argv without the sweep's own flags, plus --seed/--out
-    (or --resume when the seed has a checkpoint but no metrics yet)."""
-    drop_with_value = {"--seeds", "--workers", "--out", "--resume", "--seed"}
+# ==================================================================== the sweep's record
+def without_sweep_flags(argv: list[str]) -> list[str]:
+    """argv without the sweep's own flags (and their values): the flags every seed runs with."""
     kept, skip = [], False
     for word in argv:
         if skip:
             skip = False
             continue
         name = word.split("=", 1)[0]
-        if name in drop_with_value:
+        if name in SWEEP_FLAGS:
             skip = "=" not in word
             continue
         kept.append(word)
+    return kept
+
+
+def record(out: str, seeds: list[int], flags: list[str]) -> None:
+    save_json_atomic(os.path.join(out, RECORD), {"command": flags[0], "seeds": seeds, "flags": flags[1:]})
+
+
+def recorded(out: str) -> dict:
+    """DIR/sweep.json of a multi-seed run: {"command", "seeds", "flags"}; one line if missing or broken."""
+    path = os.path.join(out, RECORD)
+    if not os.path.isdir(out):
+        raise UsageError(f"--resume {out}: does not exist")
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        return {"command": str(saved["command"]), "seeds": list(saved["seeds"]), "flags": list(saved["flags"])}
+    except FileNotFoundError:
+        raise UsageError(f"--resume {out}: no {RECORD} there (not a multi-seed run folder)") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"--resume {out}: {RECORD} is broken ({error})") from None
+
+
+# ==================================================================== running the seeds
+def seed_command(argv: list[str], seed: int, directory: str) -> list[str]:
+    """The single-run command line for one seed: argv without the sweep's own flags, plus --seed/--out
+    (or --resume when the seed has a checkpoint but no metrics yet)."""
+    kept = without_sweep_flags(argv)
     if os.path.exists(os.path.join(directory, CHECKPOINT)):
         return kept + ["--resume", directory]
     return kept + ["--seed", str(seed), "--out", directory]
 
 
+def watch_parent() -> None:
+    """In a worker (PARENT_VARIABLE set): SIGTERM to ourselves when the sweep that started us is gone, so
+    that we save and stop (the harness's SIGTERM handler) instead of training on with no parent."""
+    parent = os.environ.pop(PARENT_VARIABLE, None)
+    if not parent:
+        return
+    parent = int(parent)
+    if sys.platform.startswith("linux"):
+        try:                                                  # PR_SET_PDEATHSIG = 1
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:                                # it died before we could ask
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def watchdog():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watchdog, name="parent-watchdog", daemon=True).start()
+
+
 def run_seeds(script: str, argv: list[str], seeds, out: str, workers: int, rl: bool) -> dict:
     """Run every unfinished seed (at most `workers` processes at once) and return {seed: exit code}.
-    Workers run in their own process group so a terminal's Ctrl-C reaches them once, through us."""
+    Workers run in their own session, so a terminal's Ctrl-C or hang-up reaches them once, through us;
+    they stop when we do (watch_parent)."""
+    from tqdm import tqdm
     dirs = seed_dirs(out, seeds)
     todo = [s for s in seeds if read_metrics(dirs[s]) is None]
     env = dict(os.environ)
     if rl or workers > 1:                       # one BLAS thread per worker: no oversubscription
         for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMPY_DL_LAB_THREADS"):
             env[variable] = "1"
-    env.setdefault("NO_PROGRESS", "1")
+    env["NO_PROGRESS"], env[PARENT_VARIABLE] = "1", str(os.getpid())
     running, codes, stopping = {}, {}, {"flag": False}
+    bar = tqdm(total=len(seeds), initial=len(seeds) - len(todo), desc="seeds finished", dynamic_ncols=True,
+               disable=bool(os.environ.get("NO_PROGRESS")), mininterval=1.0)
 
     def on_signal(signum, frame):
         if not stopping["flag"]:
-            print(f"\nstopping {len(running)} worker(s): each saves its checkpoint; continue with --resume {out}",
-                  file=sys.stderr)
+            _say(bar, f"\nstopping {len(running)} worker(s): each saves its checkpoint; continue with --resume {out}")
         stopping["flag"] = True
         for process in running.values():
             process.send_signal(signal.SIGINT)
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         while todo or running:
             while todo and len(running) < workers and not stopping["flag"]:
                 seed = todo.pop(0)
                 os.makedirs(dirs[seed], exist_ok=True)
-                log = open(os.path.join(dirs[seed], "log.txt"), "a")
-                running[seed] = subprocess.Popen([sys.executable, script, *seed_command(argv, seed, dirs[seed])],
-                                                 stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                 start_new_session=True)
-                log.close()
-                print(f"seed {seed}: started", file=sys.stderr)
+                with open(os.path.join(dirs[seed], "log.txt"), "a") as log:
+                    running[seed] = subprocess.Popen(
+                        [sys.executable, script, *seed_command(argv, seed, dirs[seed])], stdout=log,
+                        stderr=subprocess.STDOUT, start_new_session=True,
+                        env={**env, STATUS_VARIABLE: os.path.join(dirs[seed], "progress.txt")})
+                _say(bar, f"seed {seed}: started (pid {running[seed].pid})")
             if stopping["flag"]:
                 todo = []
             for seed, process in list(running.items()):
                 if process.poll() is not None:
                     codes[seed] = process.returncode
                     del running[seed]
-                    print(f"seed {seed}: exit {process.returncode}", file=sys.stderr)
+                    bar.update(process.returncode == 0)
+                    _say(bar, f"seed {seed}: exit {process.returncode}")
+            bar.set_postfix_str(", ".join(f"seed {s}: {_status(dirs[s])}" for s in running), refresh=False)
             time.sleep(0.2)
     finally:
+        bar.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return codes
+
+
+def _status(directory: str) -> str:
+    """A worker's progress line ("120/1000 episodes"), written by the harness's loop."""
+    try:
+        with open(os.path.join(directory, "progress.txt")) as f:
+            return f.read().strip() or "starting"
+    except OSError:
+        return "starting"
+
+
+def _say(bar, line: str) -> None:
+    try:
+        if bar.disable:
+            print(line, file=sys.stderr)
+        else:
+            bar.write(line, file=sys.stderr)
+    except OSError:                              # the terminal is gone (SIGHUP): keep stopping the workers
+        pass
 
 
 def write_summary(out: str, model: str, seeds, headline: dict | None) -> dict:

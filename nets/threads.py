@@ -9,19 +9,19 @@ The first products decide which (autodiff/fast/parallel.set_threads).
 How many (`configure_threads`), in order:
     1. an explicit request wins: the `threads` argument (the --threads flag) or, if it is None, the
        environment variable NUMPY_DL_LAB_THREADS; an integer >= 1, or "auto";
-    2. "auto": the cores this process may run on, minus the cores other processes keep busy (read from
-       /proc/stat over 0.1 s when it is called), and at least 1: a thread on a busy core runs late and the others
-       wait for it.
+    2. "auto": the cores this process may run on (its CPU affinity), never the machine's load, so the same
+       command on the same machine always gets the same count (on a busy machine pass --threads 1: a thread
+       on a busy core runs late and the others wait for it).
 `import nets` applies this policy once (so a notebook gets what the CLI gets); train.py applies it again
 with --threads and records the count in metrics.json and the checkpoint (a resumed run takes it back).
-Float results can depend on the thread count (the BLAS library's sums), so compare runs with the same
---threads N. Without threadpoolctl the BLAS library keeps its own threads and the engine uses one.
+Float results can depend on the thread count (the BLAS library's sums): the count is part of a seed's
+contract, so compare runs bit for bit with the same --threads N. Without threadpoolctl the BLAS library
+keeps its own threads and the engine uses one.
 """
 from __future__ import annotations
 
 import os
 import sys
-import time
 
 from autodiff.backend import current_backend
 
@@ -36,31 +36,6 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def busy_cores(interval: float = 0.1) -> int:
-    """Cores that other processes keep busy right now, rounded: on Linux the non-idle share of all
-    cores over `interval` seconds (from /proc/stat); elsewhere the 1-minute load average (which
-    still counts a run that ended a minute ago); 0 if neither is available."""
-    try:
-        first = _cpu_times()
-        time.sleep(interval)
-        second = _cpu_times()
-        total, idle = (b - a for a, b in zip(first, second))
-        return int((os.cpu_count() or 1) * (total - idle) / max(total, 1) + 0.5)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.getloadavg()[0] + 0.5)
-    except (AttributeError, OSError):
-        return 0
-
-
-def _cpu_times() -> tuple:
-    """(total, idle) jiffies of all cores since boot, from the first line of /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    return sum(fields), fields[3] + fields[4]            # idle + iowait
-
-
 def choose_threads(requested=None) -> int:
     """The thread count by the policy above. `requested`: None (then NUMPY_DL_LAB_THREADS, then
     "auto"), "auto", or an integer >= 1 (also as a string)."""
@@ -68,7 +43,7 @@ def choose_threads(requested=None) -> int:
     if requested is None:
         requested, source = os.environ.get(ENV_VAR, "auto"), ENV_VAR
     if isinstance(requested, str) and requested.strip().lower() == "auto":
-        return max(1, available_cores() - busy_cores())
+        return available_cores()
     try:
         threads = int(requested)
     except (TypeError, ValueError):
@@ -98,8 +73,7 @@ def configure_threads(requested=None, verbose: bool = False, owner: str = "auto"
     else:
         set_blas_threads(threads)
     if verbose:
-        print(f"threads: {threads} ({available_cores()} cores, {busy_cores()} busy; "
-              f"override with --threads or {ENV_VAR})")
+        print(f"threads: {threads} ({available_cores()} cores; override with --threads or {ENV_VAR})")
     return threads
 
 

@@ -48,8 +48,8 @@ from rl.replay import NStepWindow, ReplayBuffer
 @dataclass
 class DQNConfig:
     # ---- budget (training stops at whichever runs out first; None = no limit)
-    episodes: int | None = hp(1000, "training episodes (the homework's budget)")
-    steps: int | None = hp(None, "environment steps")
+    episodes: int | None = hp(1000, "training episodes (the homework's budget)", check="positive")
+    steps: int | None = hp(None, "environment steps", check="positive")
     # ---- the Q network and its optimiser
     hidden: tuple = hp((64, 64), "hidden layer widths (ReLU)", check="may_be_empty")
     lr: float = hp(2.3e-3, "Adam learning rate at the start of training (rl-baselines3-zoo's tuned CartPole "
@@ -58,7 +58,7 @@ class DQNConfig:
                                        "instead of overwriting it)", check="fraction")
     lr_hold_steps: int = hp(0, "env steps at the full lr before the decay starts", check="non_negative")
     lr_decay_steps: int | None = hp(50_000, "env steps of the lr decay, then it holds at lr * lr_final_fraction "
-                                            "(None: decay over the whole budget)")
+                                            "(None: decay over the whole budget)", check="positive")
     max_grad_norm: float = hp(10.0, "clip the gradient's global L2 norm: one bad batch cannot wreck the net (0 = off)",
                               check="non_negative")
     huber_delta: float = hp(1.0, "Huber loss: quadratic for |TD error| <= delta, linear beyond (bounded gradients)",

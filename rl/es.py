@@ -32,9 +32,9 @@ from rl.evaluation import EpisodicAgent
 @dataclass
 class ESConfig:
     # ---- budget (checked before each generation: the last generation may overshoot episodes/steps)
-    generations: int | None = hp(60, "generations (parameter updates)")
-    episodes: int | None = hp(None, "training episodes (all population members count)")
-    steps: int | None = hp(None, "environment steps")
+    generations: int | None = hp(60, "generations (parameter updates)", check="positive")
+    episodes: int | None = hp(None, "training episodes (all population members count)", check="positive")
+    steps: int | None = hp(None, "environment steps", check="positive")
     # ---- the policy: obs -> tanh hidden layers -> logits, action = argmax
     hidden: tuple = hp((16,), "hidden layer widths (tanh); none (`--hidden` alone) = a linear policy",
                         check="may_be_empty")

@@ -42,8 +42,8 @@ BASELINES = ("none", "mean", "value")
 @dataclass
 class ReinforceConfig:
     # ---- budget (training stops at whichever runs out first; None = no limit)
-    episodes: int | None = hp(1000, "training episodes")
-    steps: int | None = hp(None, "environment steps")
+    episodes: int | None = hp(1000, "training episodes", check="positive")
+    steps: int | None = hp(None, "environment steps", check="positive")
     # ---- the estimator
     gamma: float = hp(0.99, "discount factor of the returns-to-go", check="fraction")
     episodes_per_update: int = hp(1, "N: episodes averaged in one gradient estimate", check="positive")

@@ -48,12 +48,26 @@ class TabularConfig:
                               "FrozenLake and Taxi also keep their own limits (100/200, 200)", check="positive")
 
 
-def run_experiment(cfg: TabularConfig, seed: int) -> tuple[dict, dict]:
+def run_experiment(cfg: TabularConfig, seed: int, progress=None) -> tuple[dict, dict]:
+    """The experiment of cfg; `progress(stage)` is called as each stage starts (e.g. "cliff/train")."""
     runs = cfg.runs or DEFAULT_RUNS[cfg.experiment]
     episodes = cfg.episodes or DEFAULT_EPISODES[cfg.experiment]
     function = {"random-walk": random_walk, "cliff": cliff, "frozenlake": frozenlake, "taxi": taxi,
                 "blackjack": blackjack}[cfg.experiment]
-    return function(cfg, seed, runs, episodes)
+    _progress[0] = progress or (lambda stage: None)
+    try:
+        return function(cfg, seed, runs, episodes)
+    finally:
+        _progress[0] = lambda stage: None
+
+
+_progress = [lambda stage: None]
+
+
+def _stream(seed: int, purpose: str, *position: int) -> np.random.Generator:
+    """stream(...) of one stage of an experiment; each stage draws from its own, so it also reports progress."""
+    _progress[0](purpose)
+    return stream(seed, purpose, *position)
 
 
 def greedy_returns(env, actions: np.ndarray, episodes: int, rng: np.random.Generator) -> np.ndarray:
@@ -92,7 +106,7 @@ def random_walk(cfg, seed, runs, episodes):
             errors[episode] = np.sqrt(((V[:, 1:-1] - truth[1:-1]) ** 2).mean(axis=1))
             if predict is td0_prediction and alpha == 0.1 and episode + 1 in (1, 10, 100):
                 snapshots[episode + 1] = V[0, 1:-1].copy()          # the book's left panel: one run
-        predict(model, policy, episodes, runs, alpha=alpha, gamma=1.0, rng=stream(seed, purpose, position),
+        predict(model, policy, episodes, runs, alpha=alpha, gamma=1.0, rng=_stream(seed, purpose, position),
                 v0=0.5, on_episode=on_episode)
         return errors.mean(axis=1)
 
@@ -143,7 +157,7 @@ def cliff(cfg, seed, runs, episodes):
     figure = {"curves": {}, "paths": {}, "shape": (4, 12)}
     for i, method in enumerate(CLIFF_METHODS):
         Q, returns = td_control(model, method, episodes, runs, alpha=0.5, epsilon=0.1, gamma=1.0,
-                                rng=stream(seed, "cliff/train", i), max_steps=cfg.max_steps)
+                                rng=_stream(seed, "cliff/train", i), max_steps=cfg.max_steps)
         curve = returns.mean(axis=1)
         paths = [greedy_path(model, Q[r]) for r in range(runs)]
         lengths = [len(p) - 1 if p is not None else None for p in paths]
@@ -182,7 +196,7 @@ def frozenlake(cfg, seed, runs, episodes):
         V_pi, pi_pi, pi_info = policy_iteration(model, FROZEN_GAMMA, theta=1e-12)
         V_exact = exact_policy_values(model, pi_vi, FROZEN_GAMMA)     # the independent check
         Q, _ = td_control(model, "q_learning", episodes, runs, alpha=0.1, epsilon=0.1, gamma=FROZEN_GAMMA,
-                          rng=stream(seed, "frozenlake/train", m), max_steps=min(limit, cfg.max_steps))
+                          rng=_stream(seed, "frozenlake/train", m), max_steps=min(limit, cfg.max_steps))
         actions = {"value_iteration": pi_vi.argmax(1), "policy_iteration": pi_pi.argmax(1),
                    "q_learning": Q[0].argmax(1)}
         values = {"value_iteration": V_vi, "policy_iteration": V_pi, "q_learning": Q[0].max(1)}
@@ -197,7 +211,7 @@ def frozenlake(cfg, seed, runs, episodes):
                   "success_rate": {}, "success_standard_error": {}, "success_probability": {},
                   "start_state_value": {k: float(v[start]) for k, v in values.items()}}
         for k, method in enumerate(DP_METHODS):
-            returns = greedy_returns(env, actions[method], cfg.eval_episodes, stream(seed, "frozenlake/eval", m, k))
+            returns = greedy_returns(env, actions[method], cfg.eval_episodes, _stream(seed, "frozenlake/eval", m, k))
             rate = float((returns > 0).mean())
             exact = finite_horizon_values(model, limit, np.eye(model.n_actions)[actions[method]])[start]
             result["success_rate"][method] = rate
@@ -222,13 +236,13 @@ def taxi(cfg, seed, runs, episodes):
     model, limit = TabularModel.from_env(env), env.spec.max_episode_steps
     alpha, epsilon, gamma = 0.5, 0.1, 0.99
     Q, returns = td_control(model, "q_learning", episodes, runs, alpha=alpha, epsilon=epsilon, gamma=gamma,
-                            rng=stream(seed, "taxi/train"), max_steps=min(limit, cfg.max_steps))
-    greedy_means = [float(greedy_returns(env, Q[r].argmax(1), cfg.eval_episodes, stream(seed, "taxi/eval", r)).mean())
+                            rng=_stream(seed, "taxi/train"), max_steps=min(limit, cfg.max_steps))
+    greedy_means = [float(greedy_returns(env, Q[r].argmax(1), cfg.eval_episodes, _stream(seed, "taxi/eval", r)).mean())
                     for r in range(runs)]
     _, optimal_policy, _ = value_iteration(model, 1.0)
     optimal = float(finite_horizon_values(model, limit, optimal_policy) @ model.initial)
     optimal_played = greedy_returns(env, optimal_policy.argmax(1), cfg.eval_episodes,
-                                      stream(seed, "taxi/eval-optimal"))
+                                      _stream(seed, "taxi/eval-optimal"))
     metrics = {"runs": runs, "episodes": episodes, "alpha": alpha, "epsilon": epsilon, "gamma": gamma,
                "q_learning_greedy_mean_reward": float(np.mean(greedy_means)),
                "q_learning_greedy_mean_reward_runs": greedy_means,
@@ -257,9 +271,11 @@ def blackjack(cfg, seed, runs, episodes):
     grids = {}
 
     def on_episode(episode, V):
+        if (episode + 1) % 10_000 == 0:
+            _progress[0](f"blackjack/episode {episode + 1}")
         if episode + 1 in (early, episodes):
             grids[episode + 1] = {ace: blackjack_grid(V, ace) for ace in (True, False)}
-    mc_prediction_env(env, stick_on_20, episodes, gamma=1.0, rng=stream(seed, "blackjack/episodes"),
+    mc_prediction_env(env, stick_on_20, episodes, gamma=1.0, rng=_stream(seed, "blackjack/episodes"),
                       on_episode=on_episode)
     metrics = {"episodes": episodes, "rows": "player sum 12..21", "columns": "dealer showing 1 (ace)..10"}
     for n, grid in grids.items():

@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from nets.harness import UsageError  # noqa: E402
+from nets.flags import OneLineParser, UsageError, non_negative_int  # noqa: E402
 from train import COMMANDS  # noqa: E402
 
 
@@ -24,8 +24,11 @@ def evaluate_run(run_dir: str, data_dir=None, seed: int = 0) -> dict:
     metrics_path = os.path.join(run_dir, "metrics.json")
     if not os.path.exists(metrics_path):
         raise UsageError(f"{metrics_path} not found: DIR must be a folder written by scripts/train.py")
-    with open(metrics_path) as f:
-        model = json.load(f).get("model")
+    try:
+        with open(metrics_path) as f:
+            model = json.load(f).get("model")
+    except (ValueError, AttributeError, OSError) as error:
+        raise UsageError(f"{metrics_path} is not a run's metrics ({error})") from None
     if model not in COMMANDS:
         raise UsageError(f"{metrics_path} names model {model!r}; known models: {sorted(COMMANDS)}")
     module = importlib.import_module(COMMANDS[model])
@@ -35,16 +38,19 @@ def evaluate_run(run_dir: str, data_dir=None, seed: int = 0) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="evaluate.py", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", metavar="DIR", help="a folder written by scripts/train.py")
     parser.add_argument("--data-dir", default=None, help="standard MNIST files (default: embedded digits)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the Monte-Carlo estimates")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed for the Monte-Carlo estimates")
     args = parser.parse_args(argv)
     try:
         result = evaluate_run(args.run_dir, args.data_dir, args.seed)
     except UsageError as error:
         print(f"evaluate.py: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"evaluate.py: error: {error.filename or args.run_dir}: {error.strerror or error}", file=sys.stderr)
         return 2
     print(json.dumps(result))
     return 0

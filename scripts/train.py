@@ -24,7 +24,12 @@ if len(sys.argv) > 1 and sys.argv[1] in RL_COMMANDS:
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))                   # scripts/cli
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, if not installed
 
-from nets.harness import TrainingDiverged, UsageError, parse_seeds  # noqa: E402
+import numpy as np  # noqa: E402
+
+from nets import rundir  # noqa: E402
+from nets.flags import OneLineParser, parse_seeds  # noqa: E402
+from nets.sweep import watch_parent  # noqa: E402
+from nets.harness import TrainingDiverged, UsageError  # noqa: E402
 
 # subcommand -> module in scripts/cli that registers it
 COMMANDS = {
@@ -41,9 +46,8 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="train.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    subparsers = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
+    parser = OneLineParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest="command", metavar="MODEL", required=True)
     for module_name in dict.fromkeys(COMMANDS.values()):
         try:
             module = importlib.import_module(module_name)
@@ -58,36 +62,56 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    name = f"train.py {args.command}"
     try:
         if args.seeds is not None:
             return run_many(args, argv)
-        from autodiff import backend_from_environment, use_backend
-        from nets.harness import read_checkpoint
-        from nets.threads import configure_threads
-        requested = args.threads or ("1" if args.model in RL_COMMANDS else None)
-        saved = {}
-        if args.resume:                           # the run's own threads and backend: resume is exact
-            try:
-                saved = read_checkpoint(args.resume)["meta"]
-            except UsageError:
-                pass                              # the command itself reports a bad --resume
-        requested = requested or saved.get("threads")
-        use_backend(args.backend or saved.get("backend") or backend_from_environment())
-        try:
-            args.thread_count = configure_threads(requested)
-        except ValueError as error:
-            raise UsageError(f"--threads: {error}") from None
-        args.run(args)
+        watch_parent()
+        start(args)
+        with np.errstate(all="ignore"):          # a diverging loss is reported once, by the harness
+            args.run(args)
     except UsageError as error:
-        print(f"train.py {args.model}: error: {error}", file=sys.stderr)
+        print(f"{name}: error: {error}", file=sys.stderr)
         return 2
     except TrainingDiverged as error:
-        print(f"train.py {args.model}: diverged: {error}", file=sys.stderr)
+        print(f"{name}: diverged: {error}", file=sys.stderr)
         return 3
+    except OSError as error:                     # a filesystem fault outside a checkpoint write
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"{name}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{name}: error: out of memory; use smaller sizes (--batch-size, --hidden, ...)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"train.py {args.model}: aborted; the last periodic checkpoint stays", file=sys.stderr)
+        held = rundir.held()
+        kept = ("the last periodic checkpoint stays in " + held[-1]
+                if held and os.path.exists(os.path.join(held[-1], "checkpoint.npz")) else "no checkpoint was written")
+        print(f"{name}: aborted; {kept}", file=sys.stderr)
         return 130
+    finally:
+        rundir.release_all()
     return 0
+
+
+def start(args) -> None:
+    """The engine and the thread count of a single run: a resumed run takes its own (resume is exact)."""
+    from autodiff import backend_from_environment, use_backend
+    from nets.harness import read_checkpoint
+    from nets.threads import configure_threads
+    requested = args.threads or ("1" if args.command in RL_COMMANDS else None)
+    saved = {}
+    if args.resume:
+        try:
+            saved = read_checkpoint(args.resume)["meta"]
+        except UsageError:
+            pass                              # the command itself reports a bad --resume
+    requested = requested or saved.get("threads")
+    use_backend(args.backend or saved.get("backend") or backend_from_environment())
+    try:
+        args.thread_count = configure_threads(requested)
+    except ValueError as error:
+        raise UsageError(f"--threads: {error}") from None
 
 
 def summary_metrics(module, model: str):
@@ -100,16 +124,25 @@ def summary_metrics(module, model: str):
 
 
 def run_many(args, argv) -> int:
-    """--seeds: one process per seed (nets.sweep), then DIR/summary.json and DIR/summary.png."""
+    """--seeds: one process per seed (nets.sweep), then DIR/summary.json and DIR/summary.png. A new sweep
+    records its flags in DIR/sweep.json; a resumed one runs every seed with the recorded flags."""
     from nets import sweep
     out = args.resume or args.out
     if out is None:
         raise UsageError("--seeds needs --out DIR (or --resume DIR to continue a multi-seed run)")
-    seeds = parse_seeds(args.seeds)
-    module = importlib.import_module(COMMANDS[args.model])
-    headline = summary_metrics(module, args.model)
-    codes = sweep.run_seeds(os.path.abspath(__file__), argv, seeds, out, args.workers, rl=headline is None)
-    summary = sweep.write_summary(out, args.model, seeds, headline)
+    seeds, flags = parse_seeds(args.seeds), sweep.without_sweep_flags(argv)
+    if args.resume:
+        saved = sweep.recorded(out)
+        check_same_flags(out, saved, args, flags, seeds)
+        flags = [saved["command"], *saved["flags"]]
+        rundir.claim(out, "--resume", fresh=False)
+    else:
+        rundir.claim(out)                         # a folder in use or holding a run is refused
+        sweep.record(out, seeds, flags)
+    module = importlib.import_module(COMMANDS[args.command])
+    headline = summary_metrics(module, args.command)
+    codes = sweep.run_seeds(os.path.abspath(__file__), flags, seeds, out, args.workers, rl=headline is None)
+    summary = sweep.write_summary(out, args.command, seeds, headline)
     sweep.save_summary_figure(os.path.join(out, "summary.png"), out, summary)
     failed = {s: c for s, c in codes.items() if c != 0}
     print(json.dumps({"out": out, "finished": len(summary["seeds"]), "of": len(seeds), "failed": failed,
@@ -117,6 +150,21 @@ def run_many(args, argv) -> int:
                       "statistics": {k: {m: v.get(m) for m in ("median", "iqm", "iqm_95ci")}
                                      for k, v in summary["statistics"].items()}}))
     return 0 if not failed and not summary["unfinished_seeds"] else (130 if 130 in failed.values() else 1)
+
+
+def check_same_flags(out: str, saved: dict, args, flags: list, seeds: list) -> None:
+    """A resumed sweep runs with its recorded flags: a flag given again must have the recorded value."""
+    if saved["command"] != args.command:
+        raise UsageError(f"--resume {out}: that folder holds a {saved['command']} sweep, not {args.command}")
+    if seeds != saved["seeds"]:
+        raise UsageError(f"--seeds {args.seeds} differs from the sweep's {saved['seeds']} (recorded in "
+                         f"{out}/sweep.json)")
+    before = vars(build_parser().parse_args([saved["command"], *saved["flags"]]))
+    for key, value in vars(build_parser().parse_args(flags)).items():
+        if value is not None and key not in ("run", "command", "workers") and value != before.get(key):
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"{flag} {value} differs from the sweep's {before.get(key)} (recorded in "
+                             f"{out}/sweep.json); a sweep resumes with its own flags")
 
 
 if __name__ == "__main__":

@@ -280,7 +280,11 @@ def test_same_seed_same_numbers_other_seed_other_numbers():
 
 def test_cli_refuses_resume_and_bad_flags(tmp_path, capsys):
     import train
-    assert train.main(["tabular", "--experiment", "cliff", "--resume", str(tmp_path)]) == 2
-    assert "keep no checkpoint" in capsys.readouterr().err
-    assert train.main(["tabular", "--experiment", "cliff", "--runs", "0", "--out", str(tmp_path / "x")]) == 2
-    assert "--runs: expected a number > 0, got 0" in capsys.readouterr().err
+    out = str(tmp_path / "done")
+    assert train.main(["tabular", "--experiment", "random-walk", "--runs", "1", "--episodes", "2", "--out", out]) == 0
+    capsys.readouterr()
+    assert train.main(["tabular", "--experiment", "random-walk", "--resume", out]) == 2
+    assert "finished" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        train.main(["tabular", "--experiment", "cliff", "--runs", "0", "--out", str(tmp_path / "x")])
+    assert stop.value.code == 2 and "--runs must be an integer >= 1, got 0" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""nets.threads: the BLAS thread policy (explicit request, environment variable, load-aware "auto")."""
+"""nets.threads: the BLAS thread policy (explicit request, environment variable, "auto" = the cores this process may use)."""
 import numpy as np
 import pytest
 
@@ -15,28 +15,6 @@ def test_explicit_request_and_environment_variable(monkeypatch):
         threads.choose_threads()
     with pytest.raises(ValueError, match=r"threads.*got 0"):
         threads.choose_threads(0)
-
-
-def test_auto_leaves_the_busy_cores_alone(monkeypatch):
-    monkeypatch.delenv(threads.ENV_VAR, raising=False)
-    monkeypatch.setattr(threads, "available_cores", lambda: 4)
-    for busy, expected in [(0, 4), (1, 3), (3, 1), (9, 1)]:
-        monkeypatch.setattr(threads, "busy_cores", lambda busy=busy: busy)
-        assert threads.choose_threads() == expected
-        assert threads.choose_threads("auto") == expected
-
-
-def test_busy_cores_reads_the_share_of_non_idle_time(monkeypatch):
-    """/proc/stat says 3 of 4 cores' time went to work during the interval: 3 busy cores."""
-    samples = iter([(1000, 600), (1400, 700)])           # (total, idle): 400 jiffies, 100 idle
-    monkeypatch.setattr(threads, "_cpu_times", lambda: next(samples))
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
-    assert threads.busy_cores(interval=0) == 3
-    def unreadable():
-        raise OSError("no /proc/stat")
-    monkeypatch.setattr(threads, "_cpu_times", unreadable)
-    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.6, 1.0, 1.0))
-    assert threads.busy_cores(interval=0) == 2                # the load average, rounded
 
 
 def test_configure_threads_gives_the_threads_to_blas_until_big_products_hand_them_to_the_engine(fast_backend):

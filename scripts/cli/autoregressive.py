@@ -62,7 +62,7 @@ def _test_images(data_dir) -> np.ndarray:
 
 
 def run(args) -> None:
-    name = args.model
+    name = args.command
     family, config_cls, _ = FAMILY[name]
     run = Run(name, args, config_cls, may_change=("epochs",))
     cfg = run.config

@@ -21,7 +21,7 @@ from models.char_lm import CharLMConfig
 from models.seq_memory import SeqMemoryConfig
 from nets.datasets.text import CharCorpus, load_text
 from nets.harness import Run, UsageError, add_config_flags, add_run_flags
-from cli.common import _pyplot, save_curves
+from cli.common import _pyplot, print_summary, save_curves
 
 SUMMARY_METRICS = {"char-lm": {"test_nll_nats_per_char": "lower"},
                    "seq-memory": {"accuracy_lstm_T100": "higher", "accuracy_rnn_T100": "lower"}}
@@ -104,7 +104,8 @@ def run_char_lm(args) -> None:
                                       [h["test_nll"] for h in state["history"]])
         save_curves(run.path("loss.png"), curves, xlabel="step", ylabel="nats per character",
                     title=f"char-lm {cfg.model}: held-out {nll:.3f} nats/char")
-    print({k: metrics[k] for k in ("model", "test_nll_nats_per_char", "test_bits_per_char", "wall_seconds")})
+    print_summary(run.dir, {k: metrics[k] for k in ("model", "test_nll_nats_per_char", "test_bits_per_char",
+                                                    "wall_seconds")})
 
 
 def _samples(run: Run, model, corpus: CharCorpus, text: str, cfg: CharLMConfig) -> tuple:
@@ -162,7 +163,7 @@ def run_seq_memory(args) -> None:
                 | {"chance": (lengths, [1 / cfg.symbols] * len(lengths))},
                 xlabel="sequence length T", ylabel="held-out accuracy", title="recall the first symbol")
     _grad_figure(run.path("grad_norms.png"), state["grad_norms"], cfg)
-    print({"accuracy": metrics["accuracy"], "wall_seconds": metrics["wall_seconds"]})
+    print_summary(run.dir, {"accuracy": metrics["accuracy"], "wall_seconds": metrics["wall_seconds"]})
 
 
 def _grad_figure(path: str, norms: dict, cfg: SeqMemoryConfig) -> None:

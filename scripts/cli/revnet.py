@@ -20,7 +20,7 @@ from models import revnet
 from models.revnet import RevNetConfig
 from nets.data import flatten, load_mnist
 from nets.harness import Run, UsageError, add_config_flags, add_run_flags
-from cli.common import save_curves
+from cli.common import print_summary, save_curves
 
 SUMMARY_METRICS = {"test_accuracy": "higher", "max_grad_difference": "lower", "slope_ratio": "lower"}
 
@@ -77,7 +77,8 @@ def run(args) -> None:
         "history": state["history"],
     })
     _figures(run, state["history"], memory, cfg)
-    print({k: metrics[k] for k in ("test_accuracy", "max_grad_difference", "bytes_per_block", "slope_ratio")})
+    print_summary(run.dir, {k: metrics[k] for k in ("test_accuracy", "max_grad_difference", "bytes_per_block",
+                                                    "slope_ratio")})
 
 
 def _figures(run: Run, history: list, memory: dict, cfg: RevNetConfig) -> None:

@@ -45,8 +45,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> None:
-    family = rl.load(args.model)
-    run = Run(args.model, args, family.Config, may_change=BUDGET_FIELDS)
+    family = rl.load(args.command)
+    run = Run(args.command, args, family.Config, may_change=BUDGET_FIELDS)
     cfg = run.config
     budgets = [name for name in BUDGET_FIELDS if name in {f.name for f in dataclasses.fields(cfg)}]
     if not any(getattr(cfg, name) for name in budgets):
@@ -84,9 +84,9 @@ def run(args) -> None:
 
     first = np.asarray(returns[:1000])
     save_curves(run.path("durations.png"), {"episode duration": first, "100-episode average": running_average(first)},
-                xlabel="episode", ylabel="duration (steps)", title=f"{args.model} on CartPole-v1 (seed {run.seed})")
+                xlabel="episode", ylabel="duration (steps)", title=f"{args.command} on CartPole-v1 (seed {run.seed})")
     save_curves(run.path("losses.png"), {k: np.asarray(v, dtype=np.float64) for k, v in agent.losses().items()},
-                xlabel=agent.unit, ylabel="loss", title=f"{args.model} training losses")
+                xlabel=agent.unit, ylabel="loss", title=f"{args.command} training losses")
     for name, (title, xlabel, ylabel, curves) in agent.figures().items():
         save_curves(run.path(name), curves, xlabel=xlabel, ylabel=ylabel, title=title)   # e.g. es_returns.png
     print_summary(run.dir, {k: metrics[k] for k in (

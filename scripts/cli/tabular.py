@@ -5,15 +5,18 @@
     frozenlake   VI vs PI vs Q-learning on FrozenLake 4x4 / 8x8: values, arrows   -> frozenlake.png
     taxi         Q-learning on Taxi-v4: learning curve, greedy evaluation         -> taxi.png
     blackjack    MC prediction of "stick on 20 or 21" (Figure 5.1)                -> blackjack.png
-Writes --out DIR/metrics.json (keys in rl/tabular_experiments.py) and the figure. Each experiment takes
-well under a minute; they are not trainings to resume (no checkpoint): run them again instead.
+Writes --out DIR/metrics.json (keys in rl/tabular_experiments.py), the figure and checkpoint.npz (the
+flags and seed; an experiment runs in one piece, in well under a minute, so there is nothing to resume).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import numpy as np
+
+from tqdm import tqdm
 
 from nets.harness import Run, UsageError, add_config_flags, add_run_flags
 from rl import tabular_experiments
@@ -36,12 +39,22 @@ def register(subparsers) -> None:
 
 
 def run(args) -> None:
-    if args.resume:
-        raise UsageError("--resume: tabular experiments keep no checkpoint (each takes under a minute); "
-                         "run the command again")
     run = Run("tabular", args, TabularConfig)
-    metrics, figure = tabular_experiments.run_experiment(run.config, run.seed)
+    if run.resumed:
+        raise UsageError(f"--resume {run.dir}: that experiment is finished (an experiment runs in one piece); "
+                         f"run it again with another --out")
+    bar = tqdm(desc=f"tabular {run.config.experiment}: stages", unit=" stage", dynamic_ncols=True,
+               disable=bool(os.environ.get("NO_PROGRESS")))
+
+    def progress(stage: str) -> None:
+        bar.set_postfix_str(stage, refresh=False)
+        bar.update()
+    try:
+        metrics, figure = tabular_experiments.run_experiment(run.config, run.seed, progress)
+    finally:
+        bar.close()
     clean = run.write_metrics(metrics)
+    run.save({"finished": True})                 # the experiment's flags and seed, to tell what ran
     name = run.config.experiment
     {"random-walk": _random_walk, "cliff": _cliff, "frozenlake": _frozenlake, "taxi": _taxi,
      "blackjack": _blackjack}[name](run.path(name.replace("-", "_") + ".png"), figure)

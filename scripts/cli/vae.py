@@ -48,7 +48,7 @@ def _data(name: str, images: np.ndarray, labels: np.ndarray):
 
 
 def run(args) -> None:
-    name = args.model
+    name = args.command
     family, config_cls, _ = FAMILY[name]
     run = Run(name, args, config_cls, may_change=("epochs",))
     cfg = run.config
