@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from nets.data import to_signed
+from nets.flags import non_negative_int
 from nets.harness import Run, UsageError
 from models.wgan_gp import WGANGPConfig, build, build_optimizer, evaluate, generate, sample_noise, train_iteration
 from cli.common import load_mnist_splits, print_summary, save_curves, write_samples
@@ -35,7 +36,7 @@ SUMMARY_METRICS = {"frechet_distance_last": "lower", "seconds_per_iteration": "l
 
 def register(subparsers) -> None:
     parser = add_gan_command(subparsers, "wgan-gp", "WGAN-GP on MNIST", __doc__, WGANGPConfig, run)
-    parser.add_argument("--quality-samples", type=int, default=1000, metavar="N",
+    parser.add_argument("--quality-samples", type=non_negative_int, default=1000, metavar="N",
                         help="samples scored by the classifier at each checkpoint iteration (0: none)")
 
 
@@ -62,8 +63,6 @@ def run(args) -> None:
     if cfg.n_critic * cfg.batch_size > len(x_train):
         raise UsageError(f"--n-critic {cfg.n_critic} x --batch-size {cfg.batch_size} images per iteration is more "
                          f"than the {len(x_train)} training images")
-    if args.quality_samples < 0:
-        raise UsageError(f"--quality-samples must be >= 0, got {args.quality_samples}")
     images = to_signed(x_train)                               # [0, 1] -> [-1, 1], tanh's range
     model, optimizer, players, fixed_noise, grids = setup(run, build, build_optimizer)
     D, G = model.D, model.G                                   # D: the critic
