@@ -5,8 +5,9 @@ runs `backprop` and stores the gradients in `.grad`.
 For each node from the outputs towards the inputs, its rules (one per input) turn g = dL/d(node) into
 dL/d(input); each input's gradient is brought to its shape (`_fit`: summed where it was broadcast) and
 added to what it has. With create_graph=True the rules run on Tensors, so the gradients are part of
-the graph; a node built by a fast op is first rebuilt by its reference op, and the gradient flows back
-through the rebuilt nodes (the fast op's own rules work on arrays only).
+the graph; a node built by a fast op (or by reversible_stack) is first rebuilt by its reference ops,
+and the gradient flows back through the rebuilt nodes (its own rules work on arrays only). `grad` runs
+only the rules on paths from the outputs to the requested inputs.
 """
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from .tensor import Tensor, _fit, as_tensor, enable_grad, no_grad, value
 from .tensor_methods import IndexAdd
 
 
-def backprop(roots: list, seeds: list, create_graph: bool = False, stop_at: frozenset = frozenset()):
+def backprop(roots: list, seeds: list, create_graph: bool = False, stop_at: frozenset = frozenset(),
+             only: set = None):
     """d(sum of roots * seeds)/d(node) for every node the roots depend on -> (nodes in topological order,
     {id(node): gradient}). Arrays, or Tensors in the graph when create_graph. Nodes whose id is in
-    `stop_at` get their gradient but pass none on."""
+    `stop_at` get their gradient but pass none on; `only` (ids, default all): the nodes to compute
+    gradients for, the others get none."""
     order = topological_order(roots, stop_at)
     grads, owned = {}, set()                         # owned: arrays allocated here (added to in place)
     for root, seed in zip(roots, seeds):
@@ -28,7 +31,7 @@ def backprop(roots: list, seeds: list, create_graph: bool = False, stop_at: froz
         for node in reversed(order):                 # outputs before inputs
             g = grads.get(id(node))
             if g is not None and node._parents and id(node) not in stop_at:
-                for parent, grad in _input_gradients(node, g, create_graph):
+                for parent, grad in _input_gradients(node, g, create_graph, only):
                     _add_gradient(grads, owned, parent, grad, create_graph)
     return order, grads
 
@@ -51,13 +54,26 @@ def topological_order(roots: list, stop_at: frozenset = frozenset()) -> list:
     return order
 
 
-def _input_gradients(node: Tensor, g, create_graph: bool):
+def leading_to(order: list, inputs: list) -> set:
+    """The ids of the inputs and of the nodes of `order` (topological) computed from one of them: the
+    only nodes whose gradients lead to the inputs' gradients."""
+    reach = {id(x) for x in inputs}
+    for node in order:
+        if any(id(p) in reach for p in node._parents):
+            reach.add(id(node))
+    return reach
+
+
+def _input_gradients(node: Tensor, g, create_graph: bool, only: set = None):
     """(parent, dL/d(parent)) pairs from the node's rules: one rule per input (None: no gradient), or
-    one rule that returns every input's gradient at once (ops whose gradients share their work)."""
+    one rule that returns every input's gradient at once (ops whose gradients share their work).
+    Only the parents in `only` (when given) get theirs; a per-input rule for another is not run."""
     if create_graph and node._recompute is not None:     # a fast op: backprop through its reference ops
-        rebuilt, parents = node._recompute(), node._parents
-        _, grads = backprop([rebuilt], [g], True, frozenset(id(p) for p in parents))
-        return [(p, grads.get(id(p))) for p in parents]
+        rebuilt, stop = node._recompute(), frozenset(id(p) for p in node._parents)
+        wanted = [p for p in node._parents if only is None or id(p) in only]
+        inner = None if only is None else leading_to(topological_order([rebuilt], stop), wanted)
+        _, grads = backprop([rebuilt], [g], True, stop, inner)
+        return [(p, grads.get(id(p))) for p in wanted]
     parents, rules = node._parents, node._backward
     if create_graph:
         args = (as_tensor(g), *parents, node)
@@ -65,8 +81,10 @@ def _input_gradients(node: Tensor, g, create_graph: bool):
         args = (g, *(p.data for p in parents), node.data)
     if not isinstance(rules, tuple):
         grads = rules(*args)
-        return zip(parents, grads if isinstance(grads, (tuple, list)) else (grads,))
-    return [(p, rule(*args)) for p, rule in zip(parents, rules) if p.requires_grad and rule is not None]
+        pairs = zip(parents, grads if isinstance(grads, (tuple, list)) else (grads,))
+        return pairs if only is None else [(p, grad) for p, grad in pairs if id(p) in only]
+    return [(p, rule(*args)) for p, rule in zip(parents, rules)
+            if p.requires_grad and rule is not None and (only is None or id(p) in only)]
 
 
 def _add_gradient(grads: dict, owned: set, node: Tensor, grad, create_graph: bool) -> None:
@@ -86,6 +104,7 @@ def _add_gradient(grads: dict, owned: set, node: Tensor, grad, create_graph: boo
         grad = grad.as_tensor(node.shape)
     if create_graph:
         grad = _fit(as_tensor(grad), node.shape)
+        grad = grad if grad.dtype == node.dtype else grad.astype(node.dtype)
         grads[key] = grad if current is None else current + grad
         return
     grad = _fit(value(grad), node.shape)
@@ -109,7 +128,9 @@ def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False, retain_
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
         grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
-    order, grads = backprop(outputs, [seed(o, s) for o, s in zip(outputs, grad_outputs)], create_graph)
+    seeds = [seed(o, s) for o, s in zip(outputs, grad_outputs)]
+    only = leading_to(topological_order(outputs), inputs)          # no work for gradients nobody asked for
+    order, grads = backprop(outputs, seeds, create_graph, only=only)
     result = []
     for i, x in enumerate(inputs):
         g = grads.get(id(x))

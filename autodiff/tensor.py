@@ -109,7 +109,7 @@ class Tensor:
     gradient checks). Only floating-point tensors can require gradients.
     """
     __array_ufunc__ = None          # `ndarray + Tensor` calls Tensor.__radd__ instead of NumPy's ufunc
-    _recompute = None               # a fast op's node: rebuilds it with the reference op (backend.py)
+    _recompute = None               # a node whose rules take arrays only (a fast op): rebuilds it with Tensor rules
 
     def __init__(self, data, requires_grad: bool = False, _parents: tuple = (), _op: str = ""):
         self.data = data.data if isinstance(data, Tensor) else np.asarray(data)

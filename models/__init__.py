@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import importlib
 
-REGISTRY = {"vae": "models.vae", "cvae": "models.cvae", "dcgan": "models.dcgan", "flow": "models.flow",
-            "conv-vae": "models.conv_vae", "made": "models.made", "pixelcnn": "models.pixelcnn",
+REGISTRY = {"vae": "models.vae", "cvae": "models.cvae", "dcgan": "models.dcgan", "wgan-gp": "models.wgan_gp",
+            "flow": "models.flow", "conv-vae": "models.conv_vae", "made": "models.made", "pixelcnn": "models.pixelcnn",
             "revnet": "models.revnet", "char-lm": "models.char_lm", "seq-memory": "models.seq_memory"}
 
 

@@ -237,10 +237,11 @@ class GAN(nets.Module):
 
 
 class GANOptimizers:
-    """The contract's `optimizer`: one Adam for D and one for G (get_optimizer), saved side by side."""
+    """The contract's `optimizer`: one Adam for D and one for G (`make(module, lr)`, default get_optimizer),
+    saved side by side."""
 
-    def __init__(self, model: GAN, lr: float):
-        self.D, self.G = get_optimizer(model.D, lr), get_optimizer(model.G, lr)
+    def __init__(self, model: GAN, lr: float, make=get_optimizer):
+        self.D, self.G = make(model.D, lr), make(model.G, lr)
 
     def state_dict(self) -> dict:
         return {f"{player}.{key}": value for player in ("D", "G")

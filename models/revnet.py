@@ -122,7 +122,9 @@ def stored_stack(x: Tensor, blocks) -> Tensor:
 def reversible_stack(x: Tensor, blocks) -> Tensor:
     """The same function as `stored_stack`, as ONE op: the forward runs without a graph and keeps only the
     output; the backward walks the blocks from last to first, reconstructing each block's input from its
-    output (RevBlock.backward_from_output). Its parents are x and every parameter of the blocks."""
+    output (RevBlock.backward_from_output). Its parents are x and every parameter of the blocks.
+    A backward with create_graph=True reruns the stack with a graph (`stored_stack`) and differentiates
+    that: a second derivative keeps the activations after all."""
     half = _halves(x)
     params = tuple(p for block in blocks for p in block.parameters())
     with no_grad():
@@ -131,10 +133,7 @@ def reversible_stack(x: Tensor, blocks) -> Tensor:
             y1, y2 = (t.data for t in block(Tensor(y1), Tensor(y2)))
     out = Tensor._make(np.concatenate([y1, y2], axis=1), (x, *params), "reversible_stack")
 
-    def gradients(g, *inputs):             # (dL/dx, dL/d(each parameter))
-        if isinstance(g, Tensor):
-            raise NotImplementedError("reversible_stack has no second derivative (create_graph=True): "
-                                      "use store_activations=True")
+    def gradients(g, *inputs):             # (dL/dx, dL/d(each parameter)), on arrays
         y1, y2 = out_data[:, :half], out_data[:, half:]
         dy1, dy2 = g[:, :half], g[:, half:]
         param_grads = []
@@ -145,6 +144,8 @@ def reversible_stack(x: Tensor, blocks) -> Tensor:
         return (np.concatenate([dy1, dy2], axis=1), *param_grads)
     out_data = out.data
     out._backward = gradients
+    if out.requires_grad:                  # create_graph: backprop through the stack run with a graph
+        out._recompute = lambda: stored_stack(x, blocks)
     return out
 
 

@@ -192,31 +192,6 @@ class Module:
         return ""
 
 
-class Sequential(Module):
-    """Applies its modules in order: Sequential(a, b, c)(x) = c(b(a(x)))."""
-
-    def __init__(self, *modules: Module):
-        super().__init__()
-        for i, module in enumerate(modules):
-            if not isinstance(module, Module):
-                raise TypeError(f"Sequential: item {i} is a {type(module).__name__}, not a Module")
-            setattr(self, str(i), module)
-
-    def forward(self, x):
-        for module in self._modules.values():
-            x = module(x)
-        return x
-
-    def __getitem__(self, i):
-        return list(self._modules.values())[i]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-
 class ModuleList(Module):
     """A list of Modules whose parameters belong to the parent (no forward of its own)."""
 
@@ -227,7 +202,8 @@ class ModuleList(Module):
 
     def append(self, module: Module) -> "ModuleList":
         if not isinstance(module, Module):
-            raise TypeError(f"ModuleList.append: expected a Module, got {type(module).__name__}")
+            raise TypeError(f"{type(self).__name__}: expected a Module, got {type(module).__name__} "
+                            f"(item {len(self._modules)})")
         setattr(self, str(len(self._modules)), module)
         return self
 
@@ -239,3 +215,15 @@ class ModuleList(Module):
 
     def __iter__(self):
         return iter(self._modules.values())
+
+
+class Sequential(ModuleList):
+    """Applies its modules in order: Sequential(a, b, c)(x) = c(b(a(x)))."""
+
+    def __init__(self, *modules: Module):
+        super().__init__(modules)
+
+    def forward(self, x):
+        for module in self._modules.values():
+            x = module(x)
+        return x

@@ -56,8 +56,8 @@ import autodiff.functional as F
 import nets
 from autodiff import Tensor, no_grad
 from nets.losses import mse_loss
-from rl.common import WINDOW, budget_position, budget_progress, hp, make_env, stream
-from rl.evaluation import greedy_action, run_greedy_episodes
+from rl.common import WINDOW, hp, make_env, stream
+from rl.evaluation import EpisodicAgent, greedy_action
 from rl.reinforce import advantages_from, mlp, policy_loss, sample_action
 
 
@@ -142,7 +142,7 @@ def actor_critic_loss(policy, value, obs, actions, advantages, returns, entropy_
 
 
 # ==================================================================== the agent and its training loop
-class ActorCritic:
+class ActorCritic(EpisodicAgent):
     """`train_step()` plays n_steps in each of n_envs environments, then updates both networks on that rollout
     (one gradient step each for plain A2C; epochs x minibatches steps with the clipped surrogate)."""
 
@@ -183,12 +183,6 @@ class ActorCritic:
         reached = (cfg.stop_avg > 0 and len(self.episode_returns) >= WINDOW
                    and np.mean(self.episode_returns[-WINDOW:]) >= cfg.stop_avg)
         return bool(reached or self.progress() >= 1.0)
-
-    def progress(self) -> float:
-        return budget_progress(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
-
-    def budget(self) -> tuple:
-        return budget_position(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
 
     def _step_envs(self, actions) -> tuple:
         """One step of every environment; an ending episode is recorded and its environment reset.
@@ -265,11 +259,6 @@ class ActorCritic:
 
     def greedy_action(self, obs) -> int:
         return greedy_action(self.policy, obs)
-
-    def evaluate(self, n_episodes: int, env_seed: int) -> list[float]:
-        return run_greedy_episodes(self.greedy_action, n_episodes, env_seed)
-
-    evaluate_final = evaluate      # the delivered policy is the final one
 
     def losses(self) -> dict:
         return self.curves

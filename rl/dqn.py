@@ -39,9 +39,9 @@ import numpy as np
 import nets
 from autodiff import Tensor, no_grad
 from nets.losses import huber_loss
-from rl.common import (budget_position, budget_progress, env_rng_state, hp, linear_schedule, make_env,
+from rl.common import (env_rng_state, hp, linear_schedule, make_env,
                        set_env_rng_state, stream, training_env_seed)
-from rl.evaluation import KeepBest, greedy_action, run_greedy_episodes
+from rl.evaluation import EpisodicAgent, KeepBest, greedy_action, run_greedy_episodes
 from rl.replay import NStepWindow, ReplayBuffer
 
 
@@ -176,7 +176,7 @@ def update_target(target_net: QNetwork, q_net: QNetwork, tau: float) -> None:
 
 
 # ==================================================================== the agent and its training loop
-class DQN:
+class DQN(EpisodicAgent):
     """Owns the networks, optimiser, buffer, generators and the environment; `train_episode()` plays
     one training episode (updating as it goes). Checkpoints are taken between episodes."""
 
@@ -211,15 +211,6 @@ class DQN:
         return "best_eval" if self.cfg.keep_best else "final"
 
     # ---------------------------------------------------------------- budget
-    def finished(self) -> bool:
-        return self.progress() >= 1.0
-
-    def progress(self) -> float:
-        return budget_progress(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
-
-    def budget(self) -> tuple:
-        return budget_position(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
-
     def lr_progress(self) -> float:
         """How far the learning-rate decay has gone: over lr_decay_steps env steps after lr_hold_steps, or
         over the whole budget."""
@@ -292,10 +283,6 @@ class DQN:
     def evaluate(self, n_episodes: int, env_seed: int) -> list[float]:
         """Greedy returns of the DELIVERED network (the kept best, or the final one)."""
         return run_greedy_episodes(self.delivered_action, n_episodes, env_seed)
-
-    def evaluate_final(self, n_episodes: int, env_seed: int) -> list[float]:
-        """Greedy returns of the network as training left it."""
-        return run_greedy_episodes(self.greedy_action, n_episodes, env_seed)
 
     def losses(self) -> dict:
         return {"td_loss": self.episode_losses}

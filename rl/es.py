@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rl.common import budget_position, budget_progress, hp, make_env, stream, training_env_seed
-from rl.evaluation import run_greedy_episodes
+from rl.common import hp, make_env, stream, training_env_seed
+from rl.evaluation import EpisodicAgent
 
 
 @dataclass
@@ -86,7 +86,7 @@ def centered_ranks(values) -> np.ndarray:
 
 
 # ==================================================================== the algorithm
-class ES:
+class ES(EpisodicAgent):
     """`train_generation()` evaluates 2m mirrored perturbations of theta and takes one ES step."""
 
     name = "es"
@@ -114,12 +114,12 @@ class ES:
     def finished(self) -> bool:
         cfg = self.cfg
         return bool((cfg.generations and self.generation >= cfg.generations)
-                    or budget_progress(len(self.episode_returns), self.env_steps, cfg.episodes, cfg.steps) >= 1.0)
+                    or self.progress() >= 1.0)
 
     def budget(self) -> tuple:
         if self.cfg.generations:
             return self.generation, self.cfg.generations
-        return budget_position(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
+        return super().budget()
 
     def episode_return(self, theta: np.ndarray, reset_seed: int) -> float:
         """F(theta): the return of one episode of the deterministic policy theta from reset(seed)."""
@@ -164,11 +164,6 @@ class ES:
 
     def greedy_action(self, obs) -> int:
         return policy_action(unflatten(self.theta, self.shapes), obs)
-
-    def evaluate(self, n_episodes: int, env_seed: int) -> list[float]:
-        return run_greedy_episodes(self.greedy_action, n_episodes, env_seed)
-
-    evaluate_final = evaluate      # the delivered policy is the final one
 
     def losses(self) -> dict:
         return {"update_norm": self.update_norms}

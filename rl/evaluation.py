@@ -21,7 +21,7 @@ import copy
 
 import numpy as np
 
-from rl.common import forward_no_grad, make_env, selection_env_seed
+from rl.common import budget_position, budget_progress, forward_no_grad, make_env, selection_env_seed
 
 
 # ==================================================================== greedy play
@@ -124,3 +124,26 @@ class KeepBest:
         if "best_net" in state:
             self.best_net = copy.deepcopy(net)
             self.best_net.load_state_dict(state["best_net"])
+
+
+class EpisodicAgent:
+    """What the agents share: a budget of episodes and/or environment steps (cfg.episodes, cfg.steps, counted by
+    self.episode_returns and self.env_steps; training stops at whichever runs out first), and greedy play of
+    self.greedy_action. The delivered policy is the final one unless an agent overrides `evaluate`."""
+
+    def finished(self) -> bool:
+        return self.progress() >= 1.0
+
+    def progress(self) -> float:
+        return budget_progress(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
+
+    def budget(self) -> tuple:
+        return budget_position(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
+
+    def evaluate(self, n_episodes: int, env_seed: int) -> list[float]:
+        """Greedy returns of the delivered policy, one episode per env seed env_seed, env_seed + 1, ..."""
+        return run_greedy_episodes(self.greedy_action, n_episodes, env_seed)
+
+    def evaluate_final(self, n_episodes: int, env_seed: int) -> list[float]:
+        """Greedy returns of the policy as training left it."""
+        return run_greedy_episodes(self.greedy_action, n_episodes, env_seed)

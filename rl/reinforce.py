@@ -32,9 +32,9 @@ import autodiff.functional as F
 import nets
 from autodiff import Tensor, no_grad
 from nets.losses import mse_loss
-from rl.common import (budget_position, budget_progress, env_rng_state, forward_no_grad, hp, make_env,
+from rl.common import (env_rng_state, forward_no_grad, hp, make_env,
                        set_env_rng_state, stream, training_env_seed)
-from rl.evaluation import greedy_action, run_greedy_episodes
+from rl.evaluation import EpisodicAgent, greedy_action
 
 BASELINES = ("none", "mean", "value")
 
@@ -110,7 +110,7 @@ def advantages_from(returns: np.ndarray, baseline_values: np.ndarray | None, bas
 
 
 # ==================================================================== the agent and its training loop
-class Reinforce:
+class Reinforce(EpisodicAgent):
     """`train_update()` samples N episodes with the current policy and takes one gradient step.
     Checkpoints are taken between updates (i.e. between episodes)."""
 
@@ -139,15 +139,6 @@ class Reinforce:
         self.episode_returns: list[float] = []
         self.update_losses: list[float] = []     # policy loss of each update
         self.value_losses: list[float] = []      # value-network MSE of each update (baseline=value)
-
-    def finished(self) -> bool:
-        return self.progress() >= 1.0
-
-    def progress(self) -> float:
-        return budget_progress(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
-
-    def budget(self) -> tuple:
-        return budget_position(len(self.episode_returns), self.env_steps, self.cfg.episodes, self.cfg.steps)
 
     def _play_episode(self):
         """One episode with actions sampled from pi; returns (obs (T, d), actions (T,), rewards (T,))."""
@@ -212,11 +203,6 @@ class Reinforce:
 
     def greedy_action(self, obs) -> int:
         return greedy_action(self.policy, obs)
-
-    def evaluate(self, n_episodes: int, env_seed: int) -> list[float]:
-        return run_greedy_episodes(self.greedy_action, n_episodes, env_seed)
-
-    evaluate_final = evaluate      # the delivered policy is the final one
 
     def losses(self) -> dict:
         curves = {"policy_loss": self.update_losses}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """One table for the generative families:  python scripts/compare_generative.py RUN_DIR... [--data-dir D]
 
-Reads finished runs of scripts/train.py (vae, cvae, flow, made, pixelcnn, dcgan; any subset, any number)
+Reads finished runs of scripts/train.py (vae, cvae, flow, made, pixelcnn, dcgan, wgan-gp; any subset, any number)
 and writes OUT/comparison.md (the Markdown table and its caption), OUT/comparison.json (the same numbers,
 strict JSON) and OUT/comparison_samples.png (ten samples of every run). Per run:
     likelihood     each family's own `evaluate` (scripts/evaluate.py's dispatch on metrics.json "model")
@@ -36,7 +36,7 @@ from nets.flags import OneLineParser, non_negative_int, positive_int  # noqa: E4
 from nets.harness import UsageError, strict_json  # noqa: E402
 
 FAMILIES = {"made": "autoregressive", "pixelcnn": "autoregressive", "flow": "flow", "vae": "VAE",
-            "cvae": "VAE (conditional)", "dcgan": "GAN"}
+            "cvae": "VAE (conditional)", "dcgan": "GAN", "wgan-gp": "GAN (Wasserstein)"}
 CAPTION = """\
 **Which numbers are comparable.** Rows share the test images (the test split of the data used) and the
 classifier. *Exact NLL* (MADE, PixelCNN) and the *-ELBO / -IWAE* bounds (VAE) are nats per image on the same
@@ -100,9 +100,14 @@ class Classifier:
         return features, predicted
 
 
+def classes_covered(predicted: np.ndarray, min_share: float = 0.02, num_classes: int = 10) -> int:
+    """How many classes get at least `min_share` of the predictions (a fifth of a fair 10%)."""
+    return int((np.bincount(np.asarray(predicted), minlength=num_classes) >= min_share * len(predicted)).sum())
+
+
 def sample_quality(images: np.ndarray, classifier, reference: tuple) -> dict:
     features, predicted = classifier(images)
-    return {"class_entropy_bits": class_entropy_bits(predicted),
+    return {"class_entropy_bits": class_entropy_bits(predicted), "classes_covered": classes_covered(predicted),
             "frechet_distance": frechet_distance(*gaussian_fit(features), *reference),
             "class_histogram": np.bincount(predicted, minlength=10).tolist()}
 
@@ -139,7 +144,7 @@ def load_sampler(run_dir: str, model: str):
     checkpoint = _checkpoint(run_dir)
     family = models.load(model)
     net = family.build(config_from(family.Config, checkpoint["meta"]["config"]))
-    if model == "dcgan":
+    if model in ("dcgan", "wgan-gp"):
         from cli.dcgan import to_unit
         net.G.load_state_dict(checkpoint["G"])
         return lambda n, rng: to_unit(family.generate(net.G, family.sample_noise(n, net.noise_dim, rng)))
@@ -194,7 +199,7 @@ def compare(run_dirs, test_images: np.ndarray, classifier, *, data_dir=None, see
         row = {"run": run_dir, "model": model, "family": FAMILIES[model],
                "train_seconds": metrics.get("wall_seconds"), "notes": []}
         try:
-            if model != "dcgan":                         # a GAN has no likelihood to evaluate
+            if model not in ("dcgan", "wgan-gp"):        # a GAN has no likelihood to evaluate
                 row.update(likelihood_columns(model, evaluate(run_dir, model, data_dir, seed)))
         except Exception as error:                   # one broken family must not hide the others' numbers
             row["notes"].append(f"no likelihood: {type(error).__name__}: {error}")

@@ -2,10 +2,10 @@
 """Measure every bench.py workload in alternating rounds and write the performance page.
 
     python scripts/performance.py --rounds 6 --out scripts/performance.md
-    python scripts/performance.py --rounds 6 --compare "python twin.py {threads}" --compare-name PyTorch
+    python scripts/performance.py --rounds 6 --compare "PyTorch=python twin.py {threads}"
 
 Each round runs, one after the other: the fast backend on 1 and on 2 threads, the reference backend on 1
-thread, and (with --compare) an outside command that times the same workloads in another library and
+thread, and (each --compare) an outside command that times the same workloads in another library and
 prints one JSON object {"workload": median ms, ...} (this project never imports one: the command is yours).
 The page reports the median over rounds of each round's median, the per-round ratios, and how it was made:
 the command line, the commit, the machine, NumPy and its BLAS. Run it on a quiet machine: other
@@ -28,11 +28,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SETTINGS = [("fast", 1), ("fast", 2), ("reference", 1)]
 
 
-def bench(backend: str, threads: int, workloads: list, repeats: int) -> dict:
-    command = [sys.executable, os.path.join(HERE, "bench.py"), *workloads, "--json", "--repeats", str(repeats),
-               "--backend", backend, "--threads", str(threads)]
-    report = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
-    return {r["workload"]: r["median_ms"] for r in report["results"]}
+def bench(backend: str, threads: int, workloads: list, repeats: int, run_repeats: int) -> dict:
+    """{workload: median ms} from bench.py: `repeats` steps of each step workload, `run_repeats` whole runs
+    of each `-epochs` workload (one run is itself many epochs)."""
+    times = {}
+    for group, count in (([w for w in workloads if not w.endswith("-epochs")], repeats),
+                         ([w for w in workloads if w.endswith("-epochs")], run_repeats)):
+        if group:
+            command = [sys.executable, os.path.join(HERE, "bench.py"), *group, "--json", "--repeats", str(count),
+                       "--backend", backend, "--threads", str(threads)]
+            report = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+            times.update({r["workload"]: r["median_ms"] for r in report["results"]})
+    return times
 
 
 def compare(command: str, threads: int) -> dict:
@@ -60,32 +67,34 @@ def commit() -> str:
         return "?"
 
 
-def table(rounds: list, workloads: list, name: str | None) -> list:
+def table(rounds: list, workloads: list, names: list) -> list:
     def median(key, workload):
         values = [r[key][workload] for r in rounds if workload in r.get(key, {})]
         return float(np.median(values)) if values else None
 
+    def ratios(a, b, workload):
+        return [r[a][workload] / r[b][workload] for r in rounds if workload in r.get(a, {}) and workload in r.get(b, {})]
+
     def ratio(a, b, workload):
-        pairs = [r[a][workload] / r[b][workload] for r in rounds if workload in r.get(a, {}) and workload in r.get(b, {})]
-        return (float(np.median(pairs)), pairs) if pairs else (None, [])
+        pairs = ratios(a, b, workload)
+        return float(np.median(pairs)) if pairs else None
     head = ["workload", "fast, 1 thread", "fast, 2 threads", "reference, 1 thread", "reference / fast"]
-    if name:
+    for name in names:
         head += [f"{name}, 1 thread", "fast / " + name, f"{name}, 2 threads", "fast / " + name]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for w in workloads:
         cells = [w] + [_ms(median(k, w)) for k in ("fast-1", "fast-2", "reference-1")]
-        cells.append(_x(ratio("reference-1", "fast-1", w)[0]))
-        if name:
+        cells.append(_x(ratio("reference-1", "fast-1", w)))
+        for name in names:
             for t in (1, 2):
-                cells += [_ms(median(f"compare-{t}", w)), _x(ratio(f"fast-{t}", f"compare-{t}", w)[0])]
+                cells += [_ms(median(f"{name}-{t}", w)), _x(ratio(f"fast-{t}", f"{name}-{t}", w))]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("Per-round ratios (fast / reference / compare): " + "; ".join(
-        f"{w}: " + ", ".join(f"{k} [{' '.join(f'{x:.2f}' for x in ratio(a, b, w)[1])}]"
-                             for k, a, b in (("ref/fast 1 thr", "reference-1", "fast-1"),
-                                             *((f"fast/{name} 1 thr", "fast-1", "compare-1"),
-                                               (f"fast/{name} 2 thr", "fast-2", "compare-2")) * bool(name))
-                             if ratio(a, b, w)[1]) for w in workloads) + ".")
+    pairs = [("reference / fast, 1 thread", "reference-1", "fast-1")]
+    pairs += [(f"fast / {name}, {t} thread{'s' * (t > 1)}", f"fast-{t}", f"{name}-{t}") for name in names for t in (1, 2)]
+    lines += ["", "Per-round ratios, round by round:", ""]
+    for w in workloads:
+        lines.append(f"- {w}: " + "; ".join(f"{label} " + " ".join(f"{x:.2f}" for x in ratios(a, b, w))
+                                            for label, a, b in pairs if ratios(a, b, w)))
     return lines
 
 
@@ -101,31 +110,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workloads", nargs="*", help="bench.py workloads (default: all but 'save')")
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--repeats", type=int, default=10, help="timed steps per workload and setting")
-    parser.add_argument("--compare", default=None, help="outside command printing {workload: ms}; {threads} is replaced")
-    parser.add_argument("--compare-name", default="other")
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps per step workload and setting")
+    parser.add_argument("--run-repeats", type=int, default=1, help="timed whole runs per -epochs workload and setting")
+    parser.add_argument("--compare", action="append", default=[], metavar="NAME=COMMAND",
+                        help="an outside command printing {workload: ms}, {threads} replaced by 1 or 2 (repeatable)")
     parser.add_argument("--out", default=os.path.join(HERE, "performance.md"))
     args = parser.parse_args()
     sys.path.insert(0, HERE)
     from bench import WORKLOADS
     workloads = args.workloads or [w for w in WORKLOADS if w != "save"]
+    comparisons = dict(c.split("=", 1) for c in args.compare if "=" in c)
+    if len(comparisons) != len(args.compare):
+        parser.error("--compare: expected NAME=COMMAND, e.g. --compare 'PyTorch=python twin.py {threads}'")
     rounds = []
     for k in range(args.rounds):
-        result = {f"{b}-{t}": bench(b, t, workloads, args.repeats) for b, t in SETTINGS}
-        if args.compare:
-            result.update({f"compare-{t}": compare(args.compare, t) for t in (1, 2)})
+        result = {f"{b}-{t}": bench(b, t, workloads, args.repeats, args.run_repeats) for b, t in SETTINGS}
+        for name, command in comparisons.items():
+            result.update({f"{name}-{t}": compare(command, t) for t in (1, 2)})
         rounds.append(result)
         print(f"round {k + 1} of {args.rounds} done", file=sys.stderr)
-    name = args.compare_name if args.compare else None
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    names = list(comparisons)
     page = ["# Performance", "",
-            f"Milliseconds per step (the `-epochs` workloads: per whole run of epochs), median over {args.rounds} "
-            f"rounds of each round's median of {args.repeats} steps; made by `python scripts/performance.py "
-            + shlex.join(sys.argv[1:]) + f"` on commit {commit()}, {datetime.date.today()}, on {machine()}; "
-            f"load average at the end {load}. The workloads are defined in `scripts/bench.py`; the threads setting "
-            "is `bench.py --threads N` (nets/threads.py's policy)." + (
-                f" The {name} column times the same workloads with an outside command (`--compare`)." if name else ""),
-            ""] + table(rounds, workloads, name)
+            f"Milliseconds per step (the `-epochs` workloads: per whole run of its epochs), the median over "
+            f"{args.rounds} rounds of each round's median of {args.repeats} steps ({args.run_repeats} whole runs); "
+            f"made by `python scripts/performance.py " + shlex.join(sys.argv[1:]) + f"` on commit {commit()}, "
+            f"{datetime.date.today()}, on {machine()}; load average at the end {load}. The workloads are defined in "
+            "`scripts/bench.py`; the threads setting is `bench.py --threads N` (nets/threads.py's policy)."
+            + "".join(f" The {name} columns time the same workloads with an outside command (`--compare`)."
+                      for name in names), ""] + table(rounds, workloads, names)
     with open(args.out, "w") as f:
         f.write("\n".join(page) + "\n")
     print("\n".join(page))

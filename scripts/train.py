@@ -35,7 +35,7 @@ from nets.harness import STOP_SIGNALS, TrainingDiverged, UsageError  # noqa: E40
 # subcommand -> module in scripts/cli that registers it
 COMMANDS = {
     "vae": "cli.vae", "cvae": "cli.vae",
-    "dcgan": "cli.dcgan",
+    "dcgan": "cli.dcgan", "wgan-gp": "cli.wgan_gp",
     "flow": "cli.flow",
     "conv-vae": "cli.conv_vae",
     "revnet": "cli.revnet",

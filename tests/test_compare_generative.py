@@ -52,6 +52,8 @@ def test_class_entropy():
     assert cg.class_entropy_bits(np.arange(1000) % 10) == pytest.approx(math.log2(10))
     assert cg.class_entropy_bits(np.full(50, 3)) == 0
     assert cg.class_entropy_bits(np.array([1, 1, 7, 7])) == pytest.approx(1.0)
+    assert cg.classes_covered(np.arange(1000) % 10) == 10
+    assert cg.classes_covered(np.r_[np.full(981, 3), np.arange(19) % 10]) == 1      # 2 of 1000 each: under 2%
 
 
 # ==================================================================== the table from fake runs
@@ -129,8 +131,8 @@ def test_table_from_six_fake_runs(tmp_path, test_images):
 def test_missing_family_is_named(tmp_path, test_images):
     run = fake_run(tmp_path / "vae", "vae", test_images[:20])
     result = cg.compare([run], test_images, StubClassifier(), evaluate=stub_evaluate, sampler=stub_sampler)
-    assert result["missing_families"] == ["made", "pixelcnn", "flow", "cvae", "dcgan"]
-    assert "no run given for: made, pixelcnn, flow, cvae, dcgan" in cg.markdown(result)
+    assert result["missing_families"] == ["made", "pixelcnn", "flow", "cvae", "dcgan", "wgan-gp"]
+    assert "no run given for: made, pixelcnn, flow, cvae, dcgan, wgan-gp" in cg.markdown(result)
 
 
 def test_command_line_rejects_bad_folders_in_one_line(tmp_path, capsys, test_images):

@@ -35,6 +35,7 @@ def tiny_config(name: str, tmp_path, text: str) -> dict:
     return {"vae": dict(hidden=8, latent=2, batch_size=16, iwae_k=3),
             "cvae": dict(hidden=8, latent=2, batch_size=16, iwae_k=3),
             "dcgan": dict(batch_size=8, hidden=8, d_channels=(2, 3), g_channels=(4, 2)),
+            "wgan-gp": dict(batch_size=4, n_critic=2, hidden=8, d_channels=(2, 3), g_channels=(4, 2)),
             "flow": dict(layers=2, hidden=8, batch_size=16),
             "conv-vae": dict(num_frames=40, reset_every=8, hidden_dims=(2, 4), latent_dim=2, batch_size=8,
                              cache_dir=str(tmp_path / "frames")),
@@ -61,7 +62,7 @@ def model_case(name: str, module, cfg, rng) -> tuple:
         return (images, labels), (images[:16], labels[:16]), (binary, labels[:8])
     if name == "pixelcnn":
         return images, images[:16], binary.reshape(8, 1, 28, 28)
-    if name == "dcgan":
+    if name in ("dcgan", "wgan-gp"):
         return images, images[:16], module.signed_images(images[:8])
     if name == "flow":
         return images, images[:16], module.dequantize(images[:8], rng)
@@ -80,7 +81,8 @@ def model_case(name: str, module, cfg, rng) -> tuple:
     raise AssertionError(f"no test case for {name}")
 
 
-HEADLINE = {"vae": "neg_elbo_nats", "cvae": "neg_elbo_nats", "dcgan": "d_loss", "flow": "bits_per_dim",
+HEADLINE = {"vae": "neg_elbo_nats", "cvae": "neg_elbo_nats", "dcgan": "d_loss", "wgan-gp": "critic_loss",
+            "flow": "bits_per_dim",
             "conv-vae": "mse", "made": "nll_nats", "pixelcnn": "nll_nats", "revnet": "accuracy",
             "char-lm": "nll_nats_per_char", "seq-memory": "accuracy"}
 CASES = [(name, {}) for name in models.REGISTRY] + [("char-lm", {"model": kind}) for kind in ("bigram", "mlp", "gru")]

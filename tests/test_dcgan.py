@@ -201,6 +201,16 @@ def test_cli_three_iterations_writes_the_contract_files(tmp_path):
     assert checkpoint["meta"]["state"]["iteration"] == 3
 
 
+def straight_and_resumed(tmp_path, flags: list) -> tuple:
+    """The checkpoints of a 5-iteration run and of a 3-iteration run resumed to 5, with the same flags."""
+    import train
+    from nets.checkpoint import load_checkpoint
+    assert train.main(flags + ["--iterations", "5", "--out", str(tmp_path / "straight")]) == 0
+    assert train.main(flags + ["--iterations", "3", "--out", str(tmp_path / "resumed")]) == 0
+    assert train.main(flags + ["--iterations", "5", "--resume", str(tmp_path / "resumed")]) == 0
+    return tuple(load_checkpoint(tmp_path / name / "checkpoint.npz") for name in ("straight", "resumed"))
+
+
 def test_cli_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     import train
     import cli.dcgan as cli
@@ -210,12 +220,7 @@ def test_cli_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     # batch 1000: 4 batches per epoch, so 3 -> 5 resumes mid-epoch and crosses an epoch boundary
     flags = ["dcgan", "--batch-size", "1000", "--seed", "3",           # 28 x 28 like the real ones, but cheap
              "--hidden", "8", "--d-channels", "2", "3", "--g-channels", "4", "2"]
-    assert train.main(flags + ["--iterations", "5", "--out", str(tmp_path / "straight")]) == 0
-    assert train.main(flags + ["--iterations", "3", "--out", str(tmp_path / "resumed")]) == 0
-    assert train.main(flags + ["--iterations", "5", "--resume", str(tmp_path / "resumed")]) == 0
-    from nets.checkpoint import load_checkpoint
-    a = load_checkpoint(tmp_path / "straight" / "checkpoint.npz")
-    b = load_checkpoint(tmp_path / "resumed" / "checkpoint.npz")
+    a, b = straight_and_resumed(tmp_path, flags)
     for section in ("D", "G", "opt_D", "opt_G"):
         assert a[section].keys() == b[section].keys()
         for key in a[section]:

@@ -311,7 +311,8 @@ def test_delivered_is_best_or_final(monkeypatch):
     # the delivered network is the final one when keep_best is off; the kept copy otherwise
     seeds = _fake_greedy_runs(monkeypatch, [])
     calls = []
-    monkeypatch.setattr(rl.dqn, "run_greedy_episodes", lambda act, n, seed: calls.append(act) or [1.0] * n)
+    for module in (rl.dqn, rl.evaluation):        # evaluate (dqn.py) and evaluate_final (EpisodicAgent)
+        monkeypatch.setattr(module, "run_greedy_episodes", lambda act, n, seed: calls.append(act) or [1.0] * n)
     off.evaluate(3, 0), off.evaluate_final(3, 0), on.evaluate(3, 0), on.evaluate_final(3, 0)
     assert [c.__name__ for c in calls] == ["delivered_action", "greedy_action"] * 2 and not seeds
 

@@ -37,11 +37,17 @@ SUMMARY_METRICS = {"d_loss_last100": "lower", "seconds_per_iteration": "lower"}
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("dcgan", help="DCGAN on MNIST", description=__doc__,
+    add_gan_command(subparsers, "dcgan", "DCGAN on MNIST", __doc__, DCGANConfig, run)
+
+
+def add_gan_command(subparsers, name: str, help: str, description: str, config_cls, run_fn):
+    """The subcommand of a GAN: the run flags with MNIST's, the config's flags; the parser, to add more."""
+    parser = subparsers.add_parser(name, help=help, description=description,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_flags(parser, mnist=True)
-    add_config_flags(parser, DCGANConfig)
-    parser.set_defaults(run=run)
+    add_config_flags(parser, config_cls)
+    parser.set_defaults(run=run_fn)
+    return parser
 
 
 def to_unit(images: np.ndarray) -> np.ndarray:
@@ -60,34 +66,15 @@ def run(args) -> None:
     if cfg.batch_size > len(x_train):
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than the {len(x_train)} training images")
     x_train = to_signed(x_train)                              # [0, 1] -> [-1, 1], tanh's range
-    try:
-        model = build(cfg)                                    # model.D and model.G
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    optimizer = build_optimizer(model, cfg)                   # optimizer.D and optimizer.G
-    D, G, opt_D, opt_G = model.D, model.G, optimizer.D, optimizer.G
-    fixed_noise = sample_noise(16, model.noise_dim, run.stream("fixed-noise"))
+    model, optimizer, players, fixed_noise, grids = setup(run, build, build_optimizer)
+    D, G = model.D, model.G
     state = run.state or {"iteration": 0, "d_loss": [], "g_loss": [], "warnings": [], "d_wins_warned": False}
-    grids = {}                                                # iteration -> (16, 28, 28) in [0, 1]
-    if run.resumed:
-        for module, key in ((D, "D"), (G, "G"), (opt_D, "opt_D"), (opt_G, "opt_G")):
-            module.load_state_dict(run.sections[key])
-        grids = {int(k): v for k, v in run.sections.get("grids", {}).items()}
     milestones = grid_iterations(cfg.iterations)
 
-    def snapshot(iteration: int) -> None:
-        grids[iteration] = to_unit(generate(G, fixed_noise))
-        save_image_grid(run.path(f"samples_iter_{iteration:04d}.png"), grids[iteration], 4, 4,
-                        title=f"iteration {iteration}")
-
-    def save() -> None:
-        run.save(state, D=D.state_dict(), G=G.state_dict(), opt_D=opt_D.state_dict(), opt_G=opt_G.state_dict(),
-                 grids={str(k): v for k, v in grids.items()})
-
     if state["iteration"] == 0 and 0 not in grids:
-        snapshot(0)
+        draw_grid(run, grids, 0, G, fixed_noise)
     model.train()
-    for it in run.loop(state["iteration"], cfg.iterations, save, unit="iteration"):
+    for it in run.loop(state["iteration"], cfg.iterations, lambda: save(run, state, players, grids), unit="iteration"):
         losses = train_iteration(model, optimizer, x_train, it, run.stream, cfg)
         run.check_finite(losses["d_loss"] + losses["g_loss"], f"iteration {it + 1}", hint="learning rate")
         state["d_loss"].append(losses["d_loss"])
@@ -98,23 +85,60 @@ def run(args) -> None:
             print(f"\nwarning: {warning}", file=sys.stderr)
         run.show(**losses)
         if state["iteration"] in milestones:
-            snapshot(state["iteration"])
+            draw_grid(run, grids, state["iteration"], G, fixed_noise)
     if cfg.iterations not in grids:                           # resumed at the end: redraw the last grid
-        snapshot(cfg.iterations)
+        draw_grid(run, grids, cfg.iterations, G, fixed_noise)
 
-    shown = [i for i in milestones if i in grids]
-    save_image_grid(run.path("progress.png"), np.stack([tile(grids[i], 4, 4) for i in shown]),
-                    1, len(shown), title="DCGAN samples from one fixed noise batch",
-                    col_labels=[f"iteration {i}" for i in shown], cell=2.2, gap=8)
+    save_progress(run, grids, [i for i in milestones if i in grids], "DCGAN samples from one fixed noise batch")
     steps = np.arange(1, len(state["d_loss"]) + 1)
     save_curves(run.path("losses.png"), {"D: -log D(x) - log(1 - D(G(z)))": (steps, state["d_loss"]),
                                          "G: -log D(G(z))": (steps, state["g_loss"])},
                 xlabel="iteration", ylabel="loss", title="DCGAN losses")
     write_samples(run.dir, to_unit(generate(G, sample_noise(NUM_SAMPLES, model.noise_dim, run.stream("samples")))))
-    save()
+    save(run, state, players, grids)
     metrics = run.write_metrics(_metrics(cfg, state, D, G, len(x_train), grids, run.wall_seconds))
     print_summary(run.dir, {key: metrics[key] for key in ("iterations", "seconds_per_iteration", "d_loss_last100",
                                                           "g_loss_last100", "wall_seconds")})
+
+
+# ---------------------------------------------------------------- shared with scripts/cli/wgan_gp.py
+def setup(run, build, build_optimizer) -> tuple:
+    """(model, optimizer, players: the checkpoint's sections {D, G, opt_D, opt_G}, the grids' fixed noise,
+    the grids {iteration: (16, 28, 28) in [0, 1]} so far) of a new or resumed run."""
+    try:
+        model = build(run.config)                             # model.D and model.G
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    optimizer = build_optimizer(model, run.config)            # optimizer.D and optimizer.G
+    players = {"D": model.D, "G": model.G, "opt_D": optimizer.D, "opt_G": optimizer.G}
+    fixed_noise = sample_noise(16, model.noise_dim, run.stream("fixed-noise"))
+    return model, optimizer, players, fixed_noise, restore(run, players)
+
+
+def restore(run, players: dict) -> dict:
+    """A resumed run's D, G and their optimizers (players: {section: module}) loaded; its grids returned."""
+    if not run.resumed:
+        return {}
+    for key, module in players.items():
+        module.load_state_dict(run.sections[key])
+    return {int(k): v for k, v in run.sections.get("grids", {}).items()}
+
+
+def save(run, state: dict, players: dict, grids: dict) -> None:
+    run.save(state, **{key: module.state_dict() for key, module in players.items()},
+             grids={str(k): v for k, v in grids.items()})
+
+
+def draw_grid(run, grids: dict, iteration: int, G, fixed_noise) -> None:
+    """grids[iteration] = G's 16 images of the fixed noise, drawn to samples_iter_XXXX.png."""
+    grids[iteration] = to_unit(generate(G, fixed_noise))
+    save_image_grid(run.path(f"samples_iter_{iteration:04d}.png"), grids[iteration], 4, 4,
+                    title=f"iteration {iteration}")
+
+
+def save_progress(run, grids: dict, shown: list, title: str) -> None:
+    save_image_grid(run.path("progress.png"), np.stack([tile(grids[i], 4, 4) for i in shown]), 1, len(shown),
+                    title=title, col_labels=[f"iteration {i}" for i in shown], cell=2.2, gap=8)
 
 
 def _metrics(cfg, state: dict, D, G, n_train: int, grids: dict, seconds: float) -> dict:
