@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from nets.checkpoint import save_npz_atomic
-from nets.harness import UsageError
+from nets.harness import UsageError, strict_json
 
 
 def load_split(split: str, data_dir):
@@ -35,8 +35,8 @@ def write_samples(directory: str, images: np.ndarray, labels=None, **extra) -> N
 
 
 def print_summary(directory: str, lines: dict) -> None:
-    """The closing line of a run: one JSON object on stdout."""
-    print(json.dumps({"out": directory, **lines}))
+    """The closing line of a run: one strict-JSON object on stdout (NaN and infinities as null)."""
+    print(json.dumps(strict_json({"out": directory, **lines})))
 
 
 def _pyplot():

@@ -11,13 +11,12 @@ flags and seed; an experiment runs in one piece, in well under a minute, so ther
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import numpy as np
-
 from tqdm import tqdm
 
+from cli.common import print_summary
 from nets.harness import Run, UsageError, add_config_flags, add_run_flags
 from rl import tabular_experiments
 from rl.tabular_experiments import TabularConfig
@@ -59,7 +58,7 @@ def run(args) -> None:
     {"random-walk": _random_walk, "cliff": _cliff, "frozenlake": _frozenlake, "taxi": _taxi,
      "blackjack": _blackjack}[name](run.path(name.replace("-", "_") + ".png"), figure)
     headline = {k: v for k, v in clean.items() if isinstance(v, (int, float, str)) or k == "greedy_path_length"}
-    print(json.dumps({"out": run.dir, **headline}))
+    print_summary(run.dir, headline)
 
 
 # ==================================================================== figures
