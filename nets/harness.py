@@ -212,13 +212,24 @@ class Run:
             self._stop_requested = False
 
     def _report(self, done: int, total: int, unit: str) -> None:
-        """For a sweep's worker (the sweep sets the variable): "done/total units" in a file, each second."""
-        path = os.environ.get("NUMPY_DL_LAB_STATUS")
-        if path and time.perf_counter() - getattr(self, "_reported", -1.0) >= 1.0:
+        if time.perf_counter() - getattr(self, "_reported", -1.0) >= 1.0:
             self._reported = time.perf_counter()
+            self._status(f"{done}/{total} {unit}s")
+
+    def stage(self, text: str) -> None:
+        """One line on stderr for a step after the loop that can take seconds (evaluation, figures)."""
+        self._status(text)
+        if not os.environ.get("NO_PROGRESS"):
+            print(f"{self.model}: {text} ...", file=sys.stderr)
+
+    @staticmethod
+    def _status(text: str) -> None:
+        """For a sweep's worker (the sweep sets the variable): its progress in a file the sweep shows."""
+        path = os.environ.get("NUMPY_DL_LAB_STATUS")
+        if path:
             try:
                 with open(path, "w") as f:
-                    f.write(f"{done}/{total} {unit}s")
+                    f.write(text)
             except OSError:
                 pass
 

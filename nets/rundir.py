@@ -116,10 +116,12 @@ def _lock(directory: str, flag: str) -> None:
         except FileExistsError:
             owner = _owner(path)
             starting = owner is None and _age(path) < 5.0          # created, its pid not written yet
-            if starting or (owner is not None and (owner != os.getpid() or directory in _held) and _alive(owner)):
+            if starting or (owner is not None and owner != os.getpid() and _alive(owner)):
                 raise UsageError(f"{flag} {directory}: in use by another run (pid {owner}); wait for it to end "
                                  f"or choose another folder") from None
-            print(f"{directory}: taking over the stale lock of pid {owner} (that process is gone)", file=sys.stderr)
+            if owner != os.getpid():                              # ours: a notebook's earlier Run, say
+                print(f"{directory}: taking over the stale lock of pid {owner} (that process is gone)",
+                      file=sys.stderr)
             try:
                 os.remove(path)
             except FileNotFoundError:

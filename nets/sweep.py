@@ -220,7 +220,7 @@ def run_seeds(script: str, argv: list[str], seeds, out: str, workers: int, rl: b
         for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMPY_DL_LAB_THREADS"):
             env[variable] = "1"
     env["NO_PROGRESS"], env[PARENT_VARIABLE] = "1", str(os.getpid())
-    running, codes, stopping = {}, {}, {"flag": False}
+    running, codes, stopping, shown = {}, {}, {"flag": False}, 0.0
     bar = tqdm(total=len(seeds), initial=len(seeds) - len(todo), desc="seeds finished", dynamic_ncols=True,
                disable=bool(os.environ.get("NO_PROGRESS")), mininterval=1.0)
 
@@ -251,7 +251,9 @@ def run_seeds(script: str, argv: list[str], seeds, out: str, workers: int, rl: b
                     del running[seed]
                     bar.update(process.returncode == 0)
                     _say(bar, f"seed {seed}: exit {process.returncode}")
-            bar.set_postfix_str(", ".join(f"seed {s}: {_status(dirs[s])}" for s in running), refresh=False)
+            if time.perf_counter() - shown > 1.0:         # each running worker's progress, once a second
+                bar.set_postfix_str(", ".join(f"seed {s}: {_status(dirs[s])}" for s in running))
+                shown = time.perf_counter()
             time.sleep(0.2)
     finally:
         bar.close()

@@ -93,6 +93,7 @@ def run(args) -> None:
         run.show(train=stats["loss"], val=history["val_nll"][-1])
 
     # ---------------------------------------------------------------- outputs
+    run.stage("test NLL, samples and figures")
     start = time.perf_counter()
     test_nll = history["val_nll"][-1] if x_test is x_val else family.evaluate(model, x_test, None, cfg)["nll_nats"]
     test_seconds = time.perf_counter() - start

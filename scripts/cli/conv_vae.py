@@ -98,6 +98,7 @@ def run(args) -> None:
         del models["compare"]
 
     # figures and samples: their own streams, independent of how training was split into sessions
+    run.stage("samples, nearest-frame distances and figures")
     figure_rng = run.stream("figures")
     samples = models["main"].sample(NUM_SAMPLES, figure_rng)
     write_samples(run.dir, squeeze_gray(samples))

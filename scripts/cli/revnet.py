@@ -64,6 +64,7 @@ def run(args) -> None:
         run.show(loss=stats["loss"], acc=stats["train_accuracy"])
 
     # the measurements: both backward passes on the trained weights and one batch of training digits
+    run.stage("gradient difference and peak memory at each depth")
     picks = run.stream("gradient_batch").choice(len(x_train), cfg.batch_size, replace=False)
     difference = revnet.max_grad_difference(model, x_train[picks], y_train[picks])
     memory = revnet.memory_vs_depth(cfg, run.stream("memory_batch"))

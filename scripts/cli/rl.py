@@ -67,6 +67,7 @@ def run(args) -> None:
     train_seconds = run.wall_seconds
 
     # ---- greedy evaluation on fresh episodes of the reporting env seed (never used to select)
+    run.stage(f"greedy evaluation, {EVAL_EPISODES} episodes")
     seed = report_env_seed(run.seed)
     eval_returns = agent.evaluate(EVAL_EPISODES, seed)
     final_returns = eval_returns if agent.delivered == "final" else agent.evaluate_final(EVAL_EPISODES, seed)

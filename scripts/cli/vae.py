@@ -80,6 +80,7 @@ def run(args) -> None:
         state["epoch"] = epoch + 1
         run.show(loss=stats["loss"], val=val)
 
+    run.stage(f"final bounds (k = {cfg.iwae_k}), samples and figures")
     final = family.evaluate(model, _data(name, x_val, y_val), run.stream("final-bounds"), cfg)
     n = cfg.num_samples
     output_rng = run.stream("samples")
