@@ -348,3 +348,28 @@ def test_auto_threads_do_not_depend_on_the_load(monkeypatch):
     assert threads.choose_threads("auto") == 4
     monkeypatch.setenv(threads.ENV_VAR, "auto")
     assert threads.choose_threads() == 4                  # what `import nets` applies
+
+
+def test_a_tabular_experiment_shows_its_stages(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("NO_PROGRESS", raising=False)
+    assert train.main(["tabular", "--experiment", "random-walk", "--runs", "1", "--episodes", "2",
+                       "--out", str(tmp_path / "t")]) == 0
+    err = capsys.readouterr().err
+    assert "tabular random-walk: stages" in err and "random-walk/mc" in err
+
+
+def test_a_run_stopped_before_its_loop_leaves_nothing(tmp_path):
+    """SIGTERM while conv-vae renders its frames (before any checkpoint): exit 130, no folder left."""
+    out = tmp_path / "r"
+    process = subprocess.Popen([sys.executable, TRAIN, "conv-vae", "--num-frames", "3000", "--cache-dir",
+                                str(tmp_path / "cache"), "--out", str(out)], env=ENV, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(400):
+        if (out / ".lock").exists():
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130 and "no checkpoint was written" in err, err
+    assert not out.exists()
