@@ -95,14 +95,22 @@ class SGD(Optimizer):
     def _update(self, p, g, state):
         g = self._decayed(p, g, self.weight_decay)
         if self.momentum:
+            ### BEGIN SOLUTION sgd_momentum
+            ### task: update the momentum buffer in place (a copy of g on the first step)
+            ### hint: SGD's docstring, line 1: buf <- momentum * buf + (1 - dampening) * g
             if "momentum" not in state:
                 state["momentum"] = g.copy()
             else:
                 buf = state["momentum"]
                 buf *= self.momentum
                 buf += (1 - self.dampening) * g
+            ### END SOLUTION
             buf = state["momentum"]
+            ### BEGIN SOLUTION sgd_nesterov
+            ### task: the step: g + momentum * buf with Nesterov, else buf
+            ### hint: SGD's docstring, line 2
             g = g + self.momentum * buf if self.nesterov else buf
+            ### END SOLUTION
         p.data -= self.lr * g
 
 
@@ -135,8 +143,12 @@ class Adam(Optimizer):
         t = state["step"] = int(state.get("step", 0)) + 1
         m = state["m"] = beta1 * state.get("m", 0) + (1 - beta1) * g
         v = state["v"] = beta2 * state.get("v", 0) + (1 - beta2) * g * g
+        ### BEGIN SOLUTION adam_bias_correction
+        ### task: divide the moments m and v by their bias (1 - beta^t)
+        ### hint: Adam's docstring, the lines m_hat = ... and v_hat = ...
         m_hat = m / (1 - beta1 ** t)
         v_hat = v / (1 - beta2 ** t)
+        ### END SOLUTION
         p.data -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 

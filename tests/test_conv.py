@@ -80,6 +80,7 @@ def conv_arrays(case, transpose=False):
 # ==================================================================== forward against naive loops
 @CHEAP
 @given(conv_cases())
+@pytest.mark.grades("conv2d_forward")
 def test_conv2d_matches_naive_loop(case):
     x, w, b = conv_arrays(case)
     with layout(case["n_last"]):
@@ -91,6 +92,7 @@ def test_conv2d_matches_naive_loop(case):
 
 @CHEAP
 @given(conv_transpose_cases())
+@pytest.mark.grades("col2im_add")
 def test_conv_transpose2d_matches_naive_scatter(case):
     x, w, b = conv_arrays(case, transpose=True)
     with layout(case["n_last"]):
@@ -130,6 +132,7 @@ def test_saved_columns_survive_a_second_conv_before_backward(n_last):
 # ==================================================================== gradient checks (float64)
 @CHEAP
 @given(conv_cases())
+@pytest.mark.grades("im2col", "conv2d_backward", "conv2d_weight_grad")
 def test_conv2d_gradcheck(case):
     x, w, b = conv_arrays(case)
     inputs = [t64(x, True), t64(w, True)] + ([] if b is None else [t64(b, True)])
@@ -140,6 +143,7 @@ def test_conv2d_gradcheck(case):
 
 @CHEAP
 @given(conv_transpose_cases())
+@pytest.mark.grades("conv_transpose2d_backward")
 def test_conv_transpose2d_gradcheck(case):
     x, w, b = conv_arrays(case, transpose=True)
     inputs = [t64(x, True), t64(w, True)] + ([] if b is None else [t64(b, True)])
@@ -265,6 +269,7 @@ def test_conv_errors_name_expected_and_actual_shapes():
 
 # ==================================================================== the checker can fail
 @pytest.mark.parametrize("helper", ["conv2d_weight_grad", "conv_transpose2d"])
+@pytest.mark.grades("central_difference")
 def test_gradcheck_rejects_a_broken_conv2d_backward_rule(monkeypatch, helper):
     """A test of the test: scale one of the ops conv2d's rules call by 1.01 and gradcheck must fail."""
     original = getattr(conv, helper)
@@ -287,6 +292,7 @@ def test_gradcheck_rejects_a_broken_fast_conv2d_backward(monkeypatch, helper):
         gradcheck(lambda a, b: conv2d(a, b, padding=1), x, w)
 
 
+@pytest.mark.grades("im2col", "col2im_add")
 def test_col2im_is_the_adjoint_of_im2col():
     """<im2col(x), c> = <x, col2im(c)> with overlapping windows: col2im must ADD, not assign."""
     rng = np.random.default_rng(0)
