@@ -90,7 +90,7 @@ def statuses(chosen: list, run: bool = True, run_blank: bool = False) -> dict:
     results = runner.run_check([e.name for e in to_run], [t for e in to_run for t in e.tests], ROOT)
     for exercise in to_run:
         mine = [(outcome, message) for nodeid, (outcome, message, names) in results.items() if exercise.name in names]
-        failed = [message for outcome, message in mine if outcome == "failed"]
+        failed = [message or outcome for outcome, message in mine if outcome not in ("passed", "skipped")]
         state = "blank" if exercise.is_blank else "failing"
         if not mine:
             status[exercise.name] = (state, "no grading test ran")
@@ -99,7 +99,7 @@ def statuses(chosen: list, run: bool = True, run_blank: bool = False) -> dict:
     return status
 
 
-def print_table(chosen: list, status: dict, width: int = 150) -> None:
+def print_table(chosen: list, status: dict, width: int = 400) -> None:
     print(f"{'exercise':<28} {'chapter':<7} {'status':<8} {'where':<34} task / first failure")
     for e in chosen:
         state, message = status[e.name]

@@ -67,7 +67,7 @@ _RESULTS = {}          # test id -> [outcome, first line of the failure], for --
 
 
 def pytest_runtest_logreport(report):
-    if report.when == "call" or report.failed:
+    if report.when == "call" or report.failed or report.skipped:
         message = ""
         if report.failed:
             crash = getattr(report.longrepr, "reprcrash", None)

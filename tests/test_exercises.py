@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -162,6 +161,7 @@ def test_neg_elbo_is_the_pixels_bce_sum_plus_the_kl():
 
 @pytest.mark.grades("policy_evaluation", "bellman_backup")
 def test_policy_evaluation_of_a_stochastic_policy_equals_the_linear_solve():
+    import gymnasium as gym
     from rl.dynamic_programming import TabularModel, exact_policy_values, policy_evaluation
     model = TabularModel.from_env(gym.make("FrozenLake-v1"))
     policy = np.random.default_rng(0).dirichlet(np.ones(model.n_actions), size=model.n_states)

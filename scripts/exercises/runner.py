@@ -118,12 +118,18 @@ def run_check(names: list, tests: list, root: Path) -> dict:
         report = Path(scratch) / "report.json"
         env = dict(os.environ, NUMPY_DL_LAB_BACKEND="reference", PYTHONPATH=os.pathsep.join(
             [str(root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--grades", ",".join(names),
-                   "--grades-report", str(report), *sorted(set(test.split("::")[0] for test in tests))]
-        subprocess.run(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors",
+                   "--grades", ",".join(names), "--grades-report", str(report),
+                   *sorted(set(test.split("::")[0] for test in tests))]
+        run = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
         if not report.exists():
-            raise ExerciseError(f"pytest did not run in {root} (try: cd {root} && {' '.join(command[1:6])} ...)")
-        return json.loads(report.read_text(encoding="utf-8"))
+            raise ExerciseError(f"pytest did not run in {root}: {(run.stderr or run.stdout).strip()[-300:]}")
+        results = json.loads(report.read_text(encoding="utf-8"))
+        errors = [line for line in run.stdout.splitlines() if line.startswith("ERROR ")]
+        for nodeid, result in results.items():
+            if result[0] == "not run":
+                result[1] = errors[0] if errors else "not run"
+        return results
 
 
 def mutated(text: str, exercise: Exercise, old: str, new: str) -> str:
