@@ -100,11 +100,11 @@ def statuses(chosen: list, run: bool = True, run_blank: bool = False) -> dict:
 
 
 def print_table(chosen: list, status: dict, width: int = 400) -> None:
-    print(f"{'exercise':<28} {'chapter':<7} {'status':<8} {'where':<34} task / first failure")
+    print(f"{'exercise':<28} {'chapter':<7} {'status':<8} {'where':<38} task / first failure")
     for e in chosen:
         state, message = status[e.name]
         text = message or e.task
-        print(f"{e.name:<28} {e.chapter:<7} {state:<8} {e.where:<34} {text}"[:width])
+        print(f"{e.name:<28} {e.chapter:<7} {state:<8} {e.where:<38} {text}"[:width])
     print()
     print(f"{'chapter':<8} {'done':>5} {'failing':>8} {'blank':>6} {'total':>6}")
     for chapter in CHAPTER_ORDER:

@@ -54,4 +54,17 @@ MUTANTS = {
     "reinforce_baseline": [("returns - baseline_values", "returns + baseline_values")],
     "gae": [("(1.0 - dones[t])", "(1.0 - terminated[t])"), ("gamma * lam * (1.0", "lam * (1.0")],
     "es_gradient": [("(2 * m * cfg.sigma)", "(m * cfg.sigma)"), ("scores[:, 0] - scores[:, 1]", "scores[:, 1] - scores[:, 0]")],
+    # ------------------------------------------------------------------ engine
+    "exp_backward": [("g * out", "g * x")],
+    "log_backward": [("g / x", "g * x")],
+    "sigmoid_backward": [("g * out * (1 - out)", "g * (1 - out)")],
+    "tanh_backward": [("1 - out * out", "1 - out")],
+    "softmax_backward": [("out * (g - (g * out).sum(", "out * (g - g.sum(")],
+    "log_softmax_backward": [("g - exp(out) *", "g - out *")],
+    "log_softmax_stable": [("x.data - np.max(x.data, axis=axis, keepdims=True)", "x.data")],
+    "mean_backward": [("/ count", "/ (count - 1)")],
+    "max_ties": [("share = picked / picked.sum(axis=axis, keepdims=True)", "share = picked")],
+    "transpose_backward": [("tuple(np.argsort([a % x.ndim for a in axes]))", "axes")],
+    "index_add": [("np.add.at(target, self.index, self.g)", "target[self.index] += self.g")],
+    "max_pool": [("argmax(axis=1)", "argmin(axis=1)"), ("argmax(axis=1)", "argmax(axis=1) * 0")],
 }

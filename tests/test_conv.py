@@ -164,6 +164,7 @@ def pool_cases(draw):
 
 @CHEAP
 @given(pool_cases())
+@pytest.mark.grades("max_pool")
 def test_max_pool2d_forward_and_gradcheck(case):
     k, s, p, shape, seed = case
     # distinct values (a permutation), so every window has a unique maximum: no ties, no kinks
@@ -183,6 +184,7 @@ def test_avg_pool2d_forward_and_gradcheck(case):
     gradcheck(lambda t: avg_pool2d(t, k, s, p), t64(x, True))
 
 
+@pytest.mark.grades("max_pool")
 def test_max_pool2d_ties_route_to_the_first_maximum():
     x = t64(np.ones((1, 1, 2, 2)), grad=True)
     max_pool2d(x, 2).sum().backward()
@@ -195,6 +197,7 @@ def test_max_pool2d_ties_in_overlapping_windows():
     np.testing.assert_array_equal(x.grad[0, 0], [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
 
 
+@pytest.mark.grades("max_pool")
 def test_max_pool2d_overlapping_windows_add():
     x = t64(np.array([[[[0, 0, 0], [0, 9, 0], [0, 0, 0]]]]), grad=True)
     out = max_pool2d(x, 2, stride=1)                        # the 9 is the max of all four windows

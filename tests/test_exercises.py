@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import autodiff.functional as F
 from autodiff import Tensor, gradcheck
 from exercises import CHAPTER_ORDER, ExerciseError, registry, select
 
@@ -181,3 +182,30 @@ def test_es_step_on_a_linear_return_is_the_mirrored_estimate():
     es.train_generation()
     expected = 0.3 * ((eps @ c) @ eps) / 5
     np.testing.assert_allclose(es.theta - theta, expected, rtol=1e-3, atol=1e-5)
+
+
+# ==================================================================== the engine's rules, one gradcheck each
+def _rule(grades, fn, *shapes, low=-2.0, high=2.0):
+    return pytest.param(fn, shapes, low, high, marks=grades, id=grades.args[0])
+
+
+RULES = [
+    _rule(pytest.mark.grades("exp_backward"), lambda x: x.exp(), (3, 4)),
+    _rule(pytest.mark.grades("log_backward"), lambda x: x.log(), (3, 4), low=0.5, high=3.0),
+    _rule(pytest.mark.grades("sigmoid_backward"), lambda x: F.sigmoid(x), (3, 4)),
+    _rule(pytest.mark.grades("tanh_backward"), lambda x: F.tanh(x), (3, 4)),
+    _rule(pytest.mark.grades("softmax_backward"), lambda x: F.softmax(x, axis=0), (3, 4)),
+    _rule(pytest.mark.grades("log_softmax_backward"), lambda x: F.log_softmax(x, axis=1), (3, 4)),
+    _rule(pytest.mark.grades("log_softmax_stable"), lambda x: F.log_softmax(x, axis=0), (3, 4)),
+    _rule(pytest.mark.grades("mean_backward"), lambda x: x.mean(axis=(0, 2)), (2, 3, 4)),
+    _rule(pytest.mark.grades("max_ties"), lambda x: x.max(axis=1), (3, 4)),
+    _rule(pytest.mark.grades("transpose_backward"), lambda x: x.transpose(1, 2, 0), (2, 3, 4)),
+    _rule(pytest.mark.grades("index_add"), lambda x: x[np.array([0, 2, 0, 0]), np.array([1, 1, 1, 0])], (3, 2)),
+]
+
+
+@pytest.mark.parametrize("fn, shapes, low, high", RULES)
+def test_rule_passes_gradcheck(fn, shapes, low, high):
+    rng = np.random.default_rng(0)
+    inputs = [Tensor(rng.uniform(low, high, shape), requires_grad=True) for shape in shapes]
+    assert gradcheck(fn, *inputs)

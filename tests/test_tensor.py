@@ -909,6 +909,7 @@ def test_gradient_accumulation_never_writes_into_a_shared_array():
     np.testing.assert_array_equal(x.grad, np.full((2, 3), 3.0))
 
 
+@pytest.mark.grades("index_add")
 def test_slices_accumulate_into_one_gradient():
     """The two halves of h (as a coupling layer cuts its network's output) scatter their gradients
     into one array; the overlap of two slices adds up."""

@@ -27,7 +27,7 @@ BEGIN = re.compile(r"^(\s*)### BEGIN SOLUTION (\w+)\s*$")
 END = re.compile(r"^\s*### END SOLUTION\s*$")
 META = re.compile(r"^\s*### (task|hint): (.+?)\s*$")
 # file (or folder) -> chapter; the first match wins
-CHAPTERS = (("autodiff/conv.py", "layers"), ("autodiff/norm.py", "layers"), ("autodiff/gradcheck.py", "optim"),
+CHAPTERS = (("autodiff/conv.py", "layers"), ("autodiff/norm.py", "layers"), ("autodiff/ops/pooling.py", "layers"), ("autodiff/gradcheck.py", "optim"),
             ("nets/optim.py", "optim"), ("nets/losses.py", "optim"), ("autodiff/", "engine"),
             ("nets/", "layers"), ("models/", "models"), ("rl/", "rl"))
 CHAPTER_ORDER = ("engine", "layers", "optim", "models", "rl")
@@ -110,20 +110,31 @@ def parse_file(rel: str, text: str) -> list:
 
 
 def grading_tests(root: Path = ROOT) -> dict:
-    """{exercise name: ['tests/test_x.py::test_name', ...]} from the @pytest.mark.grades(...) decorators."""
+    """{exercise name: ['tests/test_x.py::test_name', ...]} from the @pytest.mark.grades(...) decorators,
+    also those inside a parametrize list (pytest.param(..., marks=pytest.mark.grades("name")))."""
     graders = {}
     for path in sorted((root / "tests").glob("test_*.py")):
         text = path.read_text(encoding="utf-8")
         if "grades(" not in text:
             continue
-        for node in ast.walk(ast.parse(text)):
+        tree = ast.parse(text)
+        tables = {target.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                  for target in node.targets if isinstance(target, ast.Name)}
+        for node in ast.walk(tree):
             if not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 continue
-            for decorator in node.decorator_list:
-                if (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)
-                        and decorator.func.attr == "grades"):
-                    for arg in decorator.args:
-                        graders.setdefault(arg.value, []).append(f"tests/{path.name}::{node.name}")
+            todo, seen = list(node.decorator_list), []
+            while todo:
+                part = todo.pop()
+                for sub in ast.walk(part):
+                    if isinstance(sub, ast.Name) and sub.id in tables and sub.id not in seen:
+                        seen.append(sub.id)
+                        todo.append(tables[sub.id])
+                    if (isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and sub.func.attr == "grades"):
+                        for arg in sub.args:
+                            graders.setdefault(arg.value, [])
+                            if f"tests/{path.name}::{node.name}" not in graders[arg.value]:
+                                graders[arg.value].append(f"tests/{path.name}::{node.name}")
     return graders
 
 
