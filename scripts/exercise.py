@@ -110,7 +110,8 @@ def print_table(chosen: list, status: dict, width: int = 400) -> None:
     for chapter in CHAPTER_ORDER:
         mine = [status[e.name][0] for e in chosen if e.chapter == chapter]
         if mine:
-            print(f"{chapter:<8} {mine.count('done'):>5} {mine.count('failing'):>8} {mine.count('blank'):>6} {len(mine):>6}")
+            counts = (mine.count("done"), mine.count("failing"), mine.count("blank"), len(mine))
+            print(f"{chapter:<8} {counts[0]:>5} {counts[1]:>8} {counts[2]:>6} {counts[3]:>6}")
 
 
 def main(argv=None) -> int:

@@ -27,9 +27,9 @@ BEGIN = re.compile(r"^(\s*)### BEGIN SOLUTION (\w+)\s*$")
 END = re.compile(r"^\s*### END SOLUTION\s*$")
 META = re.compile(r"^\s*### (task|hint): (.+?)\s*$")
 # file (or folder) -> chapter; the first match wins
-CHAPTERS = (("autodiff/conv.py", "layers"), ("autodiff/norm.py", "layers"), ("autodiff/ops/pooling.py", "layers"), ("autodiff/gradcheck.py", "optim"),
-            ("nets/optim.py", "optim"), ("nets/losses.py", "optim"), ("autodiff/", "engine"),
-            ("nets/", "layers"), ("models/", "models"), ("rl/", "rl"))
+CHAPTERS = (("autodiff/conv.py", "layers"), ("autodiff/norm.py", "layers"), ("autodiff/ops/pooling.py", "layers"),
+            ("autodiff/gradcheck.py", "optim"), ("nets/optim.py", "optim"), ("nets/losses.py", "optim"),
+            ("autodiff/", "engine"), ("nets/", "layers"), ("models/", "models"), ("rl/", "rl"))
 CHAPTER_ORDER = ("engine", "layers", "optim", "models", "rl")
 
 
@@ -92,7 +92,8 @@ def parse_file(rel: str, text: str) -> list:
             meta = current["meta"]
             for key in ("task", "hint"):
                 if key not in meta:
-                    raise ExerciseError(f"{rel}:{current['begin']}: exercise {current['name']!r} has no '### {key}:' line")
+                    raise ExerciseError(f"{rel}:{current['begin']}: exercise {current['name']!r} has no "
+                                        f"'### {key}:' line")
             exercises.append(Exercise(current["name"], chapter_of(rel), rel, current["begin"], number, meta["task"],
                                       meta["hint"], current["indent"], current["body"]))
             current = None
@@ -130,7 +131,7 @@ def grading_tests(root: Path = ROOT) -> dict:
                     if isinstance(sub, ast.Name) and sub.id in tables and sub.id not in seen:
                         seen.append(sub.id)
                         todo.append(tables[sub.id])
-                    if (isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and sub.func.attr == "grades"):
+                    if isinstance(sub, ast.Call) and getattr(sub.func, "attr", "") == "grades":
                         for arg in sub.args:
                             graders.setdefault(arg.value, [])
                             if f"tests/{path.name}::{node.name}" not in graders[arg.value]:
