@@ -141,8 +141,12 @@ class Adam(Optimizer):
         beta1, beta2 = self.betas
         g = self._decayed(p, g, self.weight_decay)
         t = state["step"] = int(state.get("step", 0)) + 1
+        ### BEGIN SOLUTION adam_moments
+        ### task: update the running means of g and of g^2 (stored in state)
+        ### hint: Adam's docstring, the lines m <- ... and v <- ...
         m = state["m"] = beta1 * state.get("m", 0) + (1 - beta1) * g
         v = state["v"] = beta2 * state.get("v", 0) + (1 - beta2) * g * g
+        ### END SOLUTION
         ### BEGIN SOLUTION adam_bias_correction
         ### task: divide the moments m and v by their bias (1 - beta^t)
         ### hint: Adam's docstring, the lines m_hat = ... and v_hat = ...
@@ -195,10 +199,14 @@ def clip_grad_norm_(params, max_norm: float) -> float:
     Returns the norm before clipping (as torch.nn.utils.clip_grad_norm_)."""
     params = list(params)                      # a generator would be used up by the first pass
     grads = [p.grad for p in params if p.grad is not None]
+    ### BEGIN SOLUTION clip_grad_norm
+    ### task: the joint L2 norm of all gradients; above max_norm, scale every gradient by one factor
+    ### hint: clip_grad_norm_'s docstring
     total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
     if total > max_norm:
         scale = max_norm / (total + 1e-6)
         for p in params:
             if p.grad is not None:
                 p.grad = p.grad * scale
+    ### END SOLUTION
     return total

@@ -89,7 +89,11 @@ def sarsa_target(reward, terminated, q_next_rows, next_action, gamma, epsilon=No
 
 def expected_sarsa_target(reward, terminated, q_next_rows, next_action, gamma, epsilon):
     """R + gamma E_{a ~ pi}[Q(S', a)] with pi the epsilon-greedy behaviour policy."""
+    ### BEGIN SOLUTION expected_sarsa_target
+    ### task: the target with the expected next value under the epsilon-greedy policy
+    ### hint: expected_sarsa_target's docstring, and epsilon_greedy_probs
     return reward + gamma * (1.0 - terminated) * (epsilon_greedy_probs(q_next_rows, epsilon) * q_next_rows).sum(-1)
+    ### END SOLUTION
 
 
 def q_learning_target(reward, terminated, q_next_rows, next_action, gamma, epsilon=None):

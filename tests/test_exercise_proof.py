@@ -24,6 +24,7 @@ def test_every_exercise_has_at_least_one_mutation_and_every_mutation_an_exercise
 def test_the_grader_fails_blank_and_mutated_solutions_and_passes_the_reference(name):
     result = runner.prove(EXERCISES[name], MUTANTS[name])
     assert result["blank"], f"{name}: its grading tests pass with the solution blanked"
+    assert name in result["blank"], f"{name}: blanked, the first failure does not name it: {result['blank']}"
     assert not result["reference"], f"{name}: the reference fails its grading tests: {result['reference'][0]}"
     missed = [(old, new) for old, new, failure in result["mutants"] if not failure]
     assert not missed, f"{name}: mutations not caught: {missed}"

@@ -29,7 +29,7 @@ def run(optimizer_class, grads=GRADS, p0=P0, **kwargs):
 
 
 # ============================================================================ update rules
-@pytest.mark.grades("adam_bias_correction")
+@pytest.mark.grades("adam_bias_correction", "adam_moments")
 def test_adam_first_three_steps_follow_the_paper():
     lr, beta1, beta2, eps = 0.1, 0.9, 0.999, 1e-8
     values, opt = run(nets.Adam, lr=lr, betas=(beta1, beta2), eps=eps)
@@ -214,6 +214,7 @@ def test_state_dict_holds_copies_and_load_checks_shapes():
 
 
 # ============================================================================ clip_grad_norm_
+@pytest.mark.grades("clip_grad_norm")
 def test_clip_grad_norm_scales_all_gradients_together():
     a, b, c = nets.Parameter(np.zeros(3)), nets.Parameter(np.zeros((2, 2))), nets.Parameter(np.zeros(1))
     a.grad, b.grad = np.array([3.0, 0.0, 4.0]), np.array([[12.0, 0.0], [0.0, 0.0]])   # norm 13

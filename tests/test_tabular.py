@@ -137,7 +137,7 @@ def test_td0_update_on_a_fixed_transition():
     assert V[0, 3] == pytest.approx(0.9 + 0.5 * (1.0 - 0.9))         # terminal: no bootstrap
 
 
-@pytest.mark.grades("sarsa_target", "q_learning_target")
+@pytest.mark.grades("sarsa_target", "q_learning_target", "expected_sarsa_target")
 def test_sarsa_expected_sarsa_and_q_learning_differ_only_in_the_target():
     reward, gamma, epsilon = np.array([-1.0]), 0.9, 0.3
     q_next = np.array([[1.0, 5.0, 3.0]])
