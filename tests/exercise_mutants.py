@@ -11,7 +11,8 @@ MUTANTS = {
     "gaussian_kl": [("- mu * mu", "+ mu * mu"), ("logvar.exp()", "logvar")],
     "sgd_momentum": [("(1 - self.dampening) * g", "self.dampening * g"), ("g.copy()", "np.zeros_like(g)")],
     "sgd_nesterov": [("g + self.momentum * buf if", "buf + self.momentum * g if")],
-    "adam_moments": [("(1 - beta2) * g * g", "(1 - beta2) * g"), ("beta1 * state.get(\"m\", 0)", "beta2 * state.get(\"m\", 0)")],
+    "adam_moments": [("(1 - beta2) * g * g", "(1 - beta2) * g"),
+                     ("beta1 * state.get(\"m\", 0)", "beta2 * state.get(\"m\", 0)")],
     "clip_grad_norm": [("math.sqrt(sum(", "(sum("), ("if total > max_norm", "if total < max_norm")],
     "adam_bias_correction": [("beta2 ** t)", "beta2)"), ("m / (1 - beta1 ** t)", "m")],
     # ------------------------------------------------------------------ layers
@@ -50,7 +51,8 @@ MUTANTS = {
     "policy_evaluation": [(".sum(axis=1)", ".max(axis=1)")],
     "value_iteration": [(".max(axis=1)", ".mean(axis=1)")],
     "sarsa_target": [("q_next_rows[np.arange(len(next_action)), next_action]", "q_next_rows.max(axis=-1)")],
-    "expected_sarsa_target": [("(epsilon_greedy_probs(q_next_rows, epsilon) * q_next_rows).sum(-1)", "q_next_rows.mean(-1)")],
+    "expected_sarsa_target": [("(epsilon_greedy_probs(q_next_rows, epsilon) * q_next_rows).sum(-1)",
+                               "q_next_rows.mean(-1)")],
     "q_learning_target": [(".max(axis=-1)", ".mean(axis=-1)"), ("(1.0 - terminated) * ", "")],
     "td_error": [("(1.0 - terminated) * ", ""), ("- V[run, s]", "+ V[run, s]")],
     # (replacing instead of accumulating traces, "+= 1.0" -> "= 1.0", is not caught: no test revisits a pair)
