@@ -66,6 +66,11 @@ MUTANTS = {
     "es_gradient": [("(2 * m * cfg.sigma)", "(m * cfg.sigma)"),
                     ("scores[:, 0] - scores[:, 1]", "scores[:, 1] - scores[:, 0]")],
     # ------------------------------------------------------------------ engine
+    "unbroadcast": [("grad.sum(axis=stretched, keepdims=True)", "grad.mean(axis=stretched, keepdims=True)"),
+                    ("range(extra)", "range(1, extra)")],
+    "mul_backward": [("g * b,", "g * a,")],
+    "div_backward": [("-g * out / b", "g * out / b"), ("g / b,", "g * b,")],
+    "matmul_backward": [("a.swapaxes(-1, -2) @ g", "g.swapaxes(-1, -2) @ a")],
     "exp_backward": [("g * out", "g * x")],
     "log_backward": [("g / x", "g * x")],
     "sigmoid_backward": [("g * out * (1 - out)", "g * (1 - out)"), ("(1 - out)", "(1 + out)")],

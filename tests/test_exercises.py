@@ -190,6 +190,10 @@ def _rule(grades, fn, *shapes, low=-2.0, high=2.0):
 
 
 RULES = [
+    _rule(pytest.mark.grades("unbroadcast"), lambda a, b: a + b, (2, 3, 4), (3, 1)),
+    _rule(pytest.mark.grades("mul_backward"), lambda a, b: a * b, (3, 4), (3, 4)),
+    _rule(pytest.mark.grades("div_backward"), lambda a, b: a / b, (3, 4), (3, 4), low=0.5, high=2.0),
+    _rule(pytest.mark.grades("matmul_backward"), lambda a, b: a @ b, (2, 3, 4), (4, 4)),
     _rule(pytest.mark.grades("exp_backward"), lambda x: x.exp(), (3, 4)),
     _rule(pytest.mark.grades("log_backward"), lambda x: x.log(), (3, 4), low=0.5, high=3.0),
     _rule(pytest.mark.grades("sigmoid_backward"), lambda x: F.sigmoid(x), (3, 4)),
