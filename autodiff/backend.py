@@ -26,6 +26,7 @@ BACKENDS = ("reference", "fast")
 FAST_OPS: dict = {}                    # op name -> fast function, filled by autodiff/fast when loaded
 REFERENCE_OPS: dict = {}               # op name -> the reference function, filled by @replaceable
 _selected = ["reference"]              # the backend in use (a list: changed in place)
+DEFAULT_BACKEND = "fast"
 
 
 def current_backend() -> str:
@@ -51,8 +52,9 @@ class use_backend:
 
 
 def backend_from_environment() -> str:
-    """The backend named by NUMPY_DL_LAB_BACKEND (unset or empty: fast); a bad value is a clear error."""
-    name = os.environ.get(ENV_VAR, "").strip() or "fast"
+    """The backend named by NUMPY_DL_LAB_BACKEND (unset or empty: DEFAULT_BACKEND, which a student copy of
+    scripts/exercise.py sets to reference); a bad value is a clear error."""
+    name = os.environ.get(ENV_VAR, "").strip() or DEFAULT_BACKEND
     if name not in BACKENDS:
         raise ValueError(f"{ENV_VAR}: expected one of {', '.join(BACKENDS)}, got {name!r}")
     return name

@@ -84,8 +84,12 @@ def im2col(x: Tensor, kernel, stride, padding, dilation, grid=None) -> Tensor:
     x, (KH, KW), (ph, pw) = as_tensor(x), kernel, padding
     N, C, H, W = x.shape
     OH, OW = grid or _conv_size((H, W), (KH, KW), stride, padding, dilation)
+    ### BEGIN SOLUTION im2col
+    ### task: pad the image, take every window (_windows) and lay them out as columns (N, C KH KW, OH OW)
+    ### hint: im2col's docstring and part 2 of the module docstring
     image = np.pad(x.data, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     cols = _windows(image, KH, KW, stride, dilation, OH, OW).reshape(N, C * KH * KW, OH * OW)
+    ### END SOLUTION
     out = Tensor._make(cols, (x,), "im2col")
     out._backward = lambda g, x, out: col2im(g, x.shape, (OH, OW), kernel, stride, padding, dilation)
     return out
@@ -99,7 +103,11 @@ def col2im(cols: Tensor, image_shape: tuple, grid, kernel, stride, padding, dila
     windows = _windows(image, KH, KW, stride, dilation, OH, OW)        # a view: writes reach `image`
     by_tap = cols.data.reshape(N, C, KH, KW, OH, OW)
     for kh, kw in itertools.product(range(KH), range(KW)):          # windows of one tap never overlap
+        ### BEGIN SOLUTION col2im_add
+        ### task: add this tap's values back onto the image through the window view
+        ### hint: module docstring, part 2: col2im ADDS each column back (overlapping windows add)
         windows[:, :, kh, kw] += by_tap[:, :, kh, kw]
+        ### END SOLUTION
     out = Tensor._make(image[:, :, ph:ph + H, pw:pw + W].copy(), (cols,), "col2im")
     out._backward = lambda g, cols, out: im2col(g, kernel, stride, padding, dilation, (OH, OW))
     return out
@@ -117,13 +125,21 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0, dilation
     (N, _, H, W), (C_out, _, KH, KW) = x.shape, w.shape
     OH, OW = _conv_size((H, W), (KH, KW), stride, padding, dilation)
     cols = im2col(x.data, (KH, KW), stride, padding, dilation).data.reshape(N, groups, -1, OH * OW)
+    ### BEGIN SOLUTION conv2d_forward
+    ### task: the product w[g] @ im2col(x)[n, g] for every group, reshaped to (N, C_out, OH, OW)
+    ### hint: conv2d's docstring: out[n, g] = w[g] (C_out/G, C_in/G KH KW) @ im2col(x)[n, g] + b
     data = (w.data.reshape(groups, C_out // groups, -1) @ cols).reshape(N, C_out, OH, OW)
+    ### END SOLUTION
     out = _with_bias("conv2d", data, x, w, b)
     extra = tuple(n - _transposed_size(o, k, s, p, d, 0)                # output_padding that gives back H, W
                   for n, o, k, s, p, d in zip((H, W), (OH, OW), (KH, KW), stride, padding, dilation))
+    ### BEGIN SOLUTION conv2d_backward
+    ### task: conv2d's three rules (x, w, b), each a call to another op
+    ### hint: conv2d's docstring, last line: dL/dx = conv_transpose2d(g, w), dL/dw = conv2d_weight_grad(x, g)
     out._backward = (lambda g, x, w, *b: conv_transpose2d(g, w, None, stride, padding, extra, dilation, groups),
                      lambda g, x, w, *b: conv2d_weight_grad(x, g, (KH, KW), stride, padding, dilation, groups),
                      lambda g, *inputs: g.sum(axis=(0, 2, 3)))
+    ### END SOLUTION
     return out
 
 
@@ -147,9 +163,13 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor = None, stride=1, padding=0
     cols = (w_t @ x.data.reshape(N, groups, C_in // groups, H * W)).reshape(N, -1, H * W)
     data = col2im(cols, (N, C_group * groups, OH, OW), (H, W), (KH, KW), stride, padding, dilation).data
     out = _with_bias("conv_transpose2d", data, x, w, b)
+    ### BEGIN SOLUTION conv_transpose2d_backward
+    ### task: the input and weight rules of the transposed convolution
+    ### hint: conv_transpose2d's docstring, last line: dL/dx = conv2d(g, w), dL/dw = conv2d_weight_grad(g, x)
     out._backward = (lambda g, x, w, *b: conv2d(g, w, None, stride, padding, dilation, groups)[:, :, :H, :W],
                      lambda g, x, w, *b: conv2d_weight_grad(g, x, (KH, KW), stride, padding, dilation, groups),
                      lambda g, *inputs: g.sum(axis=(0, 2, 3)))
+    ### END SOLUTION
     return out
 
 
@@ -162,7 +182,11 @@ def conv2d_weight_grad(x: Tensor, g: Tensor, kernel, stride, padding, dilation, 
     grid = g.shape[2] * g.shape[3]
     cols = im2col(x.data, kernel, stride, padding, dilation, g.shape[2:]).data.reshape(N, groups, -1, grid)
     g_groups = g.data.reshape(N, groups, C_out // groups, grid)           # cols: (N, G, C_in/G KH KW, OH OW)
+    ### BEGIN SOLUTION conv2d_weight_grad
+    ### task: for each group, sum over n of g[n, group] @ im2col(x)[n, group]^T
+    ### hint: conv2d_weight_grad's docstring, and the module docstring's table (part 3)
     data = np.stack([np.tensordot(g_groups[:, i], cols[:, i], axes=([0, 2], [0, 2])) for i in range(groups)])
+    ### END SOLUTION
     out = Tensor._make(data.reshape(C_out, C_in // groups, *kernel), (x, g), "conv2d_weight_grad")
     extra = tuple(n - _transposed_size(o, k, s, p, d, 0)
                   for n, o, k, s, p, d in zip((H, W), g.shape[2:], kernel, stride, padding, dilation))

@@ -45,7 +45,11 @@ def sigmoid(x: Tensor) -> Tensor:
     """sigmoid: f(x) = 1 / (1 + e^-x), f'(x) = f(x) (1 - f(x)). Finite for |x| = 1000."""
     x = as_tensor(x)
     out = Tensor._make(_stable_sigmoid(x.data), (x,), "sigmoid")
+    ### BEGIN SOLUTION sigmoid_backward
+    ### task: sigmoid's rule from its output
+    ### hint: sigmoid's docstring: f'(x) = f(x) (1 - f(x))
     out._backward = lambda g, x, out: g * out * (1 - out)
+    ### END SOLUTION
     return out
 
 
@@ -62,7 +66,11 @@ def tanh(x: Tensor) -> Tensor:
     """tanh: f(x) = tanh(x), f'(x) = 1 - f(x)^2 (reuse the output)."""
     x = as_tensor(x)
     out = Tensor._make(np.tanh(x.data), (x,), "tanh")
+    ### BEGIN SOLUTION tanh_backward
+    ### task: tanh's rule from its output
+    ### hint: tanh's docstring: f'(x) = 1 - f(x)^2
     out._backward = lambda g, x, out: g * (1 - out * out)
+    ### END SOLUTION
     return out
 
 
@@ -98,9 +106,17 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """log_softmax: f(x)_i = x_i - logsumexp(x), its backward applied to g: g - softmax(x) * sum(g)."""
     x = as_tensor(x)
+    ### BEGIN SOLUTION log_softmax_stable
+    ### task: log_softmax's forward without overflow: shift by the max first
+    ### hint: log_softmax's docstring: x_i - logsumexp(x), and logsumexp's (m = max x)
     shifted = x.data - np.max(x.data, axis=axis, keepdims=True)
     out = Tensor._make(shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True)), (x,), "log_softmax")
+    ### END SOLUTION
+    ### BEGIN SOLUTION log_softmax_backward
+    ### task: log_softmax's backward applied to g
+    ### hint: log_softmax's docstring: g - softmax(x) * sum(g)
     out._backward = lambda g, x, out: g - exp(out) * g.sum(axis=axis, keepdims=True)
+    ### END SOLUTION
     return out
 
 
@@ -109,7 +125,11 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
     x = as_tensor(x)
     e = np.exp(x.data - np.max(x.data, axis=axis, keepdims=True))
     out = Tensor._make(e / e.sum(axis=axis, keepdims=True), (x,), "softmax")
+    ### BEGIN SOLUTION softmax_backward
+    ### task: softmax's backward applied to g
+    ### hint: softmax's docstring: s * (g - sum(g * s))
     out._backward = lambda g, x, out: out * (g - (g * out).sum(axis=axis, keepdims=True))
+    ### END SOLUTION
     return out
 
 

@@ -61,6 +61,9 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 
         x = inputs[i].data
         numeric = np.zeros_like(x)
         for index in np.ndindex(x.shape):
+            ### BEGIN SOLUTION central_difference
+            ### task: nudge x[index] by +eps and -eps, evaluate L each time, restore x, store the slope
+            ### hint: the module docstring: (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)
             original = x[index]
             x[index] = original + eps
             plus = projected(*inputs)
@@ -68,6 +71,7 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 
             minus = projected(*inputs)
             x[index] = original
             numeric[index] = (plus - minus) / (2 * eps)
+            ### END SOLUTION
 
         error = np.abs(analytic[i] - numeric)
         bad = error > atol + rtol * np.abs(numeric)

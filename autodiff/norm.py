@@ -40,12 +40,13 @@ def batch_norm(x: Tensor, gamma, beta, running_mean, running_var, training: bool
     if training:
         mu, var = x.data.mean(axis=axes), x.data.var(axis=axes)
         if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mu
-            running_var *= 1 - momentum
-            running_var += momentum * var * (n / (n - 1))           # unbiased, as PyTorch
+            update_running_stats(running_mean, running_var, mu, var, n, momentum)
     else:                                                           # constants: copies, as they are now
+        ### BEGIN SOLUTION batch_norm_eval
+        ### task: in eval mode, normalise with copies of the running statistics
+        ### hint: batch_norm's docstring, Equations [eval]
         mu, var = (np.array(a, x.dtype) for a in (running_mean, running_var))
+        ### END SOLUTION
 
     def normalised(x):               # (x_hat, 1 / sqrt(var + eps)) on arrays or Tensors
         if not training:
@@ -57,9 +58,13 @@ def batch_norm(x: Tensor, gamma, beta, running_mean, running_var, training: bool
     def dx(g, x, *rest):                           # rest: gamma (if given), beta (if given), out
         x_hat, inv_std = normalised(x)
         scale = inv_std if gamma is None else rest[0].reshape(shape) * inv_std    # gamma / sqrt(var + eps)
+        ### BEGIN SOLUTION batch_norm_backward
+        ### task: dL/dx in eval mode (constants) and in train mode (mu and var depend on x)
+        ### hint: batch_norm's docstring: dx = gamma / sqrt(var + eps) * (g - mean(g) - x_hat * mean(g * x_hat))
         if not training:
             return g * scale
         return scale * (g - g.mean(axis=axes, keepdims=True) - x_hat * (g * x_hat).mean(axis=axes, keepdims=True))
+        ### END SOLUTION
 
     y = (x.data - mu.reshape(shape)) / np.sqrt(var.reshape(shape) + x.dtype.type(eps))
     rules = [dx]
@@ -72,6 +77,19 @@ def batch_norm(x: Tensor, gamma, beta, running_mean, running_var, training: bool
     out = Tensor._make(y, tuple(t for t in (x, gamma, beta) if t is not None), "batch_norm")
     out._backward = tuple(rules)
     return out
+
+
+def update_running_stats(running_mean, running_var, mu, var, n: int, momentum: float) -> None:
+    """running <- (1 - momentum) running + momentum statistic, in place, for (C,) arrays; the variance
+    unbiased (var * n / (n - 1), as PyTorch). Shared with the fast backend."""
+    ### BEGIN SOLUTION batch_norm_running_stats
+    ### task: update the running mean and variance in place
+    ### hint: batch_norm's docstring, Equations [train]: running_var uses the UNBIASED var * n/(n-1)
+    running_mean *= 1 - momentum
+    running_mean += momentum * mu
+    running_var *= 1 - momentum
+    running_var += momentum * var * (n / (n - 1))
+    ### END SOLUTION
 
 
 def _check(x: Tensor, gamma, beta, running_mean, running_var, training: bool) -> tuple:
@@ -107,7 +125,11 @@ def dropout(x: Tensor, p: float, training: bool, rng: np.random.Generator) -> Te
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0:
         return x
+    ### BEGIN SOLUTION dropout
+    ### task: draw the kept mask (probability 1-p) scaled by 1/(1-p), apply it, and its rule
+    ### hint: dropout's docstring: y = x * mask / (1-p), dy/dx = mask / (1-p)
     scaled_mask = (rng.random(x.shape) >= p).astype(x.dtype) / np.asarray(1 - p, x.dtype)
     out = Tensor._make(x.data * scaled_mask, (x,), "dropout")
     out._backward = lambda g, x, out: g * scaled_mask
+    ### END SOLUTION
     return out

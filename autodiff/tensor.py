@@ -51,6 +51,9 @@ def unbroadcast(grad, shape: tuple):
     the gradients of all those positions."""
     if grad.shape == shape:
         return grad
+    ### BEGIN SOLUTION unbroadcast
+    ### task: sum away the leading axes broadcasting added, then the size-1 axes it stretched
+    ### hint: unbroadcast's docstring: the adjoint of broadcasting is summation
     extra = grad.ndim - len(shape)
     if extra > 0:                                   # leading axes that broadcasting added
         grad = grad.sum(axis=tuple(range(extra)))
@@ -58,6 +61,7 @@ def unbroadcast(grad, shape: tuple):
     if stretched:                                   # size-1 axes that broadcasting stretched
         grad = grad.sum(axis=stretched, keepdims=True)
     return grad
+    ### END SOLUTION
 
 
 def _fit(grad, shape: tuple):
@@ -214,8 +218,12 @@ class Tensor:
         other = as_tensor(other, self)
         broadcast_shape("mul", self.shape, other.shape)
         out = Tensor._make(self.data * other.data, (self, other), "mul")
+        ### BEGIN SOLUTION mul_backward
+        ### task: the two rules of a * b (the engine unbroadcasts them)
+        ### hint: __mul__'s docstring: d/da = b, d/db = a
         out._backward = (lambda g, a, b, out: g * b,
                          lambda g, a, b, out: g * a)
+        ### END SOLUTION
         return out
 
     def __truediv__(self, other):
@@ -223,8 +231,12 @@ class Tensor:
         other = as_tensor(other, self)
         broadcast_shape("div", self.shape, other.shape)
         out = Tensor._make(self.data / other.data, (self, other), "div")
+        ### BEGIN SOLUTION div_backward
+        ### task: the two rules of a / b, the second reusing the output
+        ### hint: __truediv__'s docstring
         out._backward = (lambda g, a, b, out: g / b,
                          lambda g, a, b, out: -g * out / b)
+        ### END SOLUTION
         return out
 
     def __pow__(self, other):
@@ -339,8 +351,12 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
                          f"of the left) != {b.shape[-2]} (second-to-last axis of the right)")
     broadcast_shape(f"matmul: shapes {a.shape} and {b.shape}: batch axes", a.shape[:-2], b.shape[:-2])
     out = Tensor._make(a.data @ b.data, (a, b), "matmul")
+    ### BEGIN SOLUTION matmul_backward
+    ### task: the two rules of A @ B, batched over leading axes
+    ### hint: matmul's docstring: dL/dA = G B^T, dL/dB = A^T G
     out._backward = (lambda g, a, b, out: g @ b.swapaxes(-1, -2),
                      lambda g, a, b, out: a.swapaxes(-1, -2) @ g)
+    ### END SOLUTION
     return out
 
 

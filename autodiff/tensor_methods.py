@@ -18,7 +18,11 @@ from .tensor import Tensor, as_tensor, value
 def exp(x: Tensor) -> Tensor:
     """exp: f(x) = e^x, f'(x) = e^x (reuse the output)."""
     out = Tensor._make(np.exp(x.data), (x,), "exp")
+    ### BEGIN SOLUTION exp_backward
+    ### task: exp's rule, reusing the output
+    ### hint: exp's docstring: f'(x) = e^x
     out._backward = lambda g, x, out: g * out
+    ### END SOLUTION
     return out
 
 
@@ -26,7 +30,11 @@ def log(x: Tensor) -> Tensor:
     """log: f(x) = ln x, f'(x) = 1/x."""
     x = x if isinstance(x, Tensor) else Tensor(x)
     out = Tensor._make(np.log(x.data), (x,), "log")
+    ### BEGIN SOLUTION log_backward
+    ### task: log's rule
+    ### hint: log's docstring: f'(x) = 1/x
     out._backward = lambda g, x, out: g / x
+    ### END SOLUTION
     return out
 
 
@@ -95,7 +103,11 @@ def mean(x: Tensor, axis, keepdims: bool) -> Tensor:
     axis = _0d_axis(x, axis)
     out = Tensor._make(x.data.mean(axis=axis, keepdims=keepdims), (x,), "mean")
     kept, count = _kept(x.shape, axis), x.data.size // max(out.data.size, 1)
+    ### BEGIN SOLUTION mean_backward
+    ### task: mean's rule: the output's gradient, shaped to broadcast back, shared by the n elements
+    ### hint: mean's docstring, and the module docstring (a reduction's rule gives one gradient per output value)
     out._backward = lambda g, x, out: g.reshape(kept) / count
+    ### END SOLUTION
     return out
 
 
@@ -113,9 +125,13 @@ def extremum(x: Tensor, reduce, name: str, axis, keepdims: bool) -> Tensor:
     axis = _0d_axis(x, axis)
     out = Tensor._make(reduce(x.data, axis=axis, keepdims=keepdims), (x,), name)
     kept = _kept(x.shape, axis)
+    ### BEGIN SOLUTION max_ties
+    ### task: max/min's rule: the gradient to the extremal elements, split evenly between ties
+    ### hint: extremum's docstring
     picked = x.data == out.data.reshape(kept)
     share = picked / picked.sum(axis=axis, keepdims=True)
     out._backward = lambda g, x, out: g.reshape(kept) * share
+    ### END SOLUTION
     return out
 
 
@@ -135,7 +151,11 @@ def reshape(x: Tensor, shape: tuple) -> Tensor:
 def transpose(x: Tensor, axes: tuple) -> Tensor:
     """transpose: the gradient is transposed by the inverse permutation."""
     out = Tensor._make(x.data.transpose(axes), (x,), "transpose")
+    ### BEGIN SOLUTION transpose_backward
+    ### task: transpose's rule: undo the permutation
+    ### hint: transpose's docstring: the inverse permutation
     out._backward = lambda g, x, out: g.transpose(tuple(np.argsort([a % x.ndim for a in axes])))
+    ### END SOLUTION
     return out
 
 
@@ -171,10 +191,14 @@ class IndexAdd:
         self.index, self.g = index, g
 
     def add_into(self, target: np.ndarray) -> None:
+        ### BEGIN SOLUTION index_add
+        ### task: add g into target at index; repeated integer indices must add up
+        ### hint: getitem's docstring, and IndexAdd's
         if _is_basic_index(self.index):                # slices and ints never select an element twice
             target[self.index] += self.g
         else:
             np.add.at(target, self.index, self.g)      # repeated integer indices add up
+        ### END SOLUTION
 
     def as_tensor(self, shape: tuple) -> Tensor:
         return index_add(Tensor(np.zeros(shape, self.g.dtype)), self.index, self.g)

@@ -120,14 +120,22 @@ def bce_loss(logits: Tensor, targets) -> Tensor:
 def discriminator_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
     """-log D(x) - log(1 - D(G(z))), each averaged over its batch: real images are labelled 1, fakes 0.
     Minimising it is D maximising log D(x) + log(1 - D(G(z)))."""
+    ### BEGIN SOLUTION gan_discriminator_loss
+    ### task: BCE with real images labelled 1 and fakes labelled 0
+    ### hint: discriminator_loss' docstring: -log D(x) - log(1 - D(G(z)))
     ones = np.ones(logits_real.shape, logits_real.dtype)
     zeros = np.zeros(logits_fake.shape, logits_fake.dtype)
     return bce_loss(logits_real, ones) + bce_loss(logits_fake, zeros)
+    ### END SOLUTION
 
 
 def generator_loss(logits_fake: Tensor) -> Tensor:
     """Non-saturating: -log D(G(z)) = BCE(logits_fake, 1), i.e. G maximises log D(G(z))."""
+    ### BEGIN SOLUTION gan_generator_loss
+    ### task: the non-saturating generator loss
+    ### hint: generator_loss' docstring: -log D(G(z)) = BCE(logits_fake, 1)
     return bce_loss(logits_fake, np.ones(logits_fake.shape, logits_fake.dtype))
+    ### END SOLUTION
 
 
 # ==================================================================== one training step

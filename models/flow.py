@@ -163,8 +163,12 @@ class AdditiveCoupling(nets.Module):
         return x + t, Tensor(np.zeros(x.shape[0], dtype=x.dtype))
 
     def inverse(self, y: Tensor) -> Tensor:
+        ### BEGIN SOLUTION additive_coupling_inverse
+        ### task: undo the additive coupling: the same t, read from the kept half
+        ### hint: AdditiveCoupling's docstring: x = m * y + (1 - m) * (y - t(m * y))
         t = self.net(y * self.mask) * (1 - self.mask)       # y * m = x * m: the same t
         return y - t
+        ### END SOLUTION
 
 
 class AffineCoupling(nets.Module):
@@ -202,12 +206,20 @@ class AffineCoupling(nets.Module):
         return s, t
 
     def forward(self, x: Tensor):
+        ### BEGIN SOLUTION affine_coupling_forward
+        ### task: y = x * exp(s) + t and the log-determinant of the layer, per example
+        ### hint: AffineCoupling's docstring: forward and log_det = sum_i (1 - m_i) s_i
         s, t = self._log_scale_and_shift(x * self.mask)
         return x * s.exp() + t, s.sum(axis=1)                # kept half: x * 1 + 0
+        ### END SOLUTION
 
     def inverse(self, y: Tensor) -> Tensor:
+        ### BEGIN SOLUTION affine_coupling_inverse
+        ### task: undo the affine coupling with the same s and t
+        ### hint: AffineCoupling's docstring: inverse x = m * y + (1 - m) * (y - t) * exp(-s)
         s, t = self._log_scale_and_shift(y * self.mask)      # y * m = x * m: the same s and t
         return (y - t) * (-s).exp()
+        ### END SOLUTION
 
 
 class Scaling(nets.Module):

@@ -70,9 +70,13 @@ def sample_degrees(input_dim: int, hidden: tuple, rng: np.random.Generator, orde
 def masks_from_degrees(degrees: list) -> tuple:
     """(hidden masks, output mask, direct mask), each in the weight's (out, in) layout:
     hidden  m^l(k) >= m^{l-1}(k');   output  m^0(i) > m^L(k);   direct  m^0(i) > m^0(j)."""
+    ### BEGIN SOLUTION made_masks
+    ### task: the hidden, output and direct masks from the degrees, in the (out, in) layout
+    ### hint: masks_from_degrees' docstring: hidden m^l(k) >= m^{l-1}(k'), output m^0(i) > m^L(k)
     hidden = [(upper[:, None] >= lower[None, :]) for lower, upper in zip(degrees[:-1], degrees[1:])]
     output = degrees[0][:, None] > degrees[-1][None, :]
     direct = degrees[0][:, None] > degrees[0][None, :]
+    ### END SOLUTION
     return hidden, output, direct
 
 

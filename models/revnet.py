@@ -81,8 +81,12 @@ class RevBlock(nets.Module):
     def inverse(self, y1: np.ndarray, y2: np.ndarray) -> tuple:
         """x2 = y2 - g(y1), x1 = y1 - f(x2): the block's input from its output (arrays, no graph)."""
         with no_grad():
+            ### BEGIN SOLUTION revblock_inverse
+            ### task: the block's input (x1, x2) from its output (y1, y2)
+            ### hint: RevBlock.inverse's docstring: x2 = y2 - g(y1), x1 = y1 - f(x2)
             x2 = y2 - self.g(Tensor(y1)).data
             x1 = y1 - self.f(Tensor(x2)).data
+            ### END SOLUTION
         return x1, x2
 
     def backward_from_output(self, y1, y2, dy1, dy2) -> tuple:
@@ -93,7 +97,11 @@ class RevBlock(nets.Module):
         g = self.g(z1)                          # g's graph, rebuilt from the output
         x2 = y2 - g.data                        # reconstruct x2
         dz1, *dg = grad(g, [z1, *self.g.parameters()], dy2)        # (dG/dy1)^T dy2, and g's parameters'
+        ### BEGIN SOLUTION revblock_gradient
+        ### task: the total gradient of y1: directly, and through y2 = x2 + g(y1)
+        ### hint: Algorithm 1 in the module docstring of models/revnet.py
         dz1 = dy1 + dz1.data                    # total gradient of y1 (directly, and through y2 = x2 + g(y1))
+        ### END SOLUTION
         x2_leaf = Tensor(x2, requires_grad=True)
         f = self.f(x2_leaf)                     # f's graph, on the reconstructed x2
         x1 = y1 - f.data                        # reconstruct x1

@@ -99,18 +99,26 @@ class Bounds(NamedTuple):
 # ==================================================================== the pieces of the ELBO (used by cvae.py too)
 def reparameterize(mu: Tensor, logvar: Tensor, eps) -> Tensor:
     """z = mu + sigma * eps with eps ~ N(0, I) given: z is differentiable in mu and logvar."""
+    ### BEGIN SOLUTION reparameterize
+    ### task: z = mu + sigma * eps, with sigma the standard deviation from logvar
+    ### hint: reparameterize's docstring, and the module docstring: sigma = exp(0.5 * logvar)
     sigma = (0.5 * logvar).exp()   # sigma = exp(0.5 * logvar): the standard deviation, NOT the variance
     return mu + sigma * Tensor(np.asarray(eps, dtype=mu.dtype))
+    ### END SOLUTION
 
 
 def neg_elbo(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> ELBOTerms:
     """-ELBO per example with one reparameterised sample (the logits were decoded from it)."""
     # reconstruction: -log p(x | z) = sum over the pixels of BCE(logits, x)        (>= 0)
+    ### BEGIN SOLUTION neg_elbo
+    ### task: -ELBO per example: the pixels' BCE summed, plus the Gaussian KL
+    ### hint: the comments of neg_elbo: -ELBO = recon + kl, both >= 0
     recon = binary_cross_entropy_with_logits(logits, x, reduction="none").sum(axis=1)
     # regulariser: KL(q(z | x) || N(0, I)) = -1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2)   (>= 0)
     kl = gaussian_kl(mu, logvar, axis=1)
     # negative ELBO = -(E_q[log p(x | z)] - KL) = recon + kl
     return ELBOTerms(recon + kl, recon, kl)
+    ### END SOLUTION
 
 
 def importance_bounds(encode, decode, x: np.ndarray, k: int, rng, rows_per_chunk: int = 8192) -> Bounds:
@@ -139,9 +147,13 @@ def importance_bounds(encode, decode, x: np.ndarray, k: int, rng, rows_per_chunk
             log_px_z = -bce.data.sum(axis=-1)                        # (k, B): Bernoulli log-likelihood
             log_pz = -0.5 * np.sum(z.astype(np.float64) ** 2 + LOG_2PI, axis=-1)
             log_qz = -0.5 * np.sum(eps.astype(np.float64) ** 2 + logvar + LOG_2PI, axis=-1)
+            ### BEGIN SOLUTION iwae_bound
+            ### task: the log importance weights and a stable log-mean-exp over the k samples
+            ### hint: importance_bounds' docstring, the lines log w_i = ... and iwae = ...
             log_w = log_px_z + log_pz - log_qz
             top = log_w.max(axis=0)
             iwae[rows] = top + np.log(np.mean(np.exp(log_w - top), axis=0))
+            ### END SOLUTION
             kl = gaussian_kl(Tensor(mu.astype(np.float64)), Tensor(logvar.astype(np.float64)), axis=1).data
             elbo[rows] = log_px_z.mean(axis=0) - kl
     return Bounds(elbo, iwae)

@@ -38,9 +38,13 @@ def binary_cross_entropy_with_logits(logits: Tensor, targets, reduction: str = "
     _same_shape("binary_cross_entropy_with_logits", logits, targets)
     t = targets if isinstance(targets, Tensor) else Tensor(np.asarray(targets, dtype=logits.dtype))
     x = logits.data
+    ### BEGIN SOLUTION bce_with_logits
+    ### task: the stable loss max(x, 0) - x t + log(1 + e^-|x|) and its two rules (logits, targets)
+    ### hint: the function's docstring: dl/dx = sigmoid(x) - t, dl/dt = -x
     out = Tensor._make(np.maximum(x, 0) - x * t.data + np.log1p(np.exp(-np.abs(x))), (logits, t), "bce_with_logits")
     out._backward = (lambda g, x, t, out: g * (F.sigmoid(x) - t),
                      lambda g, x, t, out: -g * x)
+    ### END SOLUTION
     return _reduce(out, reduction)
 
 
@@ -71,7 +75,11 @@ def cross_entropy(logits: Tensor, targets, reduction: str = "mean") -> Tensor:
     if targets.size and (targets.min() < 0 or targets.max() >= logits.shape[1]):
         raise ValueError(f"cross_entropy: targets must be in [0, {logits.shape[1]}), "
                          f"got values in [{targets.min()}, {targets.max()}]")
+    ### BEGIN SOLUTION cross_entropy_picked
+    ### task: pick each row's -log_softmax at its target class and reduce
+    ### hint: the function's docstring: -log softmax(x)[target]
     return _reduce(-log_probs[np.arange(len(targets)), targets], reduction)
+    ### END SOLUTION
 
 
 def mse_loss(pred: Tensor, target, reduction: str = "mean") -> Tensor:
@@ -101,7 +109,11 @@ def smooth_l1_loss(pred: Tensor, target, beta: float = 1.0, reduction: str = "me
 def gaussian_kl(mu: Tensor, logvar: Tensor, axis: int = -1) -> Tensor:
     r"""KL(N(mu, sigma^2) || N(0, I)) = -1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2), summed over
     `axis` (the latent dimensions): one value per example."""
+    ### BEGIN SOLUTION gaussian_kl
+    ### task: the closed-form KL to N(0, I), summed over axis
+    ### hint: the function's docstring: -1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2)
     return -0.5 * (1 + logvar - mu * mu - logvar.exp()).sum(axis=axis)
+    ### END SOLUTION
 
 
 def gaussian_log_likelihood(x, mean: Tensor, logvar) -> Tensor:

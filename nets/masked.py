@@ -70,10 +70,14 @@ def causal_mask(kernel_size: tuple, mask_type: str) -> np.ndarray:
     """(KH, KW) 0/1 spatial mask of type A (centre excluded) or B (centre included); see the module doc."""
     kh, kw = kernel_size
     mask = np.zeros((kh, kw))
+    ### BEGIN SOLUTION pixelcnn_masks
+    ### task: PixelCNN's causal mask: the rows above, the pixels left of the centre, the centre for B
+    ### hint: the module docstring of nets/masked.py (type A excludes the centre, type B includes it)
     mask[:kh // 2, :] = 1                       # every row above the centre
     mask[kh // 2, :kw // 2] = 1                 # the centre row, left of the centre
     if mask_type == "B":
         mask[kh // 2, kw // 2] = 1              # type B also sees the centre
+    ### END SOLUTION
     return mask
 
 

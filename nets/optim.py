@@ -95,14 +95,22 @@ class SGD(Optimizer):
     def _update(self, p, g, state):
         g = self._decayed(p, g, self.weight_decay)
         if self.momentum:
+            ### BEGIN SOLUTION sgd_momentum
+            ### task: update the momentum buffer in place (a copy of g on the first step)
+            ### hint: SGD's docstring, line 1: buf <- momentum * buf + (1 - dampening) * g
             if "momentum" not in state:
                 state["momentum"] = g.copy()
             else:
                 buf = state["momentum"]
                 buf *= self.momentum
                 buf += (1 - self.dampening) * g
+            ### END SOLUTION
             buf = state["momentum"]
+            ### BEGIN SOLUTION sgd_nesterov
+            ### task: the step: g + momentum * buf with Nesterov, else buf
+            ### hint: SGD's docstring, line 2
             g = g + self.momentum * buf if self.nesterov else buf
+            ### END SOLUTION
         p.data -= self.lr * g
 
 
@@ -133,10 +141,18 @@ class Adam(Optimizer):
         beta1, beta2 = self.betas
         g = self._decayed(p, g, self.weight_decay)
         t = state["step"] = int(state.get("step", 0)) + 1
+        ### BEGIN SOLUTION adam_moments
+        ### task: update the running means of g and of g^2 (stored in state)
+        ### hint: Adam's docstring, the lines m <- ... and v <- ...
         m = state["m"] = beta1 * state.get("m", 0) + (1 - beta1) * g
         v = state["v"] = beta2 * state.get("v", 0) + (1 - beta2) * g * g
+        ### END SOLUTION
+        ### BEGIN SOLUTION adam_bias_correction
+        ### task: divide the moments m and v by their bias (1 - beta^t)
+        ### hint: Adam's docstring, the lines m_hat = ... and v_hat = ...
         m_hat = m / (1 - beta1 ** t)
         v_hat = v / (1 - beta2 ** t)
+        ### END SOLUTION
         p.data -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
@@ -183,10 +199,14 @@ def clip_grad_norm_(params, max_norm: float) -> float:
     Returns the norm before clipping (as torch.nn.utils.clip_grad_norm_)."""
     params = list(params)                      # a generator would be used up by the first pass
     grads = [p.grad for p in params if p.grad is not None]
+    ### BEGIN SOLUTION clip_grad_norm
+    ### task: the joint L2 norm of all gradients; above max_norm, scale every gradient by one factor
+    ### hint: clip_grad_norm_'s docstring
     total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
     if total > max_norm:
         scale = max_norm / (total + 1e-6)
         for p in params:
             if p.grad is not None:
                 p.grad = p.grad * scale
+    ### END SOLUTION
     return total

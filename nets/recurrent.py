@@ -47,9 +47,13 @@ def lstm_cell(gx: Tensor, h: Tensor, c: Tensor, weight_hh: Tensor) -> tuple:
     h' = o tanh(c')."""
     a = gx + h @ weight_hh.T
     a_i, a_f, a_g, a_o = F.split(a, 4, axis=-1)
+    ### BEGIN SOLUTION lstm_cell
+    ### task: the gates i, f, g, o, the new cell c' and the new hidden state h'
+    ### hint: lstm_cell's docstring: c' = f c + i g, h' = o tanh(c')
     i, f, g, o = F.sigmoid(a_i), F.sigmoid(a_f), F.tanh(a_g), F.sigmoid(a_o)
     c = f * c + i * g
     return o * F.tanh(c), c
+    ### END SOLUTION
 
 
 def gru_cell(gx: Tensor, h: Tensor, weight_hh: Tensor, bias_hh) -> Tensor:
@@ -59,9 +63,13 @@ def gru_cell(gx: Tensor, h: Tensor, weight_hh: Tensor, bias_hh) -> Tensor:
     gh = gh + bias_hh if bias_hh is not None else gh
     x_r, x_z, x_n = F.split(gx, 3, axis=-1)
     h_r, h_z, h_n = F.split(gh, 3, axis=-1)
+    ### BEGIN SOLUTION gru_cell
+    ### task: the reset and update gates, the candidate n and the new hidden state
+    ### hint: gru_cell's docstring: n = tanh(gx_n + r gh_n), h' = (1 - z) n + z h
     r, z = F.sigmoid(x_r + h_r), F.sigmoid(x_z + h_z)
     n = F.tanh(x_n + r * h_n)
     return (1 - z) * n + z * h
+    ### END SOLUTION
 
 
 @replaceable("lstm_layer")

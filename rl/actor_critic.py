@@ -102,12 +102,16 @@ def gae(rewards, values, next_values, terminated, dones, gamma: float, lam: floa
     r"""A_t = delta_t + gamma lam (1 - done_t) A_{t+1},  delta_t = r_t + gamma (1 - terminated_t) V(s'_t) - V(s_t).
     Arrays (T, N): step t of environment n; next_values[t] = V of the observation that followed step t
     (the episode's last one if it ended there). The last row bootstraps from next_values alone."""
+    ### BEGIN SOLUTION gae
+    ### task: the TD errors, then the advantages backwards in time
+    ### hint: gae's docstring: A_t = delta_t + gamma lam (1 - done_t) A_{t+1}
     deltas = rewards + gamma * (1.0 - terminated) * next_values - values
     advantages = np.zeros_like(deltas)
     running = np.zeros_like(deltas[0])
     for t in range(len(deltas) - 1, -1, -1):
         running = deltas[t] + gamma * lam * (1.0 - dones[t]) * running
         advantages[t] = running
+    ### END SOLUTION
     return advantages
 
 

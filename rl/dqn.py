@@ -136,12 +136,16 @@ def td_target(rewards, terminated, next_q_target, gamma, next_q_online=None) -> 
     Shapes: rewards, terminated (N,); next_q_* (N, n_actions); gamma a scalar, or (N,) holding gamma ** k
     for k-step transitions (rl/replay.py: then r is the discounted sum of k rewards). Truncated transitions
     have terminated = 0 and therefore bootstrap."""
+    ### BEGIN SOLUTION dqn_target
+    ### task: the (Double) DQN target; only terminated transitions stop the bootstrap
+    ### hint: td_target's docstring: y = r + gamma * (1 - terminated) * Q_target(s', a*)
     if next_q_online is None:
         best = next_q_target.max(axis=1)
     else:
         a_star = next_q_online.argmax(axis=1)
         best = next_q_target[np.arange(len(a_star)), a_star]
     return (rewards + gamma * (1.0 - terminated) * best).astype(np.float32)
+    ### END SOLUTION
 
 
 def optimize(q_net: QNetwork, target_net: QNetwork, optimizer, batch: dict, cfg: DQNConfig) -> float:

@@ -86,7 +86,11 @@ class TabularModel:
 # ==================================================================== the pieces
 def q_from_v(model: TabularModel, V: np.ndarray, gamma: float) -> np.ndarray:
     """Q(s, a) = R(s, a) + gamma * sum_s' T(s, a, s') V(s'): one Bellman backup for every (s, a)."""
+    ### BEGIN SOLUTION bellman_backup
+    ### task: Q(s, a) for every (s, a) from V, with the model's R (S, A) and T (S, A, S')
+    ### hint: q_from_v's docstring: Q(s, a) = R(s, a) + gamma * sum_s' T(s, a, s') V(s')
     return model.R + gamma * model.T @ V
+    ### END SOLUTION
 
 
 def greedy_policy(Q: np.ndarray) -> np.ndarray:
@@ -100,7 +104,11 @@ def policy_evaluation(model: TabularModel, policy: np.ndarray, gamma: float, the
     of a sweep is < theta. Returns (V, sweeps). Starts from V (or zeros)."""
     V = np.zeros(model.n_states) if V is None else np.array(V, dtype=np.float64)
     for sweep in range(1, max_sweeps + 1):
+        ### BEGIN SOLUTION policy_evaluation
+        ### task: one sweep of policy evaluation: V(s) <- sum_a pi(a|s) Q(s, a)
+        ### hint: policy_evaluation's docstring (S&B 4.1)
         new_V = (policy * q_from_v(model, V, gamma)).sum(axis=1)
+        ### END SOLUTION
         delta = np.abs(new_V - V).max()
         V = new_V
         if delta < theta:
@@ -135,7 +143,11 @@ def value_iteration(model: TabularModel, gamma: float, theta: float = 1e-10,
     then the greedy policy. Returns (V, policy, {"sweeps"})."""
     V = np.zeros(model.n_states)
     for sweep in range(1, max_sweeps + 1):
+        ### BEGIN SOLUTION value_iteration
+        ### task: one sweep of value iteration: V(s) <- max_a Q(s, a)
+        ### hint: value_iteration's docstring (S&B 4.4)
         new_V = q_from_v(model, V, gamma).max(axis=1)
+        ### END SOLUTION
         delta = np.abs(new_V - V).max()
         V = new_V
         if delta < theta:

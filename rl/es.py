@@ -149,7 +149,11 @@ class ES(EpisodicAgent):
 
         # ---- ALGO LOGIC: theta <- theta + alpha / (n sigma) sum_i F_i eps_i, n = 2m, mirrored pairs
         scores = centered_ranks(returns.ravel()).reshape(m, 2) if cfg.rank_normalize else returns
+        ### BEGIN SOLUTION es_gradient
+        ### task: the mirrored-sampling estimate of the gradient of the expected return
+        ### hint: the ALGO LOGIC comment above: theta <- theta + alpha / (n sigma) sum_i F_i eps_i, n = 2m
         gradient = (scores[:, 0] - scores[:, 1]) @ eps / (2 * m * cfg.sigma)
+        ### END SOLUTION
         step = cfg.alpha * (gradient - cfg.weight_decay * self.theta)
         self.theta = (self.theta + step).astype(np.float32)
 

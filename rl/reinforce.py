@@ -72,8 +72,12 @@ def returns_to_go(rewards, gamma: float) -> np.ndarray:
     out = np.zeros_like(rewards)
     running = np.float32(0.0)
     for t in range(len(rewards) - 1, -1, -1):
+        ### BEGIN SOLUTION reward_to_go
+        ### task: the return from step t, computed backwards
+        ### hint: returns_to_go's docstring: G_t = r_t + gamma * G_{t+1}
         running = rewards[t] + np.float32(gamma) * running
         out[t] = running
+        ### END SOLUTION
     return out
 
 
@@ -89,8 +93,12 @@ def policy_loss(policy, obs: np.ndarray, actions: np.ndarray, advantages: np.nda
     """loss = - mean_t log pi(a_t | s_t) * A_t, over every step of the batch in one forward pass.
     obs (T, obs_dim) float32, actions (T,) int, advantages (T,) float32 (constants: no gradient)."""
     log_probs = F.log_softmax(policy(Tensor(obs)), axis=1)              # (T, n_actions)
+    ### BEGIN SOLUTION policy_gradient_loss
+    ### task: the surrogate loss whose gradient is the REINFORCE gradient
+    ### hint: policy_loss' docstring: loss = - mean_t log pi(a_t | s_t) * A_t
     taken = log_probs[np.arange(len(actions)), actions]                 # log pi(a_t | s_t), (T,)
     return -(taken * Tensor(advantages.astype(np.float32))).mean()
+    ### END SOLUTION
 
 
 def advantages_from(returns: np.ndarray, baseline_values: np.ndarray | None, baseline: str,
@@ -101,7 +109,11 @@ def advantages_from(returns: np.ndarray, baseline_values: np.ndarray | None, bas
     elif baseline == "mean":
         adv = returns - returns.mean()
     elif baseline == "value":
+        ### BEGIN SOLUTION reinforce_baseline
+        ### task: the advantage with a learned value baseline
+        ### hint: advantages_from's docstring: A_t = G_t - b_t
         adv = returns - baseline_values
+        ### END SOLUTION
     else:
         raise ValueError(f"unknown baseline {baseline!r}; expected one of {BASELINES}")
     if normalize:

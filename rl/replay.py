@@ -84,7 +84,11 @@ class NStepWindow:
         ready = []
         while self.pending and (len(self.pending) == self.n or episode_over):
             k = len(self.pending)
+            ### BEGIN SOLUTION n_step_return
+            ### task: the discounted sum of the k pending rewards
+            ### hint: the module docstring of rl/replay.py: R = r_t + gamma r_{t+1} + ... + gamma^{k-1} r_{t+k-1}
             discounted_sum = sum(self.gamma ** i * r for i, (_, _, r) in enumerate(self.pending))
+            ### END SOLUTION
             first_obs, first_action, _ = self.pending.pop(0)
             ready.append((first_obs, first_action, discounted_sum, next_obs, terminated, k))
         return ready

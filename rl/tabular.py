@@ -80,25 +80,46 @@ def epsilon_greedy_probs(q_rows: np.ndarray, epsilon: float) -> np.ndarray:
 
 def sarsa_target(reward, terminated, q_next_rows, next_action, gamma, epsilon=None):
     """R + gamma Q(S', A'), A' the action the agent will actually take (on-policy)."""
+    ### BEGIN SOLUTION sarsa_target
+    ### task: the on-policy target R + gamma Q(S', A'), no bootstrap after termination
+    ### hint: sarsa_target's docstring
     return reward + gamma * (1.0 - terminated) * q_next_rows[np.arange(len(next_action)), next_action]
+    ### END SOLUTION
 
 
 def expected_sarsa_target(reward, terminated, q_next_rows, next_action, gamma, epsilon):
     """R + gamma E_{a ~ pi}[Q(S', a)] with pi the epsilon-greedy behaviour policy."""
+    ### BEGIN SOLUTION expected_sarsa_target
+    ### task: the target with the expected next value under the epsilon-greedy policy
+    ### hint: expected_sarsa_target's docstring, and epsilon_greedy_probs
     return reward + gamma * (1.0 - terminated) * (epsilon_greedy_probs(q_next_rows, epsilon) * q_next_rows).sum(-1)
+    ### END SOLUTION
 
 
 def q_learning_target(reward, terminated, q_next_rows, next_action, gamma, epsilon=None):
     """R + gamma max_a Q(S', a): the greedy policy's value, whatever the agent does next (off-policy)."""
+    ### BEGIN SOLUTION q_learning_target
+    ### task: the off-policy target R + gamma max_a Q(S', a), no bootstrap after termination
+    ### hint: q_learning_target's docstring
     return reward + gamma * (1.0 - terminated) * q_next_rows.max(axis=-1)
+    ### END SOLUTION
 
 
 TARGETS = {"sarsa": sarsa_target, "expected_sarsa": expected_sarsa_target, "q_learning": q_learning_target}
 
 
+def td_error(V, run, s, reward, s_next, terminated, gamma):
+    """delta = R + gamma V(S') - V(S) (V(S') = 0 if terminal), for every run given."""
+    ### BEGIN SOLUTION td_error
+    ### task: the TD error of each run's transition; no bootstrap after termination
+    ### hint: td_error's docstring
+    return reward + gamma * (1.0 - terminated) * V[run, s_next] - V[run, s]
+    ### END SOLUTION
+
+
 def td0_update(V, run, s, reward, s_next, terminated, alpha, gamma):
     """V(S) <- V(S) + alpha [R + gamma V(S') - V(S)] (V(S') = 0 if terminal), for every run given."""
-    delta = reward + gamma * (1.0 - terminated) * V[run, s_next] - V[run, s]
+    delta = td_error(V, run, s, reward, s_next, terminated, gamma)
     V[run, s] += alpha * delta
     return delta
 
@@ -183,9 +204,13 @@ def sarsa_lambda(model: TabularModel, episodes: int, runs: int, alpha: float, ep
         a_next = epsilon_greedy(Q[run, s_next], epsilon, rng)
         active = clock.active
         delta = sarsa_target(reward, terminated, Q[run, s_next], a_next, gamma) - Q[run, s, a]
+        ### BEGIN SOLUTION eligibility_traces
+        ### task: accumulate the trace of (S, A), update every Q by its trace, decay the traces
+        ### hint: sarsa_lambda's docstring: E(S,A) += 1;  Q += alpha delta E;  E *= gamma lambda
         E[run[active], s[active], a[active]] += 1.0
         Q += alpha * (delta * active)[:, None, None] * E
         E *= gamma * lam
+        ### END SOLUTION
         ended = clock.record(reward, terminated)
         if ended.any():
             E[ended] = 0.0                                # traces start at 0 every episode
@@ -239,7 +264,7 @@ def td_lambda_prediction(model: TabularModel, policy: np.ndarray, episodes: int,
         active = np.ones(runs, dtype=bool)
         for _ in range(max_steps):
             s_next, reward, terminated = env.step(s, _sample_actions(policy, s, rng))
-            delta = reward + gamma * (1.0 - terminated) * V[run, s_next] - V[run, s]
+            delta = td_error(V, run, s, reward, s_next, terminated, gamma)
             E *= gamma * lam
             E[run[active], s[active]] += 1.0
             V += alpha * (delta * active)[:, None] * E

@@ -33,3 +33,57 @@ def fast_backend():
     from autodiff import use_backend
     with use_backend("fast"):
         yield
+
+
+# ------------------------------------------------------------------ exercises (scripts/exercise.py)
+def pytest_addoption(parser):
+    group = parser.getgroup("exercises")
+    group.addoption("--grades", default=None, metavar="NAMES",
+                    help="run only the tests that grade these exercises (comma-separated; 'all': any exercise)")
+    group.addoption("--grades-report", default=None, metavar="FILE",
+                    help="write {test id: [outcome, first line of the failure, exercises]} as JSON")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "grades(*names): this test grades these exercises (scripts/exercise.py)")
+    config.addinivalue_line("markers", "grades_proof: the proof that every exercise's grader grades (slow-ish)")
+
+
+def _graded(item) -> list:
+    return [name for marker in item.iter_markers("grades") for name in marker.args]
+
+
+def pytest_collection_modifyitems(config, items):
+    wanted = config.getoption("--grades")
+    if wanted is None:
+        return
+    names = set(wanted.split(","))
+    keep = [item for item in items if _graded(item) and (wanted == "all" or names & set(_graded(item)))]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
+_RESULTS = {}          # test id -> [outcome, first line of the failure], for --grades-report
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or report.failed or report.skipped:
+        message = ""
+        if report.failed:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            message = (crash.message if crash else str(report.longrepr)).strip().splitlines()[0]
+        if report.failed or report.nodeid not in _RESULTS:
+            _RESULTS[report.nodeid] = [report.outcome, message]
+
+
+def pytest_collection_finish(session):
+    session.config._grades_items = {item.nodeid: _graded(item) for item in session.items}
+
+
+def pytest_sessionfinish(session):
+    path = session.config.getoption("--grades-report")
+    if path:
+        import json
+        items = getattr(session.config, "_grades_items", {})
+        report = {nodeid: [*_RESULTS.get(nodeid, ["not run", ""]), names] for nodeid, names in items.items()}
+        Path(path).write_text(json.dumps(report, indent=1), encoding="utf-8")

@@ -97,6 +97,7 @@ def test_clipped_surrogate_is_the_policy_gradient_at_ratio_one_and_flat_beyond_t
 
 
 # ==================================================================== GAE: where to bootstrap
+@pytest.mark.grades("gae")
 def test_gae_bootstraps_on_truncation_not_on_termination():
     """Two environments, two steps; env 0's episode is truncated at step 0, env 1's terminates there."""
     gamma, lam = 0.5, 0.8

@@ -80,6 +80,7 @@ def conv_arrays(case, transpose=False):
 # ==================================================================== forward against naive loops
 @CHEAP
 @given(conv_cases())
+@pytest.mark.grades("conv2d_forward")
 def test_conv2d_matches_naive_loop(case):
     x, w, b = conv_arrays(case)
     with layout(case["n_last"]):
@@ -91,6 +92,7 @@ def test_conv2d_matches_naive_loop(case):
 
 @CHEAP
 @given(conv_transpose_cases())
+@pytest.mark.grades("col2im_add")
 def test_conv_transpose2d_matches_naive_scatter(case):
     x, w, b = conv_arrays(case, transpose=True)
     with layout(case["n_last"]):
@@ -130,6 +132,7 @@ def test_saved_columns_survive_a_second_conv_before_backward(n_last):
 # ==================================================================== gradient checks (float64)
 @CHEAP
 @given(conv_cases())
+@pytest.mark.grades("im2col", "conv2d_backward", "conv2d_weight_grad")
 def test_conv2d_gradcheck(case):
     x, w, b = conv_arrays(case)
     inputs = [t64(x, True), t64(w, True)] + ([] if b is None else [t64(b, True)])
@@ -140,6 +143,7 @@ def test_conv2d_gradcheck(case):
 
 @CHEAP
 @given(conv_transpose_cases())
+@pytest.mark.grades("conv_transpose2d_backward")
 def test_conv_transpose2d_gradcheck(case):
     x, w, b = conv_arrays(case, transpose=True)
     inputs = [t64(x, True), t64(w, True)] + ([] if b is None else [t64(b, True)])
@@ -160,6 +164,7 @@ def pool_cases(draw):
 
 @CHEAP
 @given(pool_cases())
+@pytest.mark.grades("max_pool")
 def test_max_pool2d_forward_and_gradcheck(case):
     k, s, p, shape, seed = case
     # distinct values (a permutation), so every window has a unique maximum: no ties, no kinks
@@ -179,6 +184,7 @@ def test_avg_pool2d_forward_and_gradcheck(case):
     gradcheck(lambda t: avg_pool2d(t, k, s, p), t64(x, True))
 
 
+@pytest.mark.grades("max_pool")
 def test_max_pool2d_ties_route_to_the_first_maximum():
     x = t64(np.ones((1, 1, 2, 2)), grad=True)
     max_pool2d(x, 2).sum().backward()
@@ -191,6 +197,7 @@ def test_max_pool2d_ties_in_overlapping_windows():
     np.testing.assert_array_equal(x.grad[0, 0], [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
 
 
+@pytest.mark.grades("max_pool")
 def test_max_pool2d_overlapping_windows_add():
     x = t64(np.array([[[[0, 0, 0], [0, 9, 0], [0, 0, 0]]]]), grad=True)
     out = max_pool2d(x, 2, stride=1)                        # the 9 is the max of all four windows
@@ -265,6 +272,7 @@ def test_conv_errors_name_expected_and_actual_shapes():
 
 # ==================================================================== the checker can fail
 @pytest.mark.parametrize("helper", ["conv2d_weight_grad", "conv_transpose2d"])
+@pytest.mark.grades("central_difference")
 def test_gradcheck_rejects_a_broken_conv2d_backward_rule(monkeypatch, helper):
     """A test of the test: scale one of the ops conv2d's rules call by 1.01 and gradcheck must fail."""
     original = getattr(conv, helper)
@@ -287,6 +295,7 @@ def test_gradcheck_rejects_a_broken_fast_conv2d_backward(monkeypatch, helper):
         gradcheck(lambda a, b: conv2d(a, b, padding=1), x, w)
 
 
+@pytest.mark.grades("im2col", "col2im_add")
 def test_col2im_is_the_adjoint_of_im2col():
     """<im2col(x), c> = <x, col2im(c)> with overlapping windows: col2im must ADD, not assign."""
     rng = np.random.default_rng(0)

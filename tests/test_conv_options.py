@@ -33,6 +33,7 @@ def check_one_op_per_group(op, x, w, b, groups, w_rows, **kw):
 
 
 @pytest.mark.parametrize("groups, c_in, c_out", [(2, 4, 6), (3, 3, 3), (4, 4, 8)])   # (3, 3, 3): depthwise
+@pytest.mark.grades("conv2d_forward", "conv2d_weight_grad")
 def test_grouped_conv2d_is_one_convolution_per_group(groups, c_in, c_out):
     rng = np.random.default_rng(groups)
     x, w, b = t64(rng, 2, c_in, 5, 6), t64(rng, c_out, c_in // groups, 3, 2), t64(rng, c_out)

@@ -31,6 +31,7 @@ def normal_logpdf(x, mean, var):
 
 
 # ============================================================================ BCE
+@pytest.mark.grades("bce_with_logits")
 def test_bce_with_logits_matches_the_formula():
     x = RNG.uniform(-5, 5, size=(4, 3))
     t = RNG.uniform(0, 1, size=(4, 3))                # soft targets too
@@ -42,6 +43,7 @@ def test_bce_with_logits_matches_the_formula():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.grades("bce_with_logits")
 def test_bce_with_logits_is_finite_at_plus_minus_1000(dtype):
     x = Tensor(np.array([1000.0, -1000.0, 1000.0, -1000.0], dtype), requires_grad=True)
     t = np.array([1.0, 0.0, 0.0, 1.0])
@@ -53,6 +55,7 @@ def test_bce_with_logits_is_finite_at_plus_minus_1000(dtype):
     np.testing.assert_allclose(x.grad, [0.0, 0.0, 1.0, -1.0])       # sigmoid(x) - t
 
 
+@pytest.mark.grades("bce_with_logits", "central_difference")
 def test_bce_with_logits_gradients_for_logits_and_targets():
     x = Tensor(RNG.uniform(-3, 3, size=(3, 2)), requires_grad=True)
     t = Tensor(RNG.uniform(0, 1, size=(3, 2)), requires_grad=True)
@@ -83,6 +86,7 @@ def test_bce_rejects_mismatched_shapes_and_unknown_reduction():
 
 
 # ============================================================================ cross entropy
+@pytest.mark.grades("cross_entropy_picked")
 def test_cross_entropy_with_integer_targets():
     x = RNG.standard_normal((5, 4)) * 3
     y = np.array([0, 3, 3, 1, 2])
@@ -103,6 +107,7 @@ def test_cross_entropy_with_probability_targets():
     assert gradcheck(lambda x: L.cross_entropy(x, t), Tensor(x, requires_grad=True))
 
 
+@pytest.mark.grades("cross_entropy_picked")
 def test_cross_entropy_is_stable_for_huge_logits():
     x = Tensor(np.array([[1000.0, 0.0, -1000.0]]), requires_grad=True)
     loss = L.cross_entropy(x, np.array([1]))
@@ -165,6 +170,7 @@ MU = np.array([[0.0, 1.5, -0.7], [2.0, -1.0, 0.3]])
 LOGVAR = np.array([[0.0, -1.0, 0.8], [0.5, -2.0, 1.2]])
 
 
+@pytest.mark.grades("gaussian_kl")
 def test_gaussian_kl_closed_form_equals_numerical_integration():
     kl = L.gaussian_kl(Tensor(MU), Tensor(LOGVAR))
     assert kl.shape == (2,)                                   # one value per example: summed over latents
@@ -191,6 +197,7 @@ def test_gaussian_kl_agrees_with_monte_carlo():
     assert abs(kl - samples.mean()) < 4 * standard_error
 
 
+@pytest.mark.grades("gaussian_kl")
 def test_gaussian_kl_axis_and_gradient():
     mu, logvar = Tensor(MU, requires_grad=True), Tensor(LOGVAR, requires_grad=True)
     np.testing.assert_allclose(L.gaussian_kl(mu, logvar, axis=0).data,

@@ -38,6 +38,7 @@ def jacobian(model, x):
 
 # ==================================================================== the autoregressive property
 @pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.grades("made_masks")
 def test_logit_i_has_zero_gradient_wrt_inputs_at_or_after_i(direct):
     """d l_i / d x_j == 0 exactly whenever m(j) >= m(i) (j at or after i in the mask's ordering)."""
     nets.manual_seed(3)
@@ -65,6 +66,7 @@ def test_orderings_differ_between_masks_and_are_seeded():
 
 
 # ==================================================================== a true distribution
+@pytest.mark.grades("made_masks")
 def test_probabilities_of_all_binary_images_sum_to_one_for_each_mask_and_the_ensemble():
     model = small_made()
     x = all_binary(6)

@@ -70,6 +70,7 @@ def causal_dependence(layer, shape):
 
 
 @pytest.mark.parametrize("mask_type", ["A", "B"])
+@pytest.mark.grades("pixelcnn_masks")
 def test_conv_output_depends_exactly_on_its_causal_window(mask_type):
     """Output (i, j) of a 5x5 masked conv sees input (a, b) iff (a, b) is in the kernel's window and comes
     before (i, j) in raster order (type A) or at it or before (type B)."""
@@ -86,6 +87,7 @@ def test_conv_output_depends_exactly_on_its_causal_window(mask_type):
             np.testing.assert_array_equal(dep[i, j], allowed, err_msg=f"output ({i}, {j}), type {mask_type}")
 
 
+@pytest.mark.grades("pixelcnn_masks")
 def test_causal_masks_of_a_3x3_kernel():
     np.testing.assert_array_equal(causal_mask((3, 3), "A"), [[1, 1, 1], [1, 0, 0], [0, 0, 0]])
     np.testing.assert_array_equal(causal_mask((3, 3), "B"), [[1, 1, 1], [1, 1, 0], [0, 0, 0]])

@@ -27,6 +27,7 @@ def bn_cases(draw):
 # ==================================================================== batch norm: gradients
 @CHEAP
 @given(bn_cases(), st.booleans(), st.booleans())
+@pytest.mark.grades("batch_norm_backward")
 def test_batch_norm_train_gradcheck(case, with_gamma, with_beta):
     shape, seed = case
     rng = np.random.default_rng(seed)
@@ -46,6 +47,7 @@ def test_batch_norm_train_gradcheck(case, with_gamma, with_beta):
 
 @CHEAP
 @given(bn_cases())
+@pytest.mark.grades("batch_norm_eval", "batch_norm_backward")
 def test_batch_norm_eval_gradcheck(case):
     shape, seed = case
     rng = np.random.default_rng(seed)
@@ -70,6 +72,7 @@ def test_batch_norm_train_normalises_each_channel(shape):
     np.testing.assert_allclose(x_hat.var(axis=axes), 1, rtol=1e-4)        # eps = 1e-5
 
 
+@pytest.mark.grades("batch_norm_running_stats")
 def test_running_statistics_after_two_steps_match_the_formula():
     rng = np.random.default_rng(0)
     C, momentum = 3, 0.1
@@ -86,6 +89,7 @@ def test_running_statistics_after_two_steps_match_the_formula():
     np.testing.assert_allclose(rv, expected_var, rtol=1e-12)
 
 
+@pytest.mark.grades("batch_norm_eval")
 def test_batch_norm_eval_uses_running_statistics_and_works_for_batch_of_one():
     rm, rv = np.array([1.0, -2.0]), np.array([4.0, 0.25])
     x = np.array([[3.0, -1.0]])
@@ -128,6 +132,7 @@ def test_dropout_eval_and_p0_are_the_identity():
     assert dropout(x, 0.0, training=True, rng=rng) is x
 
 
+@pytest.mark.grades("dropout")
 def test_dropout_train_statistics_and_exact_gradient():
     p = 0.3
     x = Tensor(np.full((200, 500), 2.0, np.float32), requires_grad=True)
@@ -142,6 +147,7 @@ def test_dropout_train_statistics_and_exact_gradient():
     np.testing.assert_array_equal(x.grad, g * (kept.astype(np.float32) / np.float32(1 - p)))
 
 
+@pytest.mark.grades("dropout")
 def test_dropout_gradcheck_for_a_fixed_mask():
     x = t64(np.random.default_rng(0).standard_normal((3, 4)), True)
     gradcheck(lambda t: dropout(t, 0.5, training=True, rng=np.random.default_rng(7)), x)

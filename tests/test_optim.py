@@ -29,6 +29,7 @@ def run(optimizer_class, grads=GRADS, p0=P0, **kwargs):
 
 
 # ============================================================================ update rules
+@pytest.mark.grades("adam_bias_correction", "adam_moments")
 def test_adam_first_three_steps_follow_the_paper():
     lr, beta1, beta2, eps = 0.1, 0.9, 0.999, 1e-8
     values, opt = run(nets.Adam, lr=lr, betas=(beta1, beta2), eps=eps)
@@ -81,6 +82,7 @@ def test_sgd_plain_and_with_weight_decay():
 
 @pytest.mark.parametrize("nesterov, dampening, wd", [(False, 0.0, 0.0), (True, 0.0, 0.0), (False, 0.3, 0.0),
                                                      (True, 0.0, 0.05)])
+@pytest.mark.grades("sgd_momentum", "sgd_nesterov")
 def test_sgd_momentum_matches_pytorchs_formula(nesterov, dampening, wd):
     lr, mu = 0.1, 0.9
     values, _ = run(nets.SGD, lr=lr, momentum=mu, dampening=dampening, nesterov=nesterov, weight_decay=wd)
@@ -212,6 +214,7 @@ def test_state_dict_holds_copies_and_load_checks_shapes():
 
 
 # ============================================================================ clip_grad_norm_
+@pytest.mark.grades("clip_grad_norm")
 def test_clip_grad_norm_scales_all_gradients_together():
     a, b, c = nets.Parameter(np.zeros(3)), nets.Parameter(np.zeros((2, 2))), nets.Parameter(np.zeros(1))
     a.grad, b.grad = np.array([3.0, 0.0, 4.0]), np.array([[12.0, 0.0], [0.0, 0.0]])   # norm 13
@@ -254,6 +257,7 @@ def test_optimizers_converge_on_a_quadratic(optimizer_class, kwargs, steps):
     np.testing.assert_allclose(p.data, c, atol=2e-2)
 
 
+@pytest.mark.grades("adam_bias_correction")
 def test_adam_bias_correction_counts_each_parameters_own_steps():
     """A parameter without a gradient in step 1 takes, in step 2, Adam's *first* step (t = 1):
     lr * g / (|g| + eps) = lr * sign(g), as in PyTorch; a global t = 2 would give a different value."""

@@ -55,6 +55,7 @@ LAYERS = [("rnn", RNN, {}), ("rnn-relu", RNN, {"nonlinearity": "relu"}), ("lstm"
 
 @pytest.mark.parametrize("name, cls, extra", LAYERS, ids=[l[0] for l in LAYERS])
 @pytest.mark.parametrize("num_layers, batch_first, bias", [(1, False, True), (2, True, True), (2, False, False)])
+@pytest.mark.grades("lstm_cell", "gru_cell")
 def test_layers_match_a_naive_numpy_loop(name, cls, extra, num_layers, batch_first, bias, rng):
     T, N, I, H = 5, 3, 4, 6
     layer = cls(I, H, num_layers=num_layers, batch_first=batch_first, bias=bias, dtype=np.float64,
@@ -106,11 +107,13 @@ def test_gradcheck_rnn_cell(rng):
     assert gradcheck(lambda gx, h, w: rnn_cell(gx, h, w), *args)
 
 
+@pytest.mark.grades("gru_cell")
 def test_gradcheck_gru_cell(rng):
     args = t64(rng, 3, 12), t64(rng, 3, 4), t64(rng, 12, 4, scale=0.5), t64(rng, 12)
     assert gradcheck(gru_cell, *args)
 
 
+@pytest.mark.grades("lstm_cell")
 def test_gradcheck_lstm_cell(rng):
     args = t64(rng, 3, 16), t64(rng, 3, 4), t64(rng, 3, 4), t64(rng, 16, 4, scale=0.5)
     assert gradcheck(lambda gx, h, c, w: lstm_cell(gx, h, c, w), *args)

@@ -4,6 +4,7 @@ reconstructed (and the test noticing), memory growth with depth, and the `train.
 import json
 
 import numpy as np
+import pytest
 
 import nets
 from autodiff import Tensor, gradcheck
@@ -32,6 +33,7 @@ def stack_grads(stack, blocks, x, w):
     return [x_t.grad] + [p.grad.copy() for p in params]
 
 
+@pytest.mark.grades("revblock_inverse")
 def test_block_inverse_is_exact_and_the_stack_outputs_agree(rng):
     blocks = random_blocks()
     x = rng.normal(size=(4, 6))
@@ -42,6 +44,7 @@ def test_block_inverse_is_exact_and_the_stack_outputs_agree(rng):
     np.testing.assert_array_equal(reversible_stack(Tensor(x), blocks).data, stored_stack(Tensor(x), blocks).data)
 
 
+@pytest.mark.grades("revblock_gradient")
 def test_reconstruction_gradients_equal_the_stored_ones(rng):
     blocks = random_blocks(depth=4)
     x, w = rng.normal(size=(5, 6)), rng.normal(size=(5, 6))
@@ -53,6 +56,7 @@ def test_reconstruction_gradients_equal_the_stored_ones(rng):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.grades("revblock_gradient")
 def test_reversible_stack_passes_gradcheck_for_input_and_every_parameter(rng):
     blocks = random_blocks(depth=2, half=2, hidden=3)
     params = [p for b in blocks for p in b.parameters()]

@@ -26,6 +26,7 @@ TINY_DQN = dict(hidden=(16,), batch_size=8, buffer_size=500, learning_starts=20,
 
 
 # ==================================================================== returns and targets
+@pytest.mark.grades("reward_to_go")
 def test_returns_to_go_hand_computed():
     # G_2 = 3, G_1 = 2 + 0.5 * 3 = 3.5, G_0 = 1 + 0.5 * 3.5 = 2.75
     np.testing.assert_allclose(returns_to_go([1.0, 2.0, 3.0], 0.5), [2.75, 3.5, 3.0])
@@ -33,6 +34,7 @@ def test_returns_to_go_hand_computed():
     assert returns_to_go([1.0, 1.0], 0.9).dtype == np.float32
 
 
+@pytest.mark.grades("dqn_target")
 def test_td_target_masks_terminated_only():
     rewards = np.array([1.0, 1.0, 1.0], np.float32)
     terminated = np.array([1.0, 0.0, 0.0], np.float32)       # 2nd: truncated (time limit) -> still 0
@@ -90,6 +92,7 @@ def test_replay_buffer_wraps_and_samples_filled_slots_only():
     np.testing.assert_array_equal(batch["next_obs"][:, 0], batch["obs"][:, 0] + 1)   # rows stay together
 
 
+@pytest.mark.grades("n_step_return")
 def test_n_step_window_sums_discounted_rewards_and_flushes_at_the_end():
     window = NStepWindow(n=3, gamma=0.5)
     emitted = []
@@ -106,6 +109,7 @@ def test_n_step_window_sums_discounted_rewards_and_flushes_at_the_end():
     assert window.pending == []
 
 
+@pytest.mark.grades("dqn_target", "n_step_return")
 def test_n_step_transitions_bootstrap_with_gamma_to_the_k():
     gamma, n = 0.9, 3
     agent = DQN(DQNConfig(episodes=1, n_step=n, gamma=gamma, **TINY_DQN), seed=0)
@@ -149,6 +153,7 @@ def test_forward_without_a_graph_is_the_network_itself(rng):
 
 
 # ==================================================================== REINFORCE
+@pytest.mark.grades("policy_gradient_loss")
 def test_reinforce_gradient_matches_the_analytic_softmax_gradient(rng):
     """Linear policy logits = W s + b: grad_W log pi(a|s) = (onehot(a) - pi(.|s)) s^T, so the loss
     - mean_t log pi(a_t|s_t) A_t has gradient - 1/T sum_t (onehot(a_t) - pi_t) s_t^T A_t."""
@@ -174,6 +179,7 @@ def test_reinforce_gradient_matches_the_analytic_softmax_gradient(rng):
     np.testing.assert_allclose(policy[0].bias.grad, expected_b, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.grades("reinforce_baseline")
 def test_baselines_and_normalisation():
     G = np.array([3.0, 2.0, 1.0], np.float32)
     np.testing.assert_allclose(advantages_from(G, None, "none", False), G)

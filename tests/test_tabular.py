@@ -33,6 +33,7 @@ def chain_table(n: int, n_actions: int = 1):
 
 # ==================================================================== dynamic programming
 @pytest.mark.parametrize("gamma", [0.5, 0.9, 0.97])
+@pytest.mark.grades("bellman_backup", "policy_evaluation", "value_iteration")
 def test_value_iteration_matches_closed_form_on_three_states(gamma):
     model = TabularModel.from_table(three_state_table())
     v1 = max(2.0 / (1 - gamma), 10.0)                                # stay forever, or take the 10
@@ -47,6 +48,7 @@ def test_value_iteration_matches_closed_form_on_three_states(gamma):
 
 
 @pytest.mark.parametrize("env_id", ["FrozenLake-v1", "FrozenLake8x8-v1"])
+@pytest.mark.grades("bellman_backup", "policy_evaluation", "value_iteration")
 def test_policy_and_value_iteration_agree_with_a_linear_solve_on_frozenlake(env_id):
     model = TabularModel.from_env(gym.make(env_id))
     V_vi, pi_vi, _ = value_iteration(model, 0.99, theta=1e-12)
@@ -68,6 +70,7 @@ def test_value_iteration_on_the_cliff_stops_at_terminal_outcomes():
     assert len(greedy_path(model, policy)) - 1 == 13
 
 
+@pytest.mark.grades("policy_evaluation")
 def test_random_walk_values_by_policy_evaluation_and_env_dynamics():
     env = RandomWalkEnv()
     model = TabularModel.from_env(env)
@@ -122,6 +125,7 @@ def test_epsilon_greedy_frequencies_and_tie_breaking():
 
 
 # ==================================================================== TD updates and targets
+@pytest.mark.grades("td_error")
 def test_td0_update_on_a_fixed_transition():
     V = np.array([[0.0, 0.3, 0.6, 0.9]])
     delta = td0_update(V, np.array([0]), np.array([1]), np.array([0.5]), np.array([2]), np.array([False]),
@@ -133,6 +137,7 @@ def test_td0_update_on_a_fixed_transition():
     assert V[0, 3] == pytest.approx(0.9 + 0.5 * (1.0 - 0.9))         # terminal: no bootstrap
 
 
+@pytest.mark.grades("sarsa_target", "q_learning_target", "expected_sarsa_target")
 def test_sarsa_expected_sarsa_and_q_learning_differ_only_in_the_target():
     reward, gamma, epsilon = np.array([-1.0]), 0.9, 0.3
     q_next = np.array([[1.0, 5.0, 3.0]])
@@ -150,6 +155,7 @@ def test_sarsa_expected_sarsa_and_q_learning_differ_only_in_the_target():
 
 
 @pytest.mark.parametrize("gamma, lam", [(1.0, 0.5), (0.9, 0.8)])
+@pytest.mark.grades("eligibility_traces")
 def test_eligibility_traces_decay_by_gamma_lambda(gamma, lam):
     # one episode on a 5-step chain from V = 0: every TD error is 0 except the last (= 1), which reaches
     # the state visited k steps before the end with the weight (gamma lambda)^k

@@ -42,6 +42,7 @@ def test_closed_form_kl_matches_monte_carlo():
     assert np.all(closed > 0)
 
 
+@pytest.mark.grades("reparameterize")
 def test_reparameterised_samples_have_mean_mu_and_std_exp_half_logvar():
     rng = np.random.default_rng(1)
     n = 100_000
@@ -55,6 +56,7 @@ def test_reparameterised_samples_have_mean_mu_and_std_exp_half_logvar():
 
 
 @pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.grades("reparameterize", "neg_elbo")
 def test_loss_passes_gradcheck(conditional):
     nets.manual_seed(0)
     model = (CVAE(6, 3, hidden=5, latent=2) if conditional else VAE(6, hidden=5, latent=2)).double()
@@ -68,6 +70,7 @@ def test_loss_passes_gradcheck(conditional):
     assert gradcheck(lambda *params: loss().neg_elbo, *model.parameters())
 
 
+@pytest.mark.grades("iwae_bound")
 def test_bounds_agree_with_exact_log_likelihood_by_quadrature():
     """latent = 1: log p(x) = log integral p(x|z) N(z; 0, 1) dz on a fine grid. Then
     ELBO <= IWAE(k) <= log p(x) (up to Monte-Carlo noise) and IWAE(5000) is within 0.05 nats."""

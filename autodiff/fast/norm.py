@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from autodiff.backend import run_reference
-from autodiff.norm import _check
+from autodiff.norm import _check, update_running_stats
 from autodiff.tensor import Tensor, as_tensor
 from .taken import note
 
@@ -41,10 +41,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training: bool, moment
         x_hat = x.data - mu                                    # centred; becomes x_hat below
         var = channel_sum(np.square(x_hat)) / dtype.type(n)    # biased: used to normalise
         if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mu.reshape(C)
-            running_var *= 1 - momentum
-            running_var += momentum * var.reshape(C) * (n / (n - 1))      # unbiased, as PyTorch
+            update_running_stats(running_mean, running_var, mu.reshape(C), var.reshape(C), n, momentum)
         statistics = (None, None)                              # a rebuilt node uses the batch's again
     else:
         statistics = (np.array(running_mean, dtype), np.array(running_var, dtype))

@@ -90,9 +90,13 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_
                                                       ceil_mode)
     dilation = pair(dilation, "dilation", "max_pool2d", 1)
     cols = _window_columns(x, kernel, stride, padding, dilation, (OH, OW), -np.inf)
+    ### BEGIN SOLUTION max_pool
+    ### task: pick each window's first maximum from the columns (the gradient then follows by itself)
+    ### hint: max_pool2d's docstring: the gradient goes to each window's first maximum
     best = cols.data.argmax(axis=1)                                     # (N C, OH OW): the first maximum
     rows, positions = np.ogrid[:best.shape[0], :best.shape[1]]
     out = cols[rows, best, positions].reshape(*x.shape[:2], OH, OW)
+    ### END SOLUTION
     if not return_indices:
         return out
     (kh, kw), (i, j) = np.divmod(best, kernel[1]), np.divmod(positions, OW)
