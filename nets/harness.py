@@ -279,7 +279,9 @@ def read_checkpoint(directory: str) -> dict:
     if not os.path.isdir(directory):
         raise UsageError(f"{directory}: {'is not a folder' if os.path.exists(directory) else 'does not exist'}")
     if not os.path.exists(path):
-        raise UsageError(f"{directory}: no {CHECKPOINT} in that folder")
+        sweep = " (a multi-seed run: resume it with the same --seeds)" if os.path.exists(
+            os.path.join(directory, "sweep.json")) else ""
+        raise UsageError(f"{directory}: no {CHECKPOINT} in that folder{sweep}")
     try:
         checkpoint = load_checkpoint(path)
     except (ValueError, UnicodeDecodeError) as error:

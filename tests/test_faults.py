@@ -316,7 +316,7 @@ def test_messages_say_what_is_wrong(tmp_path, capsys):
     one_line_exit_2(*in_process(["vae", "--resume", tmp_path / "nowhere"], capsys), "does not exist")
     (tmp_path / "checkpoint.npz").write_bytes(np.random.default_rng(0).bytes(200))
     code, err = in_process(["vae", "--resume", tmp_path], capsys)
-    one_line_exit_2(code, err, "not an .npz file")
+    one_line_exit_2(code, err, "not a zip archive")
     assert "pickle" not in err[0]
     (tmp_path / "metrics.json").write_text(json.dumps({"model": "vae"}))
     code, _, err = cli(tmp_path, script=EVALUATE)
