@@ -47,6 +47,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -172,7 +173,7 @@ def collect_frames(env_id: str = "CartPole-v1", num_frames: int = 5000, size: in
         try:
             save_npz_atomic(path, stored, compressed=True)
         except OSError as error:                    # a read-only or full cache folder: render again next time
-            warnings.warn(f"frames not cached: cannot write {path} ({error.strerror})", stacklevel=2)
+            print(f"warning: frames not cached: cannot write {path} ({error.strerror})", file=sys.stderr)
         data["frames"] = stored["frames"].astype(np.float32) / 255.0     # identical to what a cache hit returns
     return data
 
