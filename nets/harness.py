@@ -22,8 +22,9 @@ again with the saved value is fine; a flag in `may_change` (the budget: epochs, 
 replaces the saved value; any other changed flag is refused with one line. Resuming with the same budget
 reproduces an uninterrupted run bit for bit.
 
-Stopping. Ctrl-C (or SIGTERM) lets the current unit (epoch, iteration, episode) finish, saves a
+Stopping. Ctrl-C (or SIGTERM, SIGHUP) lets the current unit (epoch, iteration, episode) finish, saves a
 checkpoint and exits with 130; a second Ctrl-C aborts at once and the last periodic checkpoint, if any, stays.
+`stage(text)` prints one line for a slow step after the loop (evaluation, figures).
 A non-finite loss stops the run (TrainingDiverged, exit 3) without overwriting the last good checkpoint.
 A filesystem error (a folder that cannot be written, a full disk) is one line and exit 2; it is found before
 training where it can be (nets/rundir.py claims the folder by writing its lock file), and a failed checkpoint
