@@ -10,8 +10,8 @@ started, all with those flags (a flag given again must have the recorded value).
 
 Stopping. Ctrl-C, SIGTERM or SIGHUP (a closed terminal) is passed on to every worker once: each finishes
 its unit, saves its checkpoint and stops. Workers never outlive the sweep: each asks Linux for SIGTERM when
-its parent dies (prctl PR_SET_PDEATHSIG) and also checks os.getppid() every second (other systems), so a
-parent killed with SIGKILL still leaves every worker saved and stopped.
+its parent dies (prctl PR_SET_PDEATHSIG) or, where that is not available, checks os.getppid() every second,
+so a parent killed with SIGKILL still leaves every worker saved and stopped.
 
 Statistics (Agarwal et al., 2021, "Deep RL at the edge of the statistical precipice"):
     IQM        the mean of the middle 50% of the scores (drop the lowest and highest quarter): robust
@@ -192,14 +192,17 @@ def watch_parent() -> None:
     parent = os.environ.pop(PARENT_VARIABLE, None)
     if not parent:
         return
-    parent = int(parent)
+    parent, asked = int(parent), False
     if sys.platform.startswith("linux"):
         try:                                                  # PR_SET_PDEATHSIG = 1
-            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+            asked = ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0) == 0
         except (OSError, AttributeError):
             pass
     if os.getppid() != parent:                                # it died before we could ask
         os.kill(os.getpid(), signal.SIGTERM)
+        return
+    if asked:                     # one SIGTERM only: a second one would abort the worker before it saves
+        return
 
     def watchdog():
         while os.getppid() == parent:
@@ -285,6 +288,12 @@ def write_summary(out: str, model: str, seeds, headline: dict | None) -> dict:
     metrics = {s: m for s, m in ((s, read_metrics(d)) for s, d in seed_dirs(out, seeds).items()) if m is not None}
     summary = summarize(model, metrics, headline)
     summary["unfinished_seeds"] = [s for s in seeds if s not in metrics]
+    configs = {json.dumps(m.get("config"), sort_keys=True) for m in metrics.values()}
+    if len(configs) > 1:                         # e.g. a sweep from before sweep.json, resumed with other flags
+        keys = sorted({k for m in metrics.values() for k, v in (m.get("config") or {}).items()
+                       if any((n.get("config") or {}).get(k) != v for n in metrics.values())})
+        summary["mixed_config"] = keys
+        print(f"warning: the seeds of {out} ran with different settings of {', '.join(keys)}", file=sys.stderr)
     save_json_atomic(os.path.join(out, "summary.json"), strict_json(summary))
     return summary
 

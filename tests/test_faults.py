@@ -373,3 +373,14 @@ def test_a_run_stopped_before_its_loop_leaves_nothing(tmp_path):
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130 and "no checkpoint was written" in err, err
     assert not out.exists()
+
+
+def test_a_summary_says_when_its_seeds_ran_with_different_settings(tmp_path, capsys):
+    from nets.sweep import write_summary
+    for seed, episodes in ((0, 3), (1, 4)):
+        folder = tmp_path / f"seed-{seed}"
+        folder.mkdir()
+        (folder / "metrics.json").write_text(json.dumps({"seed": seed, "config": {"episodes": episodes, "lr": 0.1},
+                                                         "episode_returns": [10.0] * episodes}))
+    summary = write_summary(str(tmp_path), "reinforce", [0, 1], None)
+    assert summary["mixed_config"] == ["episodes"] and "episodes" in capsys.readouterr().err
