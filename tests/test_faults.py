@@ -384,3 +384,26 @@ def test_a_summary_says_when_its_seeds_ran_with_different_settings(tmp_path, cap
                                                          "episode_returns": [10.0] * episodes}))
     summary = write_summary(str(tmp_path), "reinforce", [0, 1], None)
     assert summary["mixed_config"] == ["episodes"] and "episodes" in capsys.readouterr().err
+
+
+def test_the_watchdog_stops_a_worker_where_prctl_is_missing(tmp_path):
+    """The fallback of nets.sweep.watch_parent: with no parent-death signal, a thread polling os.getppid()
+    sends the one SIGTERM once the parent is gone."""
+    marker = tmp_path / "stopped"
+    child = ("import os, signal, sys, time; sys.platform = 'other'; from nets import sweep; "
+             f"signal.signal(signal.SIGTERM, lambda *a: open({str(marker)!r}, 'w').close() or os._exit(0)); "
+             "os.environ[sweep.PARENT_VARIABLE] = str(os.getppid()); sweep.watch_parent(); time.sleep(30)")
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                               f"subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(30)"],
+                              env=ENV, cwd=ROOT)
+    try:
+        time.sleep(2.0)                           # the child is up and watching
+        parent.kill()
+        parent.wait()
+        for _ in range(100):
+            if marker.exists():
+                break
+            time.sleep(0.1)
+        assert marker.exists()
+    finally:
+        parent.kill()
