@@ -72,17 +72,8 @@ def run(args) -> None:
     models = {"main": build(cfg), "compare": build(dataclasses.replace(cfg, variant=OTHER[cfg.variant]))}
     optimizers = {name: build_optimizer(m, cfg) for name, m in models.items()}
     state = run.state or {"epoch": 0, "phases": {name: {key: [] for key in HISTORY} for name in models}}
-    if run.resumed:
-        for name in models:
-            models[name].load_state_dict(run.sections[f"model_{name}"])
-            optimizers[name].load_state_dict(run.sections[f"optimizer_{name}"])
-
-    def save() -> None:
-        sections = {}
-        for name in models:
-            sections[f"model_{name}"] = models[name].state_dict()
-            sections[f"optimizer_{name}"] = optimizers[name].state_dict()
-        run.save(state, **sections)
+    save = run.restore(state, **{f"model_{name}": m for name, m in models.items()},
+                       **{f"optimizer_{name}": o for name, o in optimizers.items()})
 
     for epoch in run.loop(state["epoch"], cfg.epochs + cfg.compare_epochs, save):
         name = "main" if epoch < cfg.epochs else "compare"

@@ -40,12 +40,7 @@ def run(args) -> None:
     model = build(cfg)
     optimizer = build_optimizer(model, cfg)
     state = run.state or {"epoch": 0, **{key: [] for key in HISTORY}}
-    if run.resumed:
-        model.load_state_dict(run.sections["model"])
-        optimizer.load_state_dict(run.sections["optimizer"])
-
-    def save() -> None:
-        run.save(state, model=model.state_dict(), optimizer=optimizer.state_dict())
+    save = run.restore(state, model=model, optimizer=optimizer)
 
     for epoch in run.loop(state["epoch"], cfg.epochs, save):
         stats = train_epoch(model, optimizer, x_train, run.stream("train", epoch), cfg)

@@ -49,12 +49,7 @@ def run(args) -> None:
     model = revnet.build(cfg)
     optimizer = revnet.build_optimizer(model, cfg)
     state = run.state or {"epoch": 0, "history": []}
-    if run.resumed:
-        model.load_state_dict(run.sections["model"])
-        optimizer.load_state_dict(run.sections["optimizer"])
-
-    def save():
-        run.save(state, model=model.state_dict(), optimizer=optimizer.state_dict())
+    save = run.restore(state, model=model, optimizer=optimizer)
 
     for epoch in run.loop(state["epoch"], cfg.epochs, save, unit="epoch"):
         stats = revnet.train_epoch(model, optimizer, (x_train, y_train), run.stream("train", epoch), cfg)
