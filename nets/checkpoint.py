@@ -51,7 +51,7 @@ def load_npz(path) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
     if not zipfile.is_zipfile(path):            # np.load would guess a pickle and suggest allow_pickle
-        raise ValueError(f"{path} is not a readable .npz file (not a zip archive)")
+        raise ValueError(f"{path} is not an .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}

@@ -244,7 +244,9 @@ class Run:
 
     def _on_signal(self, signum, frame):
         if self._stop_requested:
-            raise KeyboardInterrupt                     # second Ctrl-C: abort now
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt                 # second Ctrl-C: abort now
+            return                  # a repeated SIGTERM (a parent-death signal can come twice) keeps stopping
         self._stop_requested = True
         print("\nstopping after this unit to save a checkpoint (Ctrl-C again: abort now)", file=sys.stderr)
 

@@ -5,7 +5,8 @@
 create is also the write probe: a folder that is read-only, on a full disk, or a path through a file fails
 here, before any training, with one line naming the path. A lock whose process is gone (a run killed with
 SIGKILL or a power cut) is stale: the next run takes it over and says so. A fresh run refuses a folder that
-already holds a run (checkpoint.npz, metrics.json or a sweep's sweep.json): `--resume DIR` is the way to continue one.
+already holds a run (checkpoint.npz, metrics.json or a sweep's sweep.json: `--resume DIR` is the way to
+continue one) or other files of the user's (a run's outputs could overwrite them).
 Temporary files of killed atomic writes (`NAME.<random>.tmp`, nets/checkpoint.py) are removed on claim.
 
 `release(DIR)` (train.py calls `release_all()` when a command ends) removes the lock, and the folders the
@@ -41,6 +42,11 @@ def claim(directory: str, flag: str = "--out", fresh: bool = True) -> None:
         release(directory)
         raise UsageError(f"{directory} already holds a run ({marks[0]}): continue it with --resume {directory}, "
                          f"or choose another --out")
+    others = sorted(name for name in os.listdir(directory) if not _ours(name))
+    if fresh and others:                          # the user's own files: a run's outputs could overwrite them
+        release(directory)
+        raise UsageError(f"{flag} {directory}: the folder holds other files ({', '.join(others[:3])}"
+                         f"{', ...' if len(others) > 3 else ''}); choose an empty or new folder")
     for name in os.listdir(directory):
         if name.endswith(".tmp"):                 # a killed atomic write: the file it replaced is intact
             os.remove(os.path.join(directory, name))
@@ -147,6 +153,12 @@ def _owner(path: str) -> int | None:
             return int(f.read().strip() or 0) or None
     except (OSError, ValueError):
         return None
+
+
+def _ours(name: str) -> bool:
+    """Files a run folder may hold before its run starts: the lock, a sweep's log, progress and seed folders,
+    temporary files of killed writes."""
+    return name in (LOCK, "log.txt", "progress.txt") or name.endswith(".tmp") or name.startswith("seed-")
 
 
 def _age(path: str) -> float:

@@ -100,6 +100,9 @@ def main(argv=None) -> int:
 
 
 def interrupt(signum, frame):
+    """SIGTERM or SIGHUP outside the training loop: stop as Ctrl-C does, once (a repeat would cut the
+    clean-up short)."""
+    signal.signal(signum, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

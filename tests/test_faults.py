@@ -216,15 +216,17 @@ def test_a_resumed_sweep_starts_its_unstarted_seeds_with_the_sweeps_flags(tmp_pa
 
 
 # ==================================================================== 5. workers die with their parent
-def _children(pid: int) -> list[int]:
+def _workers(pid: int) -> list[int]:
+    """The train.py processes whose parent is `pid` (not any short-lived helper process it may start)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(fields[1]) == pid:
+            if int(fields[1]) == pid and b"train.py" in command:
                 found.append(int(entry.name))
     return found
 
@@ -246,7 +248,7 @@ def test_no_worker_outlives_the_sweep(sig, tmp_path):
     workers = []
     try:
         for _ in range(300):
-            workers = _children(parent.pid)
+            workers = _workers(parent.pid)
             if len(workers) == 2:
                 break
             time.sleep(0.05)
@@ -407,3 +409,10 @@ def test_the_watchdog_stops_a_worker_where_prctl_is_missing(tmp_path):
         assert marker.exists()
     finally:
         parent.kill()
+
+
+def test_a_folder_of_the_users_files_is_not_written_into(tmp_path, capsys):
+    (tmp_path / "loss.png").write_text("the user's picture")
+    one_line_exit_2(*in_process(["reinforce", "--episodes", "2", "--out", tmp_path], capsys), "loss.png")
+    assert (tmp_path / "loss.png").read_text() == "the user's picture"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png"]
