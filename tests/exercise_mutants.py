@@ -68,6 +68,9 @@ MUTANTS = {
     # ------------------------------------------------------------------ engine
     "unbroadcast": [("grad.sum(axis=stretched, keepdims=True)", "grad.mean(axis=stretched, keepdims=True)"),
                     ("range(extra)", "range(1, extra)")],
+    "topological_order": [("        if id(node) in visited:\n            continue\n", ""),
+                          ("            order.append(node)\n            continue", "            continue"),
+                          ("stack.append((node, True))", "order.append(node)")],
     "mul_backward": [("g * b,", "g * a,")],
     "div_backward": [("-g * out / b", "g * out / b"), ("g / b,", "g * b,")],
     "matmul_backward": [("a.swapaxes(-1, -2) @ g", "g.swapaxes(-1, -2) @ a")],

@@ -213,3 +213,17 @@ def test_rule_passes_gradcheck(fn, shapes, low, high):
     rng = np.random.default_rng(0)
     inputs = [Tensor(rng.uniform(low, high, shape), requires_grad=True) for shape in shapes]
     assert gradcheck(fn, *inputs)
+
+
+@pytest.mark.grades("topological_order")
+def test_a_node_used_twice_by_one_op_is_ordered_once():
+    from autodiff.engine import topological_order
+    x = Tensor(np.array([0.3, -0.5]), requires_grad=True)
+    h = x.exp()
+    loss = (h * h).sum()                                  # h is both parents of the product
+    order = topological_order([loss])
+    assert len(order) == len({id(node) for node in order}) == 4
+    position = [[id(node) for node in order].index(id(t)) for t in (x, h, loss)]
+    assert position == sorted(position)                   # every node after its parents
+    loss.backward()
+    np.testing.assert_allclose(x.grad, 2 * np.exp(2 * x.data))
