@@ -91,6 +91,7 @@ def statuses(chosen: list, run: bool = True, run_blank: bool = False) -> dict:
     for exercise in to_run:
         mine = [(outcome, message) for nodeid, (outcome, message, names) in results.items() if exercise.name in names]
         failed = [message or outcome for outcome, message in mine if outcome not in ("passed", "skipped")]
+        failed.sort(key=lambda message: f"{exercise.name}:" not in message)     # its own failure first
         state = "blank" if exercise.is_blank else "failing"
         if not mine:
             status[exercise.name] = (state, "no grading test ran")
