@@ -147,6 +147,14 @@ class Run:
         return self._already + time.perf_counter() - self._started
 
     # ---------------------------------------------------------------- checkpoints
+    def restore(self, state: dict, **objects):
+        """Load each object (model=..., optimizer=...: anything with state_dict / load_state_dict) from its
+        section of a resumed checkpoint; returns save(), which checkpoints `state` and their state_dicts."""
+        if self.resumed:
+            for name, obj in objects.items():
+                obj.load_state_dict(self.sections[name])
+        return lambda: self.save(state, **{name: obj.state_dict() for name, obj in objects.items()})
+
     def save(self, state: dict, **sections: dict) -> None:
         """Atomically write DIR/checkpoint.npz: `state` (JSON: counters, history) and named dicts of arrays
         (model=model.state_dict(), optimizer=...). The previous checkpoint stays intact until the rename."""

@@ -26,7 +26,12 @@ from test_tensor import LISTED                      # test_tensor's op table, on
 
 
 # ============================================================================ 1. every op, twice
-@pytest.mark.parametrize("row", range(len(CHECKS)), ids=[f"{c.group}/{c.name}[{c.config}]" for c in CHECKS])
+# The rows sized for Winograd's tiles (16 channels) are left out: a create_graph backward rebuilds a fast node
+# with the reference ops (engine.py), whose second derivatives the smaller conv rows check at a tenth of the cost.
+ROWS = [i for i, c in enumerate(CHECKS) if "Winograd" not in c.config]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"{CHECKS[i].group}/{CHECKS[i].name}[{CHECKS[i].config}]" for i in ROWS])
 def test_second_derivative_of_every_gradcheck_row(row):
     fn, inputs = CHECKS[row].build(np.random.default_rng([0, row]))
     second_derivative_check(fn, *inputs)

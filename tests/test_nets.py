@@ -226,7 +226,7 @@ def test_load_errors(tmp_path):
         Net().load(tmp_path / "missing.npz")
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not a readable .npz"):
+    with pytest.raises(ValueError, match="not an .npz file"):
         load_npz(bad)
 
 

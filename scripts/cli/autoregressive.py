@@ -74,13 +74,8 @@ def run(args) -> None:
     model = build_model(name, cfg, run.stream("masks"))                     # weights: the "init" stream
     optimizer = family.build_optimizer(model, cfg)
     state = run.state or {"epoch": 0, "train_seconds": 0.0, "history": {"train_nll": [], "val_nll": []}}
-    if run.resumed:
-        model.load_state_dict(run.sections["model"])
-        optimizer.load_state_dict(run.sections["optimizer"])
+    save = run.restore(state, model=model, optimizer=optimizer)
     history = state["history"]
-
-    def save():
-        run.save(state, model=model.state_dict(), optimizer=optimizer.state_dict())
 
     for epoch in run.loop(state["epoch"], cfg.epochs, save):
         start = time.perf_counter()

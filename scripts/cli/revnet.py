@@ -12,25 +12,21 @@ Outputs in --out DIR: metrics.json, checkpoint.npz, loss.png, memory.png.
 """
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 
 from models import revnet
 from models.revnet import RevNetConfig
 from nets.data import flatten, load_mnist
-from nets.harness import Run, UsageError, add_config_flags, add_run_flags
-from cli.common import print_summary, save_curves
+from nets.harness import Run, UsageError
+from cli.common import add_command, print_summary, save_curves
 
 SUMMARY_METRICS = {"test_accuracy": "higher", "max_grad_difference": "lower", "slope_ratio": "lower"}
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("revnet", help="reversible residual network on MNIST; memory vs depth",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_flags(parser, mnist=True)
-    add_config_flags(parser, RevNetConfig)
-    parser.set_defaults(run=run)
+    add_command(subparsers, "revnet", "reversible residual network on MNIST; memory vs depth", __doc__,
+                RevNetConfig, run)
 
 
 def run(args) -> None:
@@ -49,12 +45,7 @@ def run(args) -> None:
     model = revnet.build(cfg)
     optimizer = revnet.build_optimizer(model, cfg)
     state = run.state or {"epoch": 0, "history": []}
-    if run.resumed:
-        model.load_state_dict(run.sections["model"])
-        optimizer.load_state_dict(run.sections["optimizer"])
-
-    def save():
-        run.save(state, model=model.state_dict(), optimizer=optimizer.state_dict())
+    save = run.restore(state, model=model, optimizer=optimizer)
 
     for epoch in run.loop(state["epoch"], cfg.epochs, save, unit="epoch"):
         stats = revnet.train_epoch(model, optimizer, (x_train, y_train), run.stream("train", epoch), cfg)

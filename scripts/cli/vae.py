@@ -61,13 +61,8 @@ def run(args) -> None:
     optimizer = family.build_optimizer(model, cfg)
     state = run.state or {"epoch": 0, "history": {"train_loss": [], "train_recon": [], "train_kl": [],
                                                    "val_loss": []}}
-    if run.resumed:
-        model.load_state_dict(run.sections["model"])
-        optimizer.load_state_dict(run.sections["optimizer"])
+    save = run.restore(state, model=model, optimizer=optimizer)
     history = state["history"]
-
-    def save():
-        run.save(state, model=model.state_dict(), optimizer=optimizer.state_dict())
 
     for epoch in run.loop(state["epoch"], cfg.epochs, save):
         stats = family.train_epoch(model, optimizer, _data(name, x_train, y_train), run.stream("train", epoch), cfg)
