@@ -101,6 +101,7 @@ def run_in_process(exercise: Exercise, stop_at_first: bool, root: Path = ROOT) -
     collector = _Collector()
     args = [str(root / test) for test in sorted(set(exercise.tests))]
     args += ["--grades", exercise.name, "-o", "addopts=", "-p", "no:cacheprovider", "-p", "no:terminal",
+             "-p", "no:unraisableexception", "-p", "no:threadexception",   # each collects the garbage twice
              "-W", "ignore::pytest.PytestAssertRewriteWarning", "--rootdir", str(root)]
     try:
         with use_backend("reference"), contextlib.redirect_stdout(io.StringIO()):
