@@ -227,3 +227,12 @@ def test_a_node_used_twice_by_one_op_is_ordered_once():
     assert position == sorted(position)                   # every node after its parents
     loss.backward()
     np.testing.assert_allclose(x.grad, 2 * np.exp(2 * x.data))
+
+
+def test_readme_do_it_yourself_names_real_exercises_and_every_chapter():
+    import re
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Do it yourself"):text.index("## Models and agents")]
+    for name in re.findall(r"exercise\.py hint (\w+)", section):
+        assert name in EXERCISES, name
+    assert re.findall(r"^\| (\w+) \| `", section, re.M) == list(CHAPTER_ORDER)
