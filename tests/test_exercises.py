@@ -236,3 +236,16 @@ def test_readme_do_it_yourself_names_real_exercises_and_every_chapter():
     for name in re.findall(r"exercise\.py hint (\w+)", section):
         assert name in EXERCISES, name
     assert re.findall(r"^\| (\w+) \| `", section, re.M) == list(CHAPTER_ORDER)
+
+
+@pytest.mark.grades("eligibility_traces")
+def test_accumulating_traces_count_every_visit():
+    """One state that loops on itself (p = 1/2) before a reward of 1: every TD error is 0 but the last (= 1),
+    so with gamma = lambda = 1, Q(0, 0) = alpha * (the number of visits): accumulating, not replacing."""
+    from rl.dynamic_programming import TabularModel
+    from rl.tabular import sarsa_lambda
+    table = {0: {0: [(0.5, 0, 0.0, False), (0.5, 1, 1.0, True)]}, 1: {0: [(1.0, 1, 0.0, True)]}}
+    Q, _ = sarsa_lambda(TabularModel.from_table(table), 1, 16, 0.125, 0.0, 1.0, 1.0, np.random.default_rng(0))
+    visits = Q[:, 0, 0] / 0.125
+    np.testing.assert_allclose(visits, np.round(visits))
+    assert visits.min() >= 1 and visits.max() >= 2
