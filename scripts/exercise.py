@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(1, str(Path(__file__).resolve().parent))
 from exercises import (ROOT, CHAPTER_ORDER, ExerciseError, blanked, hinted_docstring,  # noqa: E402
-                       registry, select)
+                       registry, runner, select)
 
 # not copied to a student copy: the mutations are wrong solutions written next to the right ones
 NOT_COPIED = ("tests/exercise_mutants.py", "tests/test_exercise_proof.py")
@@ -179,9 +179,6 @@ def prove(chosen: list) -> int:
     print(f"{len(chosen)} exercises, {caught}/{total} mutations caught, {bad} not proven, "
           f"{time.perf_counter() - start:.0f} s")
     return 1 if bad else 0
-
-
-from exercises import runner  # noqa: E402
 
 if __name__ == "__main__":
     try:

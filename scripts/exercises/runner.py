@@ -94,7 +94,7 @@ def run_in_process(exercise: Exercise, stop_at_first: bool, root: Path = ROOT) -
     from autodiff import use_backend
     if not exercise.tests:
         raise ExerciseError(f"{exercise.name}: no test is marked @pytest.mark.grades({exercise.name!r})")
-    profile = settings._current_profile
+    profile = getattr(settings, "_current_profile", "default")      # the profile in use (conftest: numeric)
     settings.register_profile("exercise-proof", parent=settings.get_profile(profile),
                               phases=(Phase.explicit, Phase.reuse, Phase.generate), database=None)
     settings.load_profile("exercise-proof")
