@@ -2,7 +2,7 @@ r"""Learn it by writing it: any marked derivative or update rule of the lab beco
 
     python scripts/exercise.py list [--chapter engine]          # status: done / blank / failing
     python scripts/exercise.py make ~/lab-student --chapter engine   # a copy with those regions blanked
-    cd ~/lab-student && pip install -e . && python scripts/exercise.py check --chapter engine
+    cd ~/lab-student && pip install -e '.[test]' && python scripts/exercise.py check --chapter engine
     python scripts/exercise.py hint softmax_backward            # the hint and the docstring it points to
     python scripts/exercise.py prove --all                      # every grader fails on blank and mutants
 
@@ -73,7 +73,7 @@ def make(target: Path, chosen: list, root: Path = ROOT) -> int:
     print(f"wrote {copied} files to {target}: {len(chosen)} exercises blanked "
           f"({', '.join(sorted({e.chapter for e in chosen}, key=CHAPTER_ORDER.index))}); the reference backend is "
           f"the default there")
-    print(f"next: cd {target} && pip install -e . && python scripts/exercise.py check "
+    print(f"next: cd {target} && pip install -e '.[test]' && python scripts/exercise.py check "
           f"{'--all' if len(chosen) > 1 else chosen[0].name}")
     return 0
 
