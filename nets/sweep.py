@@ -228,11 +228,13 @@ def run_seeds(script: str, argv: list[str], seeds, out: str, workers: int, rl: b
                disable=bool(os.environ.get("NO_PROGRESS")), mininterval=1.0)
 
     def on_signal(signum, frame):
-        if not stopping["flag"]:
+        first = not stopping["flag"]
+        if first:
             _say(bar, f"\nstopping {len(running)} worker(s): each saves its checkpoint; continue with --resume {out}")
         stopping["flag"] = True
-        for process in running.values():
-            process.send_signal(signal.SIGINT)
+        if first or signum == signal.SIGINT:      # a second Ctrl-C aborts the workers; SIGTERM/SIGHUP again do not
+            for process in running.values():
+                process.send_signal(signal.SIGINT)
 
     previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     try:

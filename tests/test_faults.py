@@ -242,9 +242,13 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc to find the workers")
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
-def test_no_worker_outlives_the_sweep(sig, tmp_path):
-    parent = subprocess.Popen([sys.executable, TRAIN, "reinforce", "--episodes", "100000", "--seeds", "0-1",
+@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGHUP,), (signal.SIGKILL,),
+                                     (signal.SIGHUP, signal.SIGTERM)], ids=["TERM", "HUP", "KILL", "HUP+TERM"])
+def test_no_worker_outlives_the_sweep(signals, tmp_path):
+    # HUP+TERM (a terminal closed, then a shutdown) needs units longer than the gap between the signals
+    budget = (["vae", "--epochs", "1000", "--limit", "3000", "--hidden", "64"] if len(signals) > 1
+              else ["reinforce", "--episodes", "100000"])
+    parent = subprocess.Popen([sys.executable, TRAIN, *budget, "--seeds", "0-1",
                                "--workers", "2", "--out", str(tmp_path / "s")], env=ENV, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers = []
@@ -260,7 +264,9 @@ def test_no_worker_outlives_the_sweep(sig, tmp_path):
             if all((d / "progress.txt").exists() for d in seeds):
                 break
             time.sleep(0.05)
-        parent.send_signal(sig)
+        for sig in signals:
+            parent.send_signal(sig)
+            time.sleep(0.1)
         parent.wait(timeout=30)
         deadline = time.time() + 20
         while any(_alive(w) for w in workers) and time.time() < deadline:
