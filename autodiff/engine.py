@@ -38,6 +38,9 @@ def backprop(roots: list, seeds: list, create_graph: bool = False, stop_at: froz
 
 def topological_order(roots: list, stop_at: frozenset = frozenset()) -> list:
     """Nodes that need grad, every node after all its parents. Iterative depth-first search."""
+    ### BEGIN SOLUTION topological_order
+    ### task: every node that needs grad once, after all its parents, with an explicit stack
+    ### hint: topological_order's docstring; the module docstring of autodiff/engine.py
     order, visited = [], set()
     stack = [(root, False) for root in reversed(roots) if root.requires_grad]
     while stack:
@@ -52,6 +55,7 @@ def topological_order(roots: list, stop_at: frozenset = frozenset()) -> list:
         if id(node) not in stop_at:
             stack.extend((p, False) for p in node._parents if p.requires_grad and id(p) not in visited)
     return order
+    ### END SOLUTION
 
 
 def leading_to(order: list, inputs: list) -> set:

@@ -2,7 +2,7 @@ r"""Learn it by writing it: any marked derivative or update rule of the lab beco
 
     python scripts/exercise.py list [--chapter engine]          # status: done / blank / failing
     python scripts/exercise.py make ~/lab-student --chapter engine   # a copy with those regions blanked
-    cd ~/lab-student && pip install -e . && python scripts/exercise.py check --chapter engine
+    cd ~/lab-student && pip install -e '.[test]' && python scripts/exercise.py check --chapter engine
     python scripts/exercise.py hint softmax_backward            # the hint and the docstring it points to
     python scripts/exercise.py prove --all                      # every grader fails on blank and mutants
 
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(1, str(Path(__file__).resolve().parent))
 from exercises import (ROOT, CHAPTER_ORDER, ExerciseError, blanked, hinted_docstring,  # noqa: E402
-                       registry, select)
+                       registry, runner, select)
 
 # not copied to a student copy: the mutations are wrong solutions written next to the right ones
 NOT_COPIED = ("tests/exercise_mutants.py", "tests/test_exercise_proof.py")
@@ -73,7 +73,7 @@ def make(target: Path, chosen: list, root: Path = ROOT) -> int:
     print(f"wrote {copied} files to {target}: {len(chosen)} exercises blanked "
           f"({', '.join(sorted({e.chapter for e in chosen}, key=CHAPTER_ORDER.index))}); the reference backend is "
           f"the default there")
-    print(f"next: cd {target} && pip install -e . && python scripts/exercise.py check "
+    print(f"next: cd {target} && pip install -e '.[test]' && python scripts/exercise.py check "
           f"{'--all' if len(chosen) > 1 else chosen[0].name}")
     return 0
 
@@ -91,6 +91,7 @@ def statuses(chosen: list, run: bool = True, run_blank: bool = False) -> dict:
     for exercise in to_run:
         mine = [(outcome, message) for nodeid, (outcome, message, names) in results.items() if exercise.name in names]
         failed = [message or outcome for outcome, message in mine if outcome not in ("passed", "skipped")]
+        failed.sort(key=lambda message: f"{exercise.name}:" not in message)     # its own failure first
         state = "blank" if exercise.is_blank else "failing"
         if not mine:
             status[exercise.name] = (state, "no grading test ran")
@@ -178,9 +179,6 @@ def prove(chosen: list) -> int:
     print(f"{len(chosen)} exercises, {caught}/{total} mutations caught, {bad} not proven, "
           f"{time.perf_counter() - start:.0f} s")
     return 1 if bad else 0
-
-
-from exercises import runner  # noqa: E402
 
 if __name__ == "__main__":
     try:

@@ -55,8 +55,8 @@ MUTANTS = {
                                "q_next_rows.mean(-1)")],
     "q_learning_target": [(".max(axis=-1)", ".mean(axis=-1)"), ("(1.0 - terminated) * ", "")],
     "td_error": [("(1.0 - terminated) * ", ""), ("- V[run, s]", "+ V[run, s]")],
-    # (replacing instead of accumulating traces, "+= 1.0" -> "= 1.0", is not caught: no test revisits a pair)
-    "eligibility_traces": [("E *= gamma * lam", "E *= lam"), ("[:, None, None] * E", "[:, None, None] * (E > 0)")],
+    "eligibility_traces": [("E *= gamma * lam", "E *= lam"), ("[:, None, None] * E", "[:, None, None] * (E > 0)"),
+                           ("+= 1.0", "= 1.0")],
     "dqn_target": [("next_q_online.argmax(axis=1)", "next_q_target.argmax(axis=1)"), ("(1.0 - terminated) * ", "")],
     "n_step_return": [("self.gamma ** i", "self.gamma ** (i + 1)")],
     "reward_to_go": [("np.float32(gamma) * running", "running")],
@@ -68,6 +68,9 @@ MUTANTS = {
     # ------------------------------------------------------------------ engine
     "unbroadcast": [("grad.sum(axis=stretched, keepdims=True)", "grad.mean(axis=stretched, keepdims=True)"),
                     ("range(extra)", "range(1, extra)")],
+    "topological_order": [("        if id(node) in visited:\n            continue\n", ""),
+                          ("            order.append(node)\n            continue", "            continue"),
+                          ("stack.append((node, True))", "order.append(node)")],
     "mul_backward": [("g * b,", "g * a,")],
     "div_backward": [("-g * out / b", "g * out / b"), ("g / b,", "g * b,")],
     "matmul_backward": [("a.swapaxes(-1, -2) @ g", "g.swapaxes(-1, -2) @ a")],

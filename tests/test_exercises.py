@@ -213,3 +213,39 @@ def test_rule_passes_gradcheck(fn, shapes, low, high):
     rng = np.random.default_rng(0)
     inputs = [Tensor(rng.uniform(low, high, shape), requires_grad=True) for shape in shapes]
     assert gradcheck(fn, *inputs)
+
+
+@pytest.mark.grades("topological_order")
+def test_a_node_used_twice_by_one_op_is_ordered_once():
+    from autodiff.engine import topological_order
+    x = Tensor(np.array([0.3, -0.5]), requires_grad=True)
+    h = x.exp()
+    loss = (h * h).sum()                                  # h is both parents of the product
+    order = topological_order([loss])
+    assert len(order) == len({id(node) for node in order}) == 4
+    position = [[id(node) for node in order].index(id(t)) for t in (x, h, loss)]
+    assert position == sorted(position)                   # every node after its parents
+    loss.backward()
+    np.testing.assert_allclose(x.grad, 2 * np.exp(2 * x.data))
+
+
+def test_readme_do_it_yourself_names_real_exercises_and_every_chapter():
+    import re
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Do it yourself"):text.index("## Models and agents")]
+    for name in re.findall(r"exercise\.py hint (\w+)", section):
+        assert name in EXERCISES, name
+    assert re.findall(r"^\| (\w+) \| `", section, re.M) == list(CHAPTER_ORDER)
+
+
+@pytest.mark.grades("eligibility_traces")
+def test_accumulating_traces_count_every_visit():
+    """One state that loops on itself (p = 1/2) before a reward of 1: every TD error is 0 but the last (= 1),
+    so with gamma = lambda = 1, Q(0, 0) = alpha * (the number of visits): accumulating, not replacing."""
+    from rl.dynamic_programming import TabularModel
+    from rl.tabular import sarsa_lambda
+    table = {0: {0: [(0.5, 0, 0.0, False), (0.5, 1, 1.0, True)]}, 1: {0: [(1.0, 1, 0.0, True)]}}
+    Q, _ = sarsa_lambda(TabularModel.from_table(table), 1, 16, 0.125, 0.0, 1.0, 1.0, np.random.default_rng(0))
+    visits = Q[:, 0, 0] / 0.125
+    np.testing.assert_allclose(visits, np.round(visits))
+    assert visits.min() >= 1 and visits.max() >= 2

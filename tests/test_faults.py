@@ -16,6 +16,8 @@ import pytest
 
 import train
 
+pytestmark = pytest.mark.backend_independent     # the harness's behaviour, not the engine's
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "scripts" / "train.py")
 EVALUATE = str(ROOT / "scripts" / "evaluate.py")

@@ -2,13 +2,14 @@
 one-line errors, samples.npz, the closing JSON line, and the pictures (matplotlib imported only when drawing)."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 
 import numpy as np
 
 from nets.checkpoint import save_npz_atomic
-from nets.harness import UsageError
+from nets.harness import UsageError, add_config_flags, add_run_flags
 
 
 def load_split(split: str, data_dir):
@@ -112,3 +113,14 @@ def save_curves(path: str, curves: dict, xlabel: str, ylabel: str, title: str | 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def add_command(subparsers, name: str, help: str, description: str, config_cls, run_fn, mnist: bool = True):
+    """A subcommand: the run flags (with --data-dir when `mnist`), one flag per field of the config, the run
+    function; returns the parser, to add more."""
+    parser = subparsers.add_parser(name, help=help, description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_flags(parser, mnist=mnist)
+    add_config_flags(parser, config_cls)
+    parser.set_defaults(run=run_fn)
+    return parser

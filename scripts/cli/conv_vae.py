@@ -19,7 +19,6 @@ heldout_mse.png.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import time
@@ -29,8 +28,8 @@ import numpy as np
 from models.conv_vae import (NEAREST_SAMPLES, ConvVAE, ConvVAEConfig, build, build_optimizer, check_config,
                              evaluate as conv_vae_evaluate, load_data, mean_frame_mse, nearest_frame_mse,
                              resolved_angle_range, squeeze_gray, train_epoch)
-from nets.harness import Run, UsageError, add_config_flags, add_run_flags, config_from, read_checkpoint
-from cli.common import print_summary, save_curves, save_image_grid, write_samples
+from nets.harness import Run, UsageError, config_from, read_checkpoint
+from cli.common import add_command, print_summary, save_curves, save_image_grid, write_samples
 
 NUM_SAMPLES = 1000              # prior samples saved in samples.npz
 OTHER = {"vae": "ae", "ae": "vae"}
@@ -39,11 +38,8 @@ HISTORY = ("train_loss", "train_recon", "train_kl", "heldout_mse")
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("conv-vae", help="conv VAE / autoencoder on rendered gymnasium frames",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_flags(parser, mnist=False)
-    add_config_flags(parser, ConvVAEConfig)
-    parser.set_defaults(run=run)
+    add_command(subparsers, "conv-vae", "conv VAE / autoencoder on rendered gymnasium frames", __doc__,
+                ConvVAEConfig, run, mnist=False)
 
 
 def frames_or_usage_error(cfg: ConvVAEConfig, seed: int) -> tuple:

@@ -20,16 +20,15 @@ Every draw comes from the run's named streams, so a resumed run continues exactl
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 
 from nets.data import to_signed
-from nets.harness import Run, UsageError, add_config_flags, add_run_flags
+from nets.harness import Run, UsageError
 from models.dcgan import (DCGANConfig, build, build_optimizer, check_d_wins, generate, sample_noise,
                           train_iteration)
-from cli.common import load_mnist_splits, print_summary, save_curves, save_image_grid, tile, write_samples
+from cli.common import add_command, load_mnist_splits, print_summary, save_curves, save_image_grid, tile, write_samples
 
 GRID_ITERATIONS = (0, 250, 500, 1000, 2000, 3000)   # snapshots of the fixed noise batch
 NUM_SAMPLES = 2000              # images in samples.npz
@@ -37,17 +36,7 @@ SUMMARY_METRICS = {"d_loss_last100": "lower", "seconds_per_iteration": "lower"}
 
 
 def register(subparsers) -> None:
-    add_gan_command(subparsers, "dcgan", "DCGAN on MNIST", __doc__, DCGANConfig, run)
-
-
-def add_gan_command(subparsers, name: str, help: str, description: str, config_cls, run_fn):
-    """The subcommand of a GAN: the run flags with MNIST's, the config's flags; the parser, to add more."""
-    parser = subparsers.add_parser(name, help=help, description=description,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_flags(parser, mnist=True)
-    add_config_flags(parser, config_cls)
-    parser.set_defaults(run=run_fn)
-    return parser
+    add_command(subparsers, "dcgan", "DCGAN on MNIST", __doc__, DCGANConfig, run)
 
 
 def to_unit(images: np.ndarray) -> np.ndarray:

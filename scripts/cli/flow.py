@@ -12,13 +12,13 @@ samples_t0.7.png and bits_per_dim.png. Bits/dim is reported on the dequantised [
 """
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 
 from models.flow import FlowConfig, build, build_optimizer, evaluate as flow_evaluate, to_pixels, train_epoch
-from nets.harness import Run, add_config_flags, add_run_flags, config_from, read_checkpoint
-from cli.common import load_mnist_splits, load_split, print_summary, save_curves, save_image_grid, write_samples
+from nets.harness import Run, config_from, read_checkpoint
+from cli.common import (add_command, load_mnist_splits, load_split, print_summary, save_curves, save_image_grid,
+                        write_samples)
 
 NUM_SAMPLES = 1000          # samples saved per temperature
 SUMMARY_METRICS = {"final_val_bits_per_dim": "lower"}
@@ -26,11 +26,7 @@ HISTORY = ("train_bits_per_dim", "val_bits_per_dim", "mean_grad_norm", "fraction
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("flow", help="NICE / RealNVP coupling flow on MNIST", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_flags(parser, mnist=True)
-    add_config_flags(parser, FlowConfig)
-    parser.set_defaults(run=run)
+    add_command(subparsers, "flow", "NICE / RealNVP coupling flow on MNIST", __doc__, FlowConfig, run)
 
 
 def run(args) -> None:

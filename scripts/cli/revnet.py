@@ -12,25 +12,21 @@ Outputs in --out DIR: metrics.json, checkpoint.npz, loss.png, memory.png.
 """
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 
 from models import revnet
 from models.revnet import RevNetConfig
 from nets.data import flatten, load_mnist
-from nets.harness import Run, UsageError, add_config_flags, add_run_flags
-from cli.common import print_summary, save_curves
+from nets.harness import Run, UsageError
+from cli.common import add_command, print_summary, save_curves
 
 SUMMARY_METRICS = {"test_accuracy": "higher", "max_grad_difference": "lower", "slope_ratio": "lower"}
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("revnet", help="reversible residual network on MNIST; memory vs depth",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_flags(parser, mnist=True)
-    add_config_flags(parser, RevNetConfig)
-    parser.set_defaults(run=run)
+    add_command(subparsers, "revnet", "reversible residual network on MNIST; memory vs depth", __doc__,
+                RevNetConfig, run)
 
 
 def run(args) -> None:

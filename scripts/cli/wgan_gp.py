@@ -27,15 +27,15 @@ from nets.data import to_signed
 from nets.flags import non_negative_int
 from nets.harness import Run, UsageError
 from models.wgan_gp import WGANGPConfig, build, build_optimizer, evaluate, generate, sample_noise, train_iteration
-from cli.common import load_mnist_splits, print_summary, save_curves, write_samples
-from cli.dcgan import NUM_SAMPLES, add_gan_command, draw_grid, save, save_progress, setup, to_unit
+from cli.common import add_command, load_mnist_splits, print_summary, save_curves, write_samples
+from cli.dcgan import NUM_SAMPLES, draw_grid, save, save_progress, setup, to_unit
 
 GRID_ITERATIONS = (0, 50, 100, 200, 400, 600)   # the grids of progress.png (those <= --iterations)
 SUMMARY_METRICS = {"frechet_distance_last": "lower", "seconds_per_iteration": "lower"}
 
 
 def register(subparsers) -> None:
-    parser = add_gan_command(subparsers, "wgan-gp", "WGAN-GP on MNIST", __doc__, WGANGPConfig, run)
+    parser = add_command(subparsers, "wgan-gp", "WGAN-GP on MNIST", __doc__, WGANGPConfig, run)
     parser.add_argument("--quality-samples", type=non_negative_int, default=1000, metavar="N",
                         help="samples scored by the classifier at each checkpoint iteration (0: none)")
 

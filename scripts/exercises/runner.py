@@ -94,13 +94,14 @@ def run_in_process(exercise: Exercise, stop_at_first: bool, root: Path = ROOT) -
     from autodiff import use_backend
     if not exercise.tests:
         raise ExerciseError(f"{exercise.name}: no test is marked @pytest.mark.grades({exercise.name!r})")
-    profile = settings._current_profile
+    profile = getattr(settings, "_current_profile", "default")      # the profile in use (conftest: numeric)
     settings.register_profile("exercise-proof", parent=settings.get_profile(profile),
                               phases=(Phase.explicit, Phase.reuse, Phase.generate), database=None)
     settings.load_profile("exercise-proof")
     collector = _Collector()
     args = [str(root / test) for test in sorted(set(exercise.tests))]
     args += ["--grades", exercise.name, "-o", "addopts=", "-p", "no:cacheprovider", "-p", "no:terminal",
+             "-p", "no:unraisableexception", "-p", "no:threadexception",   # each collects the garbage twice
              "-W", "ignore::pytest.PytestAssertRewriteWarning", "--rootdir", str(root)]
     try:
         with use_backend("reference"), contextlib.redirect_stdout(io.StringIO()):
