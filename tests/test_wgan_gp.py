@@ -1,7 +1,7 @@
 """WGAN-GP (models/wgan_gp.py, scripts/cli/wgan_gp.py): the gradient penalty (its value against finite
 differences of the critic, its gradient w.r.t. the critic's weights by gradcheck, and that check failing
 when the inner gradient is taken without create_graph), the paper's settings, and the CLI's files,
-checkpoint quality figure and exact resuming."""
+checkpoint quality figure and exact resuming, and scripts/wgan_vs_dcgan.py's budget split and summary."""
 import json
 import os
 
@@ -143,3 +143,39 @@ def test_cli_rejects_more_images_per_iteration_than_the_data(tmp_path, capsys):
     import train
     assert train.main(["wgan-gp", "--batch-size", "1000", "--out", str(tmp_path / "x")]) == 2
     assert "5 x --batch-size 1000 images per iteration is more than the 4500 training images" in capsys.readouterr().err
+
+
+# ==================================================================== scripts/wgan_vs_dcgan.py
+def test_the_comparison_script_splits_one_budget_and_summarises_the_seeds(tmp_path, monkeypatch):
+    """Timing and training replaced by stand-ins: iterations = budget / seconds per iteration, every run scored,
+    medians and ranges, the runs covering >= 8 classes, the checkpoints' correlations collected."""
+    import json as json_module
+    import compare_generative as cg
+    import wgan_vs_dcgan as script
+    from test_compare_generative import StubClassifier, fake_run
+    asked = {}
+
+    def train_pair(seed, iterations, out, quality_samples):
+        asked[seed] = iterations
+        rng = np.random.default_rng(seed)
+        folders = {m: fake_run(tmp_path / f"{m}-{seed}", m, rng.random((30, 28, 28))) for m in iterations}
+        checkpoints = [{"wasserstein_estimate": w, "frechet_distance": f} for w, f in ((3.0, 9.0), (2.0, 7.0))]
+        metrics = {"model": "wgan-gp", "wall_seconds": 1.0, "checkpoints": checkpoints,
+                   "wasserstein_vs_frechet_correlation": 0.5 + seed / 100}
+        (tmp_path / f"wgan-gp-{seed}" / "metrics.json").write_text(json_module.dumps(metrics))
+        return folders
+    monkeypatch.setattr(script, "seconds_per_iteration", lambda: {"dcgan": 2.0, "wgan-gp": 6.0})
+    monkeypatch.setattr(script, "train_pair", train_pair)
+    monkeypatch.setattr(cg, "Classifier", StubClassifier)
+    assert script.main(["--budget", "60", "--seeds", "1,2", "--num-samples", "20", "--out", str(tmp_path)]) == 0
+    assert asked == {1: {"dcgan": 30, "wgan-gp": 10}, 2: {"dcgan": 30, "wgan-gp": 10}}
+    summary = json_module.loads((tmp_path / "summary.json").read_text())
+    assert summary["iterations"] == {"dcgan": 30, "wgan-gp": 10} and len(summary["runs"]) == 4
+    for model in ("dcgan", "wgan-gp"):
+        scores = [row["frechet_distance"] for row in summary["runs"] if row["model"] == model]
+        assert summary["models"][model]["frechet_distance"] == {"median": np.median(scores), "min": min(scores),
+                                                                "max": max(scores)}
+        covered = sum(row["classes_covered"] >= 8 for row in summary["runs"] if row["model"] == model)
+        assert summary["models"][model]["runs_covering_8_or_more_classes"] == covered
+    correlation = summary["models"]["wgan-gp"]["wasserstein_vs_frechet_correlation"]
+    assert correlation["per_run"] == [0.51, 0.52] and correlation["pooled_checkpoints"] == 4
