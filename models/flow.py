@@ -13,7 +13,7 @@ Direction names used in this file:
     inverse(z) -> x              code -> data, the lecture's generator f, used for sampling.
 
 Data space and bits/dim (read this once, precisely):
-    images (pixel / 255, as load_mnist returns them) are first *dequantised*:
+    images (pixel / 255, as load_mnist returns them) are first *dequantised* (nets.data.dequantize):
         x = (pixel + u) / 256,   u ~ U[0, 1) per pixel,          so x lies in [0, 1)^D;
     `Flow.log_prob(x)` is the log-density of x on [0, 1)^D in nats (D = 784 for MNIST);
     bits/dim is reported on the dequantised [0, 256) pixel scale v = 256 x:
@@ -43,7 +43,7 @@ import numpy as np
 import autodiff.functional as F
 import nets
 from autodiff import Tensor, no_grad
-from nets.data import iterate_minibatches
+from nets.data import dequantize, iterate_minibatches
 from nets.harness import hp
 
 COUPLINGS = ("affine", "additive")
@@ -86,20 +86,6 @@ def make_mask(kind: str, image_shape: tuple, layer: int, dtype=np.float32) -> np
     if kind == "half":
         return half_mask(int(np.prod(image_shape)), first=layer % 2 == 0, dtype=dtype)
     raise ValueError(f"mask must be one of {MASKS}, got {kind!r}")
-
-
-# ==================================================================== dequantisation
-def dequantize(images, rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
-    """images in [0, 1] (pixel / 255)  ->  x = (pixel + u) / 256 in [0, 1), u ~ U[0, 1) per pixel.
-
-    Adding uniform noise inside each pixel's bin turns the 256 discrete levels into a continuous
-    variable, so a density model cannot cheat by putting infinite density on the 256 values."""
-    images = np.asarray(images)
-    if images.size and (images.min() < 0 or images.max() > 1):
-        raise ValueError(f"dequantize: expected images in [0, 1] (pixel / 255), found values in "
-                         f"[{images.min():.4g}, {images.max():.4g}]")
-    pixels = np.rint(images.astype(np.float64) * 255)
-    return ((pixels + rng.random(images.shape)) / 256).astype(dtype)
 
 
 # ==================================================================== preprocessing: the logit
@@ -350,11 +336,6 @@ class Flow(nets.Module):
         with no_grad():
             x = self.inverse(Tensor(z)).data
         return np.clip(x, 0.0, 1.0).reshape(n, *self.image_shape)
-
-
-def to_pixels(x: np.ndarray) -> np.ndarray:
-    """Dequantised data x in [0, 1] -> the image it came from, pixel / 255 with pixel = floor(256 x)."""
-    return (np.clip(np.floor(np.asarray(x) * 256), 0, 255) / 255).astype(np.float32)
 
 
 def nats_to_bits_per_dim(nats_per_image: float, dim: int) -> float:

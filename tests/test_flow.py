@@ -11,7 +11,8 @@ import pytest
 import nets
 from autodiff import Tensor, gradcheck, no_grad
 from models.flow import (AdditiveCoupling, AffineCoupling, Flow, LogitTransform, Scaling, checkerboard_mask,
-                         dequantize, half_mask, to_pixels)
+                         dequantize, half_mask)
+from nets.data import to_pixels
 
 SHAPE = (2, 4)          # a tiny "image": D = 8
 D = 8

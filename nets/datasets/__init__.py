@@ -19,8 +19,8 @@ from .mnist import (
     download_mnist,
     load_mnist,
 )
-from .transforms import (EVAL_BINARIZATION_SEED, binarize_dynamic, binarize_fixed, fixed_binarization, flatten,
-                         one_hot, to_signed, to_unit)
+from .transforms import (EVAL_BINARIZATION_SEED, binarize_dynamic, binarize_fixed, dequantize, fixed_binarization,
+                         flatten, one_hot, to_pixels, to_signed, to_unit)
 
 __all__ = [
     "DEFAULT_MIRRORS",
@@ -32,12 +32,14 @@ __all__ = [
     "MNISTFormatError",
     "binarize_dynamic",
     "binarize_fixed",
+    "dequantize",
     "download_mnist",
     "fixed_binarization",
     "flatten",
     "iterate_minibatches",
     "load_mnist",
     "one_hot",
+    "to_pixels",
     "to_signed",
     "to_unit",
 ]

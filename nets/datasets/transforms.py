@@ -85,3 +85,21 @@ def one_hot(labels, num_classes: int = 10) -> np.ndarray:
     encoded = np.zeros((len(labels), num_classes), dtype=np.float32)
     encoded[np.arange(len(labels)), labels.astype(np.int64)] = 1.0
     return encoded
+
+
+def dequantize(images, rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
+    """images in [0, 1] (pixel / 255)  ->  x = (pixel + u) / 256 in [0, 1), u ~ U[0, 1) per pixel.
+
+    Adding uniform noise inside each pixel's bin turns the 256 discrete levels into a continuous
+    variable, so a density model cannot cheat by putting infinite density on the 256 values."""
+    images = np.asarray(images)
+    if images.size and (images.min() < 0 or images.max() > 1):
+        raise ValueError(f"dequantize: expected images in [0, 1] (pixel / 255), found values in "
+                         f"[{images.min():.4g}, {images.max():.4g}]")
+    pixels = np.rint(images.astype(np.float64) * 255)
+    return ((pixels + rng.random(images.shape)) / 256).astype(dtype)
+
+
+def to_pixels(x: np.ndarray) -> np.ndarray:
+    """Dequantised data x in [0, 1] -> the image it came from, pixel / 255 with pixel = floor(256 x)."""
+    return (np.clip(np.floor(np.asarray(x) * 256), 0, 255) / 255).astype(np.float32)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.flow import FlowConfig, build, build_optimizer, evaluate as flow_evaluate, to_pixels, train_epoch
+from models.flow import FlowConfig, build, build_optimizer, evaluate as flow_evaluate, train_epoch
+from nets.data import to_pixels
 from nets.harness import Run, config_from, read_checkpoint
 from cli.common import (add_command, load_mnist_splits, load_split, print_summary, save_curves, save_image_grid,
                         write_samples)
