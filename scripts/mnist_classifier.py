@@ -93,9 +93,9 @@ def train(path: str = DEFAULT_PATH, verbose: bool = True) -> ConvNet:
         bar.set_postfix(epoch=epoch + 1, val_accuracy=f"{accuracy:.4f}")
         if verbose:
             bar.write(f"epoch {epoch + 1}/{EPOCHS}: validation accuracy {accuracy:.4f}", file=sys.stderr)
-    bar.close()
         if accuracy > best:
             best, best_state = accuracy, model.state_dict()
+    bar.close()
     model.load_state_dict(best_state)
     model.save(path)
     return model
