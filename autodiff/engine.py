@@ -18,12 +18,13 @@ from .tensor_methods import IndexAdd
 
 
 def backprop(roots: list, seeds: list, create_graph: bool = False, stop_at: frozenset = frozenset(),
-             only: set = None):
+             inputs: list = None):
     """d(sum of roots * seeds)/d(node) for every node the roots depend on -> (nodes in topological order,
     {id(node): gradient}). Arrays, or Tensors in the graph when create_graph. Nodes whose id is in
-    `stop_at` get their gradient but pass none on; `only` (ids, default all): the nodes to compute
-    gradients for, the others get none."""
+    `stop_at` get their gradient but pass none on; with `inputs`, only the nodes on paths to them get one
+    (no work for gradients nobody asked for)."""
     order = topological_order(roots, stop_at)
+    only = None if inputs is None else leading_to(order, inputs)
     grads, owned = {}, set()                         # owned: arrays allocated here (added to in place)
     for root, seed in zip(roots, seeds):
         _add_gradient(grads, owned, root, seed, create_graph)
@@ -75,8 +76,7 @@ def _input_gradients(node: Tensor, g, create_graph: bool, only: set = None):
     if create_graph and node._recompute is not None:     # a fast op: backprop through its reference ops
         rebuilt, stop = node._recompute(), frozenset(id(p) for p in node._parents)
         wanted = [p for p in node._parents if only is None or id(p) in only]
-        inner = None if only is None else leading_to(topological_order([rebuilt], stop), wanted)
-        _, grads = backprop([rebuilt], [g], True, stop, inner)
+        _, grads = backprop([rebuilt], [g], True, stop, None if only is None else wanted)
         return [(p, grads.get(id(p))) for p in wanted]
     parents, rules = node._parents, node._backward
     if create_graph:
@@ -133,8 +133,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False, retain_
     if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
         grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
     seeds = [seed(o, s) for o, s in zip(outputs, grad_outputs)]
-    only = leading_to(topological_order(outputs), inputs)          # no work for gradients nobody asked for
-    order, grads = backprop(outputs, seeds, create_graph, only=only)
+    order, grads = backprop(outputs, seeds, create_graph, inputs=inputs)
     result = []
     for i, x in enumerate(inputs):
         g = grads.get(id(x))
