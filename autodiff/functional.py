@@ -74,6 +74,14 @@ def tanh(x: Tensor) -> Tensor:
     return out
 
 
+@replaceable("linear")
+def linear(x: Tensor, weight: Tensor, bias: Tensor = None) -> Tensor:
+    """linear (nets.Linear): y = x W^T + b, weight (out, in), bias (out,) or None. The matmul's and the add's
+    rules give dL/dx = g W, dL/dW = g^T x, dL/db = g summed over every axis but the last."""
+    y = as_tensor(x) @ as_tensor(weight).T
+    return y if bias is None else y + bias
+
+
 def exp(x: Tensor) -> Tensor:
     """exp: f(x) = e^x, f'(x) = e^x."""
     return as_tensor(x).exp()

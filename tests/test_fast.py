@@ -70,9 +70,11 @@ def test_fast_kernel_equals_its_reference_forward_and_backward(kernel):
         close(a, b)
 
 
-@pytest.mark.parametrize("op", ["matmul", "sigmoid", "tanh", "leaky_relu"])
+@pytest.mark.parametrize("op", ["matmul", "linear", "linear without bias", "sigmoid", "tanh", "leaky_relu"])
 def test_fast_elementwise_ops_equal_the_reference(op):
     make = {"matmul": lambda rng: (lambda a, b: (a @ b.T, (a, b)))(t(rng, 5, 7), t(rng, 3, 7)),
+            "linear": lambda rng: (lambda x, w, b: (F.linear(x, w, b), (x, w, b)))(t(rng, 5, 7), t(rng, 3, 7), t(rng, 3)),
+            "linear without bias": lambda rng: (lambda x, w: (F.linear(x, w), (x, w)))(t(rng, 1, 7), t(rng, 3, 7)),
             "sigmoid": lambda rng: (lambda x: (F.sigmoid(x), (x,)))(t(rng, 4, 6, scale=3)),
             "tanh": lambda rng: (lambda x: (F.tanh(x), (x,)))(t(rng, 4, 6)),
             "leaky_relu": lambda rng: (lambda x: (F.leaky_relu(x, 0.2), (x,)))(t(rng, 4, 6))}[op]

@@ -2,6 +2,7 @@ r"""The fast backend: faster versions of named ops of the reference engine, regi
 
     op (reference)                       fast version (file)              what makes it faster
     matmul (tensor.py)                   elementwise.matmul               engine threads; contiguous weight grads
+    linear (functional.py)               elementwise.linear               one node for x W^T + b
     sigmoid, tanh, leaky_relu            elementwise.*                    preallocated passes; threads
     conv2d, conv_transpose2d (conv.py)   conv.*                           batch-wide im2col layouts; Winograd
     max_pool2d, avg_pool2d (ops/)        pool.*                           strided views instead of im2col; threads
@@ -19,7 +20,7 @@ from . import adam, conv, elementwise, lstm, memory, norm, pool
 from .taken import taken  # noqa: F401  (tests: which fast kernels ran)
 
 FAST_OPS.update({
-    "matmul": elementwise.matmul, "sigmoid": elementwise.sigmoid, "tanh": elementwise.tanh,
+    "matmul": elementwise.matmul, "linear": elementwise.linear, "sigmoid": elementwise.sigmoid, "tanh": elementwise.tanh,
     "leaky_relu": elementwise.leaky_relu,
     "conv2d": conv.conv2d, "conv_transpose2d": conv.conv_transpose2d,
     "max_pool2d": pool.max_pool2d, "avg_pool2d": pool.avg_pool2d,
