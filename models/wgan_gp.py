@@ -16,7 +16,10 @@ it needs the gradient of a gradient, autodiff.grad(..., create_graph=True).
 Architecture. G is DCGAN's generator (with its batch norm). The critic is DCGAN's discriminator as it is
 here (build_discriminator: conv, LeakyReLU, max-pool, ..., linear to one score): it has no sigmoid and no
 batch norm, as the paper asks (batch norm would mix the samples of a batch, and the penalty is per
-sample). n_critic = 5 critic steps per generator step, Adam(1e-4, betas (0, 0.9)) for both, lambda = 10.
+sample). n_critic = 5 critic steps per generator step, Adam(betas (0, 0.9)) for both, lambda = 10: the
+paper's settings, except the learning rate: 1e-3 (DCGAN's here) instead of the paper's 1e-4, which is
+tuned for 200,000 generator steps. In the few hundred a CPU budget allows, 1e-4 leaves G drawing noise:
+on seed 1, 300 iterations reach a Frechet distance of 55 at lr 1e-3, 128 at 3e-4 (`--lr 1e-4`: the paper).
 
 Shapes: N batch; D: (N, 1, 28, 28) -> (N, 1) scores; G: (N, 96) noise -> (N, 1, 28, 28) in [-1, 1].
 The contract (models/__init__.py) as DCGAN's: the `model` is a GAN (model.D, model.G), the `optimizer` one
@@ -44,7 +47,7 @@ class WGANGPConfig:
     batch_size: int = hp(64, "real images (and fakes) per critic step", check="positive")
     n_critic: int = hp(5, "critic steps per generator step", check="positive")
     penalty: float = hp(10.0, "lambda, the weight of the gradient penalty", check="positive")
-    lr: float = hp(1e-4, "Adam learning rate of the critic and of G", check="positive")
+    lr: float = hp(1e-3, "Adam learning rate of the critic and of G (the paper: 1e-4)", check="positive")
     hidden: int = hp(1024, "units of the fully connected hidden layer of the critic and of G", check="positive")
     d_channels: tuple = hp((32, 64), "channels of the critic's two 5x5 convolutions")
     g_channels: tuple = hp((128, 64), "channels of G's 7x7 feature map and of its first transposed convolution")
@@ -108,7 +111,7 @@ def wgan_step(D, G, opt_D, opt_G, real_batches: list, rng, cfg: WGANGPConfig) ->
 Config = WGANGPConfig
 
 
-def get_optimizer(module: nets.Module, lr: float = 1e-4) -> nets.Adam:
+def get_optimizer(module: nets.Module, lr: float = 1e-3) -> nets.Adam:
     """Adam with betas (0, 0.9), the paper's: no momentum (beta1 = 0) for a critic whose target moves."""
     return nets.Adam(module.parameters(), lr=lr, betas=(0.0, 0.9))
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from autodiff import Tensor, no_grad
 from nets.harness import hp, stream     # noqa: F401  (the agents import them from here)
 
 ENV_ID = "CartPole-v1"
@@ -119,7 +120,6 @@ def crossing_metrics(returns) -> dict:
 def forward_no_grad(net, obs) -> np.ndarray:
     """net(obs) as an array, without building a graph (acting and TD targets need no gradient):
     obs (obs_dim,) -> (n_outputs,), or a batch (N, obs_dim) -> (N, n_outputs)."""
-    from autodiff import Tensor, no_grad      # local import: keep this module's top free of the engine
     obs = np.asarray(obs, dtype=np.float32)
     with no_grad():
         out = net(Tensor(obs if obs.ndim == 2 else obs[None])).data

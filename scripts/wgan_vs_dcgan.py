@@ -3,9 +3,11 @@
 
     python scripts/wgan_vs_dcgan.py --budget 120 --seeds 100-109 --out runs/wgan-vs-dcgan
 
-1. Seconds per iteration of both (their default configurations), measured in this process in alternating
-   rounds (so both see the same machine load); the iteration counts are budget / seconds per iteration.
-2. For each seed, `train.py dcgan` and `train.py wgan-gp` run side by side (two processes, same conditions).
+1. Seconds per iteration of both (their default configurations, one thread), measured in this process in
+   alternating rounds (so both see the same machine load); the iteration counts are budget / seconds per
+   iteration.
+2. For each seed, `train.py dcgan` and `train.py wgan-gp` run side by side, one thread each (two processes,
+   same conditions: a 2-core machine runs one seed's pair at a time).
 3. Every run's samples.npz is scored by scripts/compare_generative.py's classifier (Frechet distance, class
    entropy, classes covered by >= 2% of the samples); WGAN-GP's runs also report the Pearson correlation over
    their checkpoints of W_hat and the samples' Frechet distance.
@@ -31,7 +33,9 @@ from nets.harness import parse_seeds, strict_json  # noqa: E402
 def seconds_per_iteration(rounds: int = 3) -> dict:
     """Median over `rounds` alternating rounds of one timed iteration block per model (after a warm-up)."""
     import nets
+    from nets.threads import configure_threads
     from nets.data import load_mnist, to_signed
+    configure_threads(1)
     from nets.harness import stream
     import models.dcgan as dcgan
     import models.wgan_gp as wgan
@@ -59,7 +63,7 @@ def train_pair(seed: int, iterations: dict, out: str, quality_samples: int) -> d
     for model, count in iterations.items():
         folders[model] = os.path.join(out, f"{model}-{seed}")
         command = [sys.executable, os.path.join(HERE, "train.py"), model, "--iterations", str(count),
-                   "--seed", str(seed), "--out", folders[model]]
+                   "--seed", str(seed), "--threads", "1", "--out", folders[model]]
         if model == "wgan-gp":
             command += ["--quality-samples", str(quality_samples)]
         processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, env={**os.environ, "NO_PROGRESS": "1"}))
@@ -109,7 +113,7 @@ def main(argv=None) -> int:
             metrics = json.load(f)
         correlations.append(metrics["wasserstein_vs_frechet_correlation"])
         points += [(c["wasserstein_estimate"], c["frechet_distance"]) for c in metrics["checkpoints"]
-                   if "frechet_distance" in c]
+                   if "frechet_distance" in c and c["iteration"] > 0]       # a trained critic (cli/wgan_gp.py)
     from cli.wgan_gp import correlation
     result["models"]["wgan-gp"]["wasserstein_vs_frechet_correlation"] = {
         "per_run": correlations, **summary([c for c in correlations if c is not None]),

@@ -65,9 +65,9 @@ def test_the_check_fails_when_the_inner_gradient_is_taken_without_create_graph(m
         gradcheck(lambda *params: gradient_penalty(D, real, fake, e) + 0 * params[0].sum(), *D.parameters())
 
 
-def test_the_papers_settings_and_a_critic_without_sigmoid_or_batch_norm():
+def test_the_papers_settings_but_dcgans_learning_rate_and_a_critic_without_sigmoid_or_batch_norm():
     cfg = WGANGPConfig()
-    assert (cfg.n_critic, cfg.penalty, cfg.lr) == (5, 10.0, 1e-4)
+    assert (cfg.n_critic, cfg.penalty, cfg.lr) == (5, 10.0, 1e-3)
     nets.manual_seed(0)
     model = build(WGANGPConfig(hidden=8, d_channels=(2, 3), g_channels=(4, 2)))
     optimizer = build_optimizer(model, cfg)
@@ -122,6 +122,16 @@ def test_cli_writes_the_contract_files_and_the_quality_figure(tmp_path, monkeypa
     assert images.shape == (2000, 28, 28) and images.dtype == np.float32 and 0 <= images.min() <= images.max() <= 1
 
 
+def test_the_correlation_leaves_out_the_untrained_critic():
+    from cli.wgan_gp import trained_critic_correlation
+    checkpoints = [{"iteration": 0, "wasserstein_estimate": 0.0, "frechet_distance": 1700.0},
+                   *({"iteration": i, "wasserstein_estimate": w, "frechet_distance": f}
+                     for i, w, f in ((30, 26.0, 390.0), (60, 8.0, 340.0), (90, 5.0, 200.0), (120, 3.6, 140.0)))]
+    r = np.corrcoef([26.0, 8.0, 5.0, 3.6], [390.0, 340.0, 200.0, 140.0])[0, 1]
+    assert trained_critic_correlation(checkpoints) == pytest.approx(r) and r > 0.7
+    assert trained_critic_correlation(checkpoints[:3]) is None                    # 2 trained points: undefined
+
+
 def test_cli_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     import cli.dcgan as dcgan_cli
     import cli.wgan_gp as cli
@@ -159,7 +169,8 @@ def test_the_comparison_script_splits_one_budget_and_summarises_the_seeds(tmp_pa
         asked[seed] = iterations
         rng = np.random.default_rng(seed)
         folders = {m: fake_run(tmp_path / f"{m}-{seed}", m, rng.random((30, 28, 28))) for m in iterations}
-        checkpoints = [{"wasserstein_estimate": w, "frechet_distance": f} for w, f in ((3.0, 9.0), (2.0, 7.0))]
+        checkpoints = [{"iteration": i, "wasserstein_estimate": w, "frechet_distance": f}     # iteration 0: left out
+                       for i, w, f in ((0, 0.0, 20.0), (5, 3.0, 9.0), (10, 2.0, 7.0))]
         metrics = {"model": "wgan-gp", "wall_seconds": 1.0, "checkpoints": checkpoints,
                    "wasserstein_vs_frechet_correlation": 0.5 + seed / 100}
         (tmp_path / f"wgan-gp-{seed}" / "metrics.json").write_text(json_module.dumps(metrics))
