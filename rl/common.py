@@ -21,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 from autodiff import Tensor, no_grad
+from autodiff.backend import replaceable
 from nets.harness import hp, stream     # noqa: F401  (the agents import them from here)
 
 ENV_ID = "CartPole-v1"
@@ -117,6 +118,7 @@ def crossing_metrics(returns) -> dict:
     return metrics
 
 
+@replaceable("forward_no_grad")
 def forward_no_grad(net, obs) -> np.ndarray:
     """net(obs) as an array, without building a graph (acting and TD targets need no gradient):
     obs (obs_dim,) -> (n_outputs,), or a batch (N, obs_dim) -> (N, n_outputs)."""

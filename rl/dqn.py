@@ -101,15 +101,11 @@ class DQNConfig:
 
 
 # ==================================================================== the Q network
-class QNetwork(nets.Module):
-    """obs (N, obs_dim) -> Q values (N, n_actions): Linear-ReLU-...-Linear."""
+class QNetwork(nets.Sequential):
+    """obs (N, obs_dim) -> Q values (N, n_actions): Linear-ReLU-...-Linear (nets.mlp's layers)."""
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: tuple, rng=None):
-        super().__init__()
-        self.net = nets.mlp((obs_dim, *hidden, n_actions), rng=rng)
-
-    def forward(self, obs: Tensor) -> Tensor:
-        return self.net(obs)
+        super().__init__(*nets.mlp((obs_dim, *hidden, n_actions), rng=rng))
 
 
 # ==================================================================== acting
@@ -123,7 +119,7 @@ def select_action(q_net: QNetwork, obs, epsilon: float, rng: np.random.Generator
     """Epsilon-greedy: with probability epsilon a uniformly random action, otherwise argmax_a Q(obs, a).
     The random draw comes first and always happens, so the generator advances the same way whatever
     the network says (reproducible runs)."""
-    n_actions = q_net.net[-1].out_features
+    n_actions = q_net[-1].out_features
     if rng.random() < epsilon:
         return int(rng.integers(n_actions))
     return greedy_action(q_net, obs)

@@ -90,6 +90,30 @@ def test_fast_elementwise_ops_equal_the_reference(op):
         close(a, b)
 
 
+def test_an_acting_agents_forward_is_the_references_bit_for_bit():
+    """rl.common.forward_no_grad: the fast version (no Tensor per op) on every agent's kind of network, one
+    observation and a batch; a network with another layer is left to the reference."""
+    from autodiff.fast import taken
+    from rl.common import forward_no_grad
+    from rl.dqn import QNetwork
+    rng = np.random.default_rng(0)
+    networks = [nets.Sequential(nets.Linear(4, 32, rng=rng), nets.Tanh(), nets.Linear(32, 2, rng=rng)),
+                nets.mlp((4, 16, 16, 3), rng=rng), QNetwork(4, 2, (8, 8), rng=rng)]
+    for net in networks:
+        for obs in (rng.standard_normal(4), rng.standard_normal((5, 4)).astype(np.float32)):
+            with use_backend("fast"), taken() as seen:
+                fast = forward_no_grad(net, obs)
+            with use_backend("reference"):
+                reference = forward_no_grad(net, obs)
+            assert seen["forward_no_grad"] == 1
+            assert fast.dtype == reference.dtype == np.float32 and fast.shape == reference.shape
+            np.testing.assert_array_equal(fast, reference)
+    other = nets.Sequential(nets.Linear(4, 3, rng=rng), nets.Sigmoid())
+    with use_backend("fast"), taken() as seen:
+        forward_no_grad(other, np.ones(4))
+    assert seen["forward_no_grad"] == 0
+
+
 def test_batch_norm_eval_and_running_statistics_equal_the_reference():
     stats = {}
     for backend in ("fast", "reference"):

@@ -9,6 +9,7 @@ r"""The fast backend: faster versions of named ops of the reference engine, regi
     batch_norm (norm.py)                 norm.batch_norm                  BLAS channel sums; x_hat kept
     lstm_layer (nets/recurrent.py)       lstm.lstm_layer                  T steps as one hand-differentiated node
     Adam.step (nets/optim.py)            adam.adam_step                   in-place passes on cache-sized pieces
+    forward_no_grad (rl/common.py)       inference.forward_no_grad        no Tensor per op for an acting agent
 
 Each fast function's docstring names the reference it replaces and says why it computes the same thing;
 tests/test_fast.py compares each with its reference, forward and backward, on shapes that take it.
@@ -16,7 +17,7 @@ Loading this package also keeps freed memory in the process (memory.py). The eng
 (parallel.py) start when nets.threads.configure_threads gives it more than one.
 """
 from autodiff.backend import FAST_OPS
-from . import adam, conv, elementwise, lstm, memory, norm, pool
+from . import adam, conv, elementwise, inference, lstm, memory, norm, pool
 from .taken import taken  # noqa: F401  (tests: which fast kernels ran)
 
 FAST_OPS.update({
@@ -27,5 +28,6 @@ FAST_OPS.update({
     "batch_norm": norm.batch_norm,
     "lstm_layer": lstm.lstm_layer,
     "Adam.step": adam.adam_step,
+    "forward_no_grad": inference.forward_no_grad,
 })
 memory.keep_freed_memory()
