@@ -107,6 +107,10 @@ class QNetwork(nets.Sequential):
     def __init__(self, obs_dim: int, n_actions: int, hidden: tuple, rng=None):
         super().__init__(*nets.mlp((obs_dim, *hidden, n_actions), rng=rng))
 
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        """Also reads the checkpoints of earlier versions, whose QNetwork held its layers as `.net`."""
+        super().load_state_dict({key.removeprefix("net."): value for key, value in state.items()}, strict)
+
 
 # ==================================================================== acting
 def epsilon_at(step: int, cfg: DQNConfig) -> float:

@@ -152,6 +152,18 @@ def test_forward_without_a_graph_is_the_network_itself(rng):
     np.testing.assert_array_equal(out, q(Tensor(batch)).data)
 
 
+def test_a_q_network_reads_the_checkpoints_of_earlier_versions():
+    """QNetwork was a Module holding a Sequential as `.net`: its state had keys net.0.weight, ...; a run
+    saved then resumes now (and anything else is still refused)."""
+    nets.manual_seed(3)
+    q, copy = QNetwork(4, 2, (8,)), QNetwork(4, 2, (8,))
+    copy.load_state_dict({f"net.{key}": value for key, value in q.state_dict().items()})
+    for a, b in zip(q.parameters(), copy.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+    with pytest.raises(KeyError, match="unexpected keys"):
+        copy.load_state_dict({**q.state_dict(), "head.weight": np.zeros(2)})
+
+
 # ==================================================================== REINFORCE
 @pytest.mark.grades("policy_gradient_loss")
 def test_reinforce_gradient_matches_the_analytic_softmax_gradient(rng):
