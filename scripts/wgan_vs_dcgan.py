@@ -108,6 +108,11 @@ def main(argv=None) -> int:
         keys = ("frechet_distance", "class_entropy_bits", "classes_covered", "train_seconds")
         result["models"][model] = {key: summary([row[key] for row in rows]) for key in keys}
         result["models"][model]["runs_covering_8_or_more_classes"] = sum(row["classes_covered"] >= 8 for row in rows)
+    pairs = [(d["frechet_distance"], w["frechet_distance"]) for d, w in      # the same seed's two runs
+             zip([row for row in table["rows"] if row["model"] == "dcgan"],
+                 [row for row in table["rows"] if row["model"] == "wgan-gp"])]
+    result["paired"] = {"seeds": len(pairs), "wgan_gp_frechet_at_most_dcgans": sum(w <= d for d, w in pairs),
+                        "frechet_ratio_wgan_gp_to_dcgan": summary([w / d for d, w in pairs])}
     correlations, points = [], []
     for folder in runs["wgan-gp"]:
         with open(os.path.join(folder, "metrics.json")) as f:
@@ -121,7 +126,7 @@ def main(argv=None) -> int:
         "pooled": correlation(*zip(*points)) if points else None, "pooled_checkpoints": len(points)}
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(strict_json(result), f, indent=1)
-    print(json.dumps(result["models"], indent=1))
+    print(json.dumps({"models": result["models"], "paired": result["paired"]}, indent=1))
     return 0
 
 

@@ -188,5 +188,8 @@ def test_the_comparison_script_splits_one_budget_and_summarises_the_seeds(tmp_pa
                                                                 "max": max(scores)}
         covered = sum(row["classes_covered"] >= 8 for row in summary["runs"] if row["model"] == model)
         assert summary["models"][model]["runs_covering_8_or_more_classes"] == covered
+    by_seed = {(row["model"], row["run"][-1]): row["frechet_distance"] for row in summary["runs"]}
+    wins = sum(by_seed["wgan-gp", seed] <= by_seed["dcgan", seed] for seed in "12")
+    assert summary["paired"]["seeds"] == 2 and summary["paired"]["wgan_gp_frechet_at_most_dcgans"] == wins
     correlation = summary["models"]["wgan-gp"]["wasserstein_vs_frechet_correlation"]
     assert correlation["per_run"] == [0.51, 0.52] and correlation["pooled_checkpoints"] == 4
