@@ -42,14 +42,18 @@ def linear(x, weight, bias=None):
     if (xs.ndim != 2 or ws.ndim != 2 or xs.shape[1] != ws.shape[1] or xs.dtype != ws.dtype
             or bias is not None and (bias.data.shape != ws.shape[:1] or bias.data.dtype != xs.dtype)):
         return NotImplemented                                  # other shapes, promotions and errors: the reference
-    y = parallel.matmul(xs, ws.T)
-    if bias is not None:
-        y = y + bias.data
+    y = affine(xs, ws, None if bias is None else bias.data)
     out = Tensor._make(y, (x, weight) if bias is None else (x, weight, bias), "linear")
     out._backward = (lambda g, *inputs: parallel.matmul(g, inputs[1]),
                      lambda g, *inputs: parallel.matmul(g.T, inputs[0]),
                      lambda g, *inputs: g.sum(axis=0))
     return out
+
+
+def affine(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """x W^T (+ b) on arrays, computed as the fast matmul and the add compute it (bit for bit)."""
+    y = parallel.matmul(x, weight.T)
+    return y if bias is None else y + bias
 
 
 def _batch_ok(a: Tensor, b: Tensor) -> bool:

@@ -10,9 +10,11 @@ op are left out: for a 4-64-64-2 network on one observation they are most of the
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from . import parallel
+from .elementwise import affine
 from .taken import note
 
 
@@ -26,9 +28,7 @@ def forward_no_grad(net, obs):
     h = obs if obs.ndim == 2 else obs[None]
     for kind, layer in steps:
         if kind == "linear":
-            h = parallel.matmul(h, layer.weight.data.T)
-            if layer.bias is not None:
-                h = h + layer.bias.data
+            h = affine(h, layer.weight.data, None if layer.bias is None else layer.bias.data)
         elif kind == "relu":
             h = np.maximum(h, 0)
         else:
@@ -38,12 +38,19 @@ def forward_no_grad(net, obs):
 
 def _plain_steps(net) -> list | None:
     """[(kind, layer)] for a Sequential of float32 Linear, ReLU and Tanh layers, else None."""
-    import nets                                   # the agents' package; loaded whenever an agent runs
-    if type(net).forward is not nets.Sequential.forward:
+    sequential, kinds = _layer_kinds()
+    if type(net).forward is not sequential.forward:
         return None
-    kinds = {nets.Linear: "linear", nets.ReLU: "relu", nets.Tanh: "tanh"}
     steps = [(kinds.get(type(layer)), layer) for layer in net]
     if any(kind is None for kind, _ in steps) or any(
             kind == "linear" and layer.weight.data.dtype != np.float32 for kind, layer in steps):
         return None
     return steps
+
+
+@functools.cache
+def _layer_kinds() -> tuple:
+    """nets.Sequential and {layer class: kind}, looked up once (nets is the agents' package, loaded whenever
+    an agent runs; the engine does not import it)."""
+    import nets
+    return nets.Sequential, {nets.Linear: "linear", nets.ReLU: "relu", nets.Tanh: "tanh"}
