@@ -151,9 +151,8 @@ class _RNNBase(Module):
         """x W_ih^T + b_ih (+ b_hh) for all T steps in one matmul: (T, N, gates*H)."""
         weight_ih, _, bias_ih, bias_hh = self.weights(k)
         T, N, _ = x.shape
-        gx = x.reshape(T * N, x.shape[2]) @ weight_ih.T
-        if bias_ih is not None:
-            gx = gx + (bias_ih + bias_hh if self.bias_hh_in_gates else bias_ih)
+        bias = None if bias_ih is None else bias_ih + bias_hh if self.bias_hh_in_gates else bias_ih
+        gx = F.linear(x.reshape(T * N, x.shape[2]), weight_ih, bias)
         return gx.reshape(T, N, gx.shape[-1])
 
     # ---------------------------------------------------------------- layouts and states

@@ -70,6 +70,25 @@ def test_fast_kernel_equals_its_reference_forward_and_backward(kernel):
         close(a, b)
 
 
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 2)])
+def test_fast_max_pool_routes_ties_to_the_first_maximum(kernel, stride):
+    """Every pattern of ties in a window (each nonempty set of offsets holding the maximum, one channel
+    each): the gradient goes to the first offset in row-major order, in the fast version as in the reference."""
+    patterns = [[i for i in range(kernel * kernel) if mask >> i & 1] for mask in range(1, 2 ** (kernel * kernel))]
+    x = np.zeros((1, len(patterns), kernel, kernel))
+    for channel, offsets in enumerate(patterns):
+        x[0, channel].reshape(-1)[offsets] = 1.0
+    x = np.tile(x, (2, 1, 2, 2))                      # two images, 2 x 2 windows (overlapping ones for 3/2)
+    grads = []
+    for backend in ("fast", "reference"):
+        with use_backend(backend):
+            xt = Tensor(x, requires_grad=True)
+            F.max_pool2d(xt, kernel, stride).backward(np.random.default_rng(0).standard_normal(
+                F.max_pool2d(Tensor(x), kernel, stride).shape))
+        grads.append(xt.grad)
+    np.testing.assert_array_equal(grads[0], grads[1])
+
+
 @pytest.mark.parametrize("op", ["matmul", "linear", "linear without bias", "sigmoid", "tanh", "leaky_relu"])
 def test_fast_elementwise_ops_equal_the_reference(op):
     make = {"matmul": lambda rng: (lambda a, b: (a @ b.T, (a, b)))(t(rng, 5, 7), t(rng, 3, 7)),

@@ -35,16 +35,18 @@ def winograd_taken():
     assert calls, "the Winograd path was not taken"
 
 
-@pytest.mark.parametrize("m, r, points", [(2, 2, (0, 1)), (4, 2, winograd.POINTS[:4]), (2, 3, (0, 1, -1)),
-                                          (4, 3, (0, 1, -1, 2, -2)), (4, 5, winograd.POINTS)])
-def test_toom_cook_computes_the_correlation(m, r, points):
+@pytest.mark.parametrize("m, r, points, tol", [
+    (2, 2, (0, 1), 1e-12), (4, 2, winograd.POINTS[:4], 1e-12), (2, 3, (0, 1, -1), 1e-12),
+    (4, 3, (0, 1, -1, 2, -2), 1e-12), (4, 5, winograd.POINTS[:7], 1e-12),
+    (8, 5, winograd.POINTS, 1e-9)])            # the large tile rounds ~1e-10 in float64: float32 layers only
+def test_toom_cook_computes_the_correlation(m, r, points, tol):
     AT, G, BT = winograd.toom_cook(m, r, points)
     assert AT.shape == (m, m + r - 1) and G.shape == (m + r - 1, r) and BT.shape == (m + r - 1,) * 2
     rng = np.random.default_rng(m * 10 + r)
     for _ in range(5):
         d, g = rng.standard_normal(m + r - 1), rng.standard_normal(r)
         direct = np.array([sum(d[i + j] * g[j] for j in range(r)) for i in range(m)])
-        np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), direct, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), direct, rtol=tol, atol=tol)
 
 
 @st.composite
@@ -105,8 +107,9 @@ def test_winograd_gradcheck_rows_beyond_the_phases_and_one_input_only():
 def stride1_cases(draw):
     r = draw(st.sampled_from(sorted(k for k in winograd.TILE if k > 2)))    # 3x3 and 5x5
     padding = (draw(st.integers(0, r - 1)), draw(st.integers(0, r - 1)))
-    H = draw(st.integers(max(1, r + 3 - 2 * padding[0]), 11))     # output >= one tile
-    W = draw(st.integers(max(1, r + 3 - 2 * padding[1]), 11))
+    m = winograd.TILE[r]
+    H = draw(st.integers(max(1, r - 1 + m - 2 * padding[0]), r + 2 * m))     # output >= one tile
+    W = draw(st.integers(max(1, r - 1 + m - 2 * padding[1]), r + 2 * m))
     C_in, C_out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     return dict(N=draw(st.integers(1, 2)), C_in=C_in, C_out=C_out, w_shape=(C_out, C_in, r, r), H=H, W=W,
                 padding=padding, bias=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 16)))
@@ -147,6 +150,8 @@ def _float32_errors(op, x, w, g) -> list:
     ("conv_transpose2d 64 -> 64, k4 s2, 7x7 -> 14x14", lambda x, w: conv_transpose2d(x, w, stride=2, padding=1),
      (8, 64, 7, 7), (64, 64, 4, 4)),
     ("conv2d 32 -> 32, 5x5", lambda x, w: conv2d(x, w), (8, 32, 12, 12), (32, 32, 5, 5)),
+    ("conv2d 32 -> 48, 5x5, padding 1, partial tiles", lambda x, w: conv2d(x, w, padding=1), (4, 32, 15, 19),
+     (48, 32, 5, 5)),
     ("conv2d 64 -> 64, 3x3, padding 1", lambda x, w: conv2d(x, w, padding=1), (8, 64, 14, 14), (64, 64, 3, 3)),
 ])
 def test_winograd_float32_gradients_are_within_twice_im2cols_error(name, op, x_shape, w_shape):
@@ -181,6 +186,9 @@ def test_which_layers_take_the_winograd_path():
     assert not transposed((128, 64, 4, 4), dilation=(2, 1))
     assert not transposed((128, 64, 4, 4), grid=(2, 2, 2))     # a 1x1 input: less than one tile
     assert conv((64, 32, 5, 5)) and conv((64, 32, 3, 3)) and conv((16, 16, 3, 3), dtype=np.float64)
+    assert winograd.tile(5, np.float32) == 8 and winograd.tile(5, np.float64) == 4      # F(8, 5) in float64
+    assert not conv((64, 32, 5, 5), grid=(2, 7, 7))            # float32 5x5: less than one F(8, 5) tile
+    assert conv((64, 32, 5, 5), grid=(2, 4, 4), dtype=np.float64)
     assert not conv((16, 16, 4, 4))                            # 4x4 stride 1: no tile chosen for it
     assert not conv((32, 1, 5, 5))                             # one input channel
     assert not conv((64, 32, 7, 7))                            # kernel > 5: float32 accuracy

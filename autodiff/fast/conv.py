@@ -27,7 +27,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     (N, C_in, H, W), (C_out, _, KH, KW) = x.shape, w.shape
     OH, OW = _conv_size((H, W), (KH, KW), stride, padding, dilation)
     if winograd.applies(w.shape, stride, dilation, transposed=False, grid=(N, OH, OW), dtype=x.dtype):
-        return _winograd("conv2d", x, w, b, winograd.Plan(1, KH, N, C_in, C_out, H, W, *padding, OH, OW))
+        return _winograd("conv2d", x, w, b, winograd.Plan(1, KH, N, C_in, C_out, H, W, *padding, OH, OW,
+                                                                   winograd.tile(KH, x.dtype)))
     note("conv2d im2col")
     # the windows slide over the input image (H, W); their positions are the output grid (OH, OW)
     windows = layout.Windows(N, C_in, H, W, KH, KW, *stride, *padding, *dilation, OH, OW)
@@ -55,7 +56,8 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, dilati
     (N, C_in, H, W), (_, C_out, KH, KW) = x.shape, w.shape
     OH, OW = (_transposed_size(*a) for a in zip((H, W), (KH, KW), stride, padding, dilation, output_padding))
     if winograd.applies(w.shape, stride, dilation, transposed=True, grid=(N, H + 1, W + 1), dtype=x.dtype):
-        return _winograd("conv_transpose2d", x, w, b, winograd.Plan(2, 2, N, C_in, C_out, H, W, *padding, OH, OW))
+        return _winograd("conv_transpose2d", x, w, b, winograd.Plan(2, 2, N, C_in, C_out, H, W, *padding, OH, OW,
+                                                                   winograd.tile(2, x.dtype)))
     note("conv_transpose2d im2col")
     # The adjoint conv2d's windows slide over this op's OUTPUT image (OH, OW); their positions are
     # this op's input grid (H, W).

@@ -53,7 +53,9 @@ def linear(x, weight, bias=None):
 def affine(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """x W^T (+ b) on arrays, computed as the fast matmul and the add compute it (bit for bit)."""
     y = parallel.matmul(x, weight.T)
-    return y if bias is None else y + bias
+    if bias is not None:
+        y += bias                      # y is the product's own new array: adding in place saves a copy
+    return y
 
 
 def _batch_ok(a: Tensor, b: Tensor) -> bool:

@@ -50,15 +50,22 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     out = Tensor._make(best, (x,), "max_pool2d")
 
     def gradient(g, *inputs):
-        grad = np.zeros(image.shape, g.dtype)
         overlapping = stride[0] < kernel[0] or stride[1] < kernel[1]
+        tiled = stride == kernel and (size[0] * kernel[0], size[1] * kernel[1]) == image.shape[2:]
+        grad = (np.empty if tiled else np.zeros)(image.shape, g.dtype)   # tiled: every pixel written below
+        last = kernel[0] * kernel[1] - 1
 
         def backward(lo, hi):
-            taken = np.zeros(best[lo:hi].shape, bool)          # windows already routed to a maximum
-            for view, target in zip(_offsets(image[lo:hi], kernel, stride, size),
-                                    _offsets(grad[lo:hi], kernel, stride, size)):
-                is_first_max = (view == best[lo:hi]) & ~taken
-                taken |= is_first_max
+            taken = None                                       # windows already routed to a maximum
+            for k, (view, target) in enumerate(zip(_offsets(image[lo:hi], kernel, stride, size),
+                                                   _offsets(grad[lo:hi], kernel, stride, size))):
+                is_first_max = np.equal(view, best[lo:hi])
+                if taken is not None:                          # a maximum and not taken: True > False
+                    np.greater(is_first_max, taken, out=is_first_max)
+                if taken is None:
+                    taken = is_first_max.copy()
+                elif k < last:
+                    taken |= is_first_max
                 if overlapping:                                # += : overlapping windows add
                     np.add(target, g[lo:hi] * is_first_max, out=target)
                 else:                                          # each pixel in one window at most

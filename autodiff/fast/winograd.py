@@ -1,5 +1,5 @@
 r"""Winograd's minimal filtering: conv2d (stride 1, kernel 3x3 or 5x5) and conv_transpose2d (kernel 4x4,
-stride 2) with 1.8-6x fewer multiplications than im2col's product, the same results up to rounding. Used
+stride 2) with 1.8-11x fewer multiplications than im2col's product, the same results up to rounding. Used
 by autodiff/fast/conv.py (which replaces autodiff/conv.py's conv2d and conv_transpose2d) for layers with
 >= MIN_CHANNELS channels each way.
 
@@ -30,9 +30,12 @@ more the larger the tile. So the tile size m is chosen per r for float32 gradien
 measures it): r = 3 (3x3 conv2d): F(2, 3), points 0, +-1, inf (4 multiplications per output, not 9), with
 the weight gradient's product (a sum over every tile of the batch) in float64; r = 2 (conv_transpose2d's
 phases): F(3, 2), the same points (16 per 9 outputs of a phase, not 4 per output); r = 5 (5x5 conv2d):
-F(4, 5) is the smallest tile whose overlap (r - 1) fits and too inaccurate in float32, so float32 layers
-compute it in float64 (`WORK_IN_FLOAT64`: 4 float64 multiplications per output against im2col's 25 float32
-ones). Images are channel last (N, H, W, C) here.
+every tile is too inaccurate in float32 (F(2, 5) to F(4, 5): 9-20x im2col's error), so float32 layers
+compute in float64 (`WORK_IN_FLOAT64`), where rounding is 1e9 times smaller and a large tile costs no
+float32 accuracy: F(8, 5), points 0, +-1, +-1/2, +-2, +-1/4, +-4, inf (144 float64 multiplications per 64
+outputs against im2col's 25 float32 ones per output; errors under 0.3x im2col's: the final float32 rounding;
+1.5-1.9x faster than F(4, 5) in float64 on DCGAN's 32 -> 64 layer). float64 layers keep F(4, 5): F(8, 5)'s
+relative error, ~1e-10, would show in float64 gradient checks. Images are channel last (N, H, W, C) here.
 """
 from __future__ import annotations
 
@@ -46,9 +49,9 @@ from . import parallel
 from .im2col import scratch
 
 TILE = {2: 3, 3: 2, 5: 4}                  # r -> m, outputs per tile each way (see Accuracy)
-WORK_IN_FLOAT64 = {5}                      # r whose float32 layers run the products in float64
+WORK_IN_FLOAT64 = {5: 8}                   # r -> m for float32 layers run in float64 (transforms, products)
 WEIGHT_GRADIENT_IN_FLOAT64 = {3}           # r whose weight gradient's product (a long sum) runs in float64
-POINTS = (0, 1, -1, 0.5, -0.5, 2, -2)      # the first a - 1 of them, and infinity
+POINTS = (0, 1, -1, 0.5, -0.5, 2, -2, 0.25, -0.25, 4, -4)      # the first a - 1 of them, and infinity
 MIN_CHANNELS = 16                          # fewer input or output channels: im2col is faster
 CHUNK = 8192                               # a transform runs over this many columns at a time (cache)
 
@@ -77,9 +80,13 @@ class Algorithm(NamedTuple):
     G: np.ndarray                          # (a, r)
 
 
+def tile(r: int, dtype) -> int:
+    """m, outputs per tile each way, for an r-tap layer of this dtype (see Accuracy)."""
+    return WORK_IN_FLOAT64[r] if r in WORK_IN_FLOAT64 and np.dtype(dtype) == np.float32 else TILE[r]
+
+
 @functools.lru_cache(maxsize=None)
-def algorithm(r: int) -> Algorithm:
-    m = TILE[r]
+def algorithm(r: int, m: int) -> Algorithm:
     AT, G, BT = toom_cook(m, r, POINTS[:m + r - 2])
     return Algorithm(r, m, m + r - 1, BT, AT, G)
 
@@ -97,10 +104,7 @@ class Plan(NamedTuple):
     pw: int
     OH: int
     OW: int
-
-    @property
-    def m(self) -> int:                    # outputs per tile, each way
-        return TILE[self.r]
+    m: int                                 # outputs per tile, each way: tile(r, dtype)
 
     @property
     def tiles(self) -> tuple:              # (TH, TW): tiles of m rows cover the rows to compute
@@ -154,7 +158,7 @@ def applies(w_shape: tuple, stride: tuple, dilation: tuple, transposed: bool, gr
     else:
         r = KH if KH == KW and KH in (3, 5) and tuple(stride) == (1, 1) else None   # 2x2 gains too little
     return (r is not None and tuple(dilation) == (1, 1) and min(C_in, C_out) >= MIN_CHANNELS
-            and grid[0] >= 1 and min(grid[1:]) >= TILE[r] and np.dtype(dtype) in (np.float32, np.float64))
+            and grid[0] >= 1 and min(grid[1:]) >= tile(r, dtype) and np.dtype(dtype) in (np.float32, np.float64))
 
 
 def work_dtype(plan: "Plan", dtype) -> np.dtype:
@@ -179,14 +183,14 @@ def _taps(w: np.ndarray, plan: Plan) -> np.ndarray:
 
 def kernel_transform(w: np.ndarray, plan: Plan) -> np.ndarray:
     """U = (G (x) G) taps: (a^2, C_in, K)."""
-    alg = algorithm(plan.r)
+    alg = algorithm(plan.r, plan.m)
     taps = _taps(w, plan).reshape(plan.r ** 2, -1)
     return _transform_on_threads(alg.G, taps).reshape(alg.alpha ** 2, plan.C_in, -1)
 
 
 def kernel_transform_adjoint(dU: np.ndarray, plan: Plan, w_shape: tuple) -> np.ndarray:
     """dL/dw from dL/dU: dtaps = (G (x) G)^T dU, put back where _taps took each tap from."""
-    alg = algorithm(plan.r)
+    alg = algorithm(plan.r, plan.m)
     dtaps = _transform_on_threads(alg.G.T, dU.reshape(alg.alpha ** 2, -1))
     dw = np.empty(w_shape, dU.dtype)
     target = _taps(dw, plan)
@@ -198,7 +202,7 @@ def kernel_transform_adjoint(dU: np.ndarray, plan: Plan, w_shape: tuple) -> np.n
 def _tile_view(image: np.ndarray, plan: Plan) -> np.ndarray:
     """(n, Hp, Wp, C) images -> their (a, a, n, TH, TW, C) overlapping tiles, a view (writes to it reach
     the images; tiles overlap by r - 1 rows and columns)."""
-    alpha, (TH, TW) = algorithm(plan.r).alpha, plan.tiles
+    alpha, (TH, TW) = algorithm(plan.r, plan.m).alpha, plan.tiles
     sn, sh, sw, sc = image.strides
     return as_strided(image, (alpha, alpha, image.shape[0], TH, TW, image.shape[3]),
                       (sh, sw, sn, plan.m * sh, plan.m * sw, sc))
@@ -247,7 +251,7 @@ def _by_images(step, plan: Plan, channels: int) -> None:
     def steps(lo, hi):
         for start in range(lo, hi, per_step):
             step(start, min(start + per_step, hi))
-    parallel.for_blocks(steps, plan.N, work=plan.T * channels * algorithm(plan.r).alpha ** 2)
+    parallel.for_blocks(steps, plan.N, work=plan.T * channels * algorithm(plan.r, plan.m).alpha ** 2)
 
 
 # ==================================================================== forward and backward
@@ -255,7 +259,7 @@ def forward(x: np.ndarray, U: np.ndarray, plan: Plan) -> tuple:
     """The layer's output (N, C_out, OH, OW) from x (N, C_in, H, W) and U -> (out, V); V is kept for
     the weight gradient. The transforms run image block by image block (`_by_images`) around the
     a^2 products, which run on the whole batch."""
-    alg, per_image = algorithm(plan.r), plan.tiles_per_image
+    alg, per_image = algorithm(plan.r, plan.m), plan.tiles_per_image
     points, K = alg.alpha ** 2, U.shape[2]
     V = np.empty((points, plan.T, plan.C_in), x.dtype)
 
@@ -284,7 +288,7 @@ def forward(x: np.ndarray, U: np.ndarray, plan: Plan) -> tuple:
 
 def backward(g: np.ndarray, V: np.ndarray, U: np.ndarray, plan: Plan, need_x: bool, need_U: bool) -> tuple:
     """dL/dx (N, C_in, H, W) and dL/dU (a^2, C_in, K) from g = dL/dout (N, C_out, OH, OW)."""
-    alg, per_image, (TH, TW) = algorithm(plan.r), plan.tiles_per_image, plan.tiles
+    alg, per_image, (TH, TW) = algorithm(plan.r, plan.m), plan.tiles_per_image, plan.tiles
     points, K = alg.alpha ** 2, U.shape[2]
     dM = scratch.get("winograd M", (points, plan.T, K), g.dtype)
     rows, cols = plan.computed
