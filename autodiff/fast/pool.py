@@ -60,12 +60,12 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
             for k, (view, target) in enumerate(zip(_offsets(image[lo:hi], kernel, stride, size),
                                                    _offsets(grad[lo:hi], kernel, stride, size))):
                 is_first_max = np.equal(view, best[lo:hi])
-                if taken is not None:                          # a maximum and not taken: True > False
-                    np.greater(is_first_max, taken, out=is_first_max)
                 if taken is None:
                     taken = is_first_max.copy()
-                elif k < last:
-                    taken |= is_first_max
+                else:                                          # a maximum and not taken: True > False
+                    np.greater(is_first_max, taken, out=is_first_max)
+                    if k < last:
+                        taken |= is_first_max
                 if overlapping:                                # += : overlapping windows add
                     np.add(target, g[lo:hi] * is_first_max, out=target)
                 else:                                          # each pixel in one window at most
