@@ -107,6 +107,10 @@ class Plan(NamedTuple):
     m: int                                 # outputs per tile, each way: tile(r, dtype)
 
     @property
+    def alg(self) -> Algorithm:            # the tile's matrices
+        return algorithm(self.r, self.m)
+
+    @property
     def tiles(self) -> tuple:              # (TH, TW): tiles of m rows cover the rows to compute
         rows, cols = (self.OH, self.OW) if self.phases == 1 else (self.H + 1, self.W + 1)
         return -(-rows // self.m), -(-cols // self.m)
@@ -183,14 +187,14 @@ def _taps(w: np.ndarray, plan: Plan) -> np.ndarray:
 
 def kernel_transform(w: np.ndarray, plan: Plan) -> np.ndarray:
     """U = (G (x) G) taps: (a^2, C_in, K)."""
-    alg = algorithm(plan.r, plan.m)
+    alg = plan.alg
     taps = _taps(w, plan).reshape(plan.r ** 2, -1)
     return _transform_on_threads(alg.G, taps).reshape(alg.alpha ** 2, plan.C_in, -1)
 
 
 def kernel_transform_adjoint(dU: np.ndarray, plan: Plan, w_shape: tuple) -> np.ndarray:
     """dL/dw from dL/dU: dtaps = (G (x) G)^T dU, put back where _taps took each tap from."""
-    alg = algorithm(plan.r, plan.m)
+    alg = plan.alg
     dtaps = _transform_on_threads(alg.G.T, dU.reshape(alg.alpha ** 2, -1))
     dw = np.empty(w_shape, dU.dtype)
     target = _taps(dw, plan)
@@ -202,7 +206,7 @@ def kernel_transform_adjoint(dU: np.ndarray, plan: Plan, w_shape: tuple) -> np.n
 def _tile_view(image: np.ndarray, plan: Plan) -> np.ndarray:
     """(n, Hp, Wp, C) images -> their (a, a, n, TH, TW, C) overlapping tiles, a view (writes to it reach
     the images; tiles overlap by r - 1 rows and columns)."""
-    alpha, (TH, TW) = algorithm(plan.r, plan.m).alpha, plan.tiles
+    alpha, (TH, TW) = plan.alg.alpha, plan.tiles
     sn, sh, sw, sc = image.strides
     return as_strided(image, (alpha, alpha, image.shape[0], TH, TW, image.shape[3]),
                       (sh, sw, sn, plan.m * sh, plan.m * sw, sc))
@@ -251,7 +255,7 @@ def _by_images(step, plan: Plan, channels: int) -> None:
     def steps(lo, hi):
         for start in range(lo, hi, per_step):
             step(start, min(start + per_step, hi))
-    parallel.for_blocks(steps, plan.N, work=plan.T * channels * algorithm(plan.r, plan.m).alpha ** 2)
+    parallel.for_blocks(steps, plan.N, work=plan.T * channels * plan.alg.alpha ** 2)
 
 
 # ==================================================================== forward and backward
@@ -259,7 +263,7 @@ def forward(x: np.ndarray, U: np.ndarray, plan: Plan) -> tuple:
     """The layer's output (N, C_out, OH, OW) from x (N, C_in, H, W) and U -> (out, V); V is kept for
     the weight gradient. The transforms run image block by image block (`_by_images`) around the
     a^2 products, which run on the whole batch."""
-    alg, per_image = algorithm(plan.r, plan.m), plan.tiles_per_image
+    alg, per_image = plan.alg, plan.tiles_per_image
     points, K = alg.alpha ** 2, U.shape[2]
     V = np.empty((points, plan.T, plan.C_in), x.dtype)
 
@@ -288,7 +292,7 @@ def forward(x: np.ndarray, U: np.ndarray, plan: Plan) -> tuple:
 
 def backward(g: np.ndarray, V: np.ndarray, U: np.ndarray, plan: Plan, need_x: bool, need_U: bool) -> tuple:
     """dL/dx (N, C_in, H, W) and dL/dU (a^2, C_in, K) from g = dL/dout (N, C_out, OH, OW)."""
-    alg, per_image, (TH, TW) = algorithm(plan.r, plan.m), plan.tiles_per_image, plan.tiles
+    alg, per_image, (TH, TW) = plan.alg, plan.tiles_per_image, plan.tiles
     points, K = alg.alpha ** 2, U.shape[2]
     dM = scratch.get("winograd M", (points, plan.T, K), g.dtype)
     rows, cols = plan.computed
